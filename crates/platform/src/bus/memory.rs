@@ -1,0 +1,804 @@
+//! The in-process bus of the embedded mode, with the semantics of [`super::amqp::AmqpBus`]:
+//! topic routing to every bound queue, per-queue FIFO, prefetch, acknowledgements, delayed
+//! retries, a delivery limit counting crashes and retries alike, dead-letter queues, and an
+//! unroutable queue so that nothing published vanishes.
+//!
+//! [`MemoryBus::new`] keeps messages in memory only. [`MemoryBus::durable`] also keeps every
+//! queued message as a row of `pos_bus_messages` in the service's database, written before
+//! `publish` returns (its "confirm"), so a process killed at any moment loses nothing: on the
+//! next start the rows are loaded and delivered again. One process per database: the rows are
+//! the truth, the in-memory queues are their index.
+//!
+//! Ordering: a queue hands out messages by (available-at, sequence), so new messages are FIFO,
+//! a message returned unsettled keeps its place, and a retried message joins the tail when its
+//! delay has passed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::DateTime;
+use futures::stream::{self, BoxStream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokio::sync::Notify;
+
+use super::{
+    Bus, BusError, Delivery, Disposition, Envelope, HEADER_DEATH_REASON, HEADER_RETRY_COUNT,
+    QueueSpec, Settle,
+};
+use crate::db::{Db, Dialect, RowExt, now_micros};
+
+/// Where messages go when no queue binds their routing key; named like the AMQP adapter's
+/// unroutable queue for the default `pos.events` exchange.
+pub const UNROUTABLE_QUEUE: &str = "pos.events.unroutable";
+
+/// The in-process bus. Dropping it (or [`MemoryBus::close`]) ends every consume stream.
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+impl Default for MemoryBus {
+    fn default() -> MemoryBus {
+        MemoryBus::new()
+    }
+}
+
+impl MemoryBus {
+    /// A volatile bus: everything queued is lost with the process.
+    pub fn new() -> MemoryBus {
+        MemoryBus {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::new()),
+                store: None,
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A bus whose queues live in `db` (tables `pos_bus_queues` and `pos_bus_messages`, created
+    /// when missing, outside the platform migrations). Loads the queues declared and the messages
+    /// pending when the previous process stopped; messages that were in flight are delivered
+    /// again, counted as redeliveries.
+    pub async fn durable(db: Db) -> Result<MemoryBus, BusError> {
+        let store = Store { db };
+        store.init().await.map_err(store_error)?;
+        let specs = store.load_specs().await.map_err(store_error)?;
+        let messages = store.load_messages().await.map_err(store_error)?;
+        let mut state = State::new();
+        for spec in specs {
+            state.declare(spec);
+        }
+        let pending = messages.len();
+        for (queue, message) in messages {
+            state.next_id = state.next_id.max(message.id + 1);
+            state.queue(&queue).push(message);
+        }
+        tracing::info!(
+            queues = state.queues.len(),
+            pending,
+            "memory bus loaded from database"
+        );
+        Ok(MemoryBus {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                store: Some(store),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The queue receiving messages that no binding matched.
+    pub fn unroutable_queue(&self) -> &str {
+        UNROUTABLE_QUEUE
+    }
+
+    /// Ends every consume stream; later calls fail with [`BusError::Closed`]. Deliveries already
+    /// handed out can still be settled.
+    pub async fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Drop for MemoryBus {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    store: Option<Store>,
+    closed: AtomicBool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a queue half-updated (every update is a
+        // single insert or remove), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for queue in self.lock().queues.values() {
+            queue.signal.notify_waiters();
+        }
+    }
+
+    fn ensure_open(&self) -> Result<(), BusError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Message {
+    id: i64,
+    envelope: Envelope,
+    /// Deliveries of this message that ended unsettled (dropped, or the process died).
+    redeliveries: u32,
+    /// Microseconds since the Unix epoch; later than now while a retry waits.
+    available_at: i64,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// The consumer's spec; `None` for dead-letter and unroutable queues, which bind nothing.
+    spec: Option<QueueSpec>,
+    ready: BTreeMap<(i64, i64), Message>,
+    unacked: HashMap<i64, Message>,
+    /// Wakes consumers when a message arrives or a prefetch slot frees up.
+    signal: Arc<Notify>,
+}
+
+impl Queue {
+    fn push(&mut self, message: Message) {
+        self.ready
+            .insert((message.available_at, message.id), message);
+        self.signal.notify_waiters();
+    }
+
+    fn due(&self, now: i64) -> usize {
+        self.ready.range(..=(now, i64::MAX)).count()
+    }
+}
+
+struct State {
+    queues: HashMap<String, Queue>,
+    next_id: i64,
+    /// The latest publish time handed out: publish times never go back, even if the clock does,
+    /// so FIFO order holds.
+    last_publish: i64,
+}
+
+impl State {
+    fn new() -> State {
+        let mut state = State {
+            queues: HashMap::new(),
+            next_id: 1,
+            last_publish: 0,
+        };
+        state.queue(UNROUTABLE_QUEUE);
+        state
+    }
+
+    fn publish_time(&mut self) -> i64 {
+        self.last_publish = now_micros().max(self.last_publish);
+        self.last_publish
+    }
+
+    fn queue(&mut self, name: &str) -> &mut Queue {
+        self.queues.entry(name.to_owned()).or_default()
+    }
+
+    fn declare(&mut self, spec: QueueSpec) {
+        self.queue(&spec.dead_letter_queue());
+        let name = spec.name.clone();
+        self.queue(&name).spec = Some(spec);
+    }
+
+    /// Every queue bound to `routing_key`, or the unroutable queue.
+    fn route(&self, routing_key: &str) -> Vec<String> {
+        let mut targets: Vec<String> = self
+            .queues
+            .iter()
+            .filter(|(_, queue)| {
+                queue.spec.as_ref().is_some_and(|spec| {
+                    spec.bindings
+                        .iter()
+                        .any(|b| super::topic_matches(b, routing_key))
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if targets.is_empty() {
+            targets.push(UNROUTABLE_QUEUE.to_owned());
+        }
+        targets
+    }
+}
+
+#[async_trait]
+impl Bus for MemoryBus {
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>> {
+        if self.inner.ensure_open().is_err() {
+            return envelopes.iter().map(|_| Err(BusError::Closed)).collect();
+        }
+        let rows: Vec<(String, Message)> = {
+            let mut state = self.inner.lock();
+            let now = state.publish_time();
+            let mut rows = Vec::new();
+            for envelope in envelopes {
+                for queue in state.route(&envelope.routing_key) {
+                    let id = state.next_id;
+                    state.next_id += 1;
+                    rows.push((
+                        queue,
+                        Message {
+                            id,
+                            envelope: envelope.clone(),
+                            redeliveries: 0,
+                            available_at: now,
+                        },
+                    ));
+                }
+            }
+            rows
+        };
+        if let Some(store) = &self.inner.store
+            && let Err(error) = store.insert(&rows).await
+        {
+            tracing::warn!(%error, count = envelopes.len(), "memory bus could not store published messages");
+            return envelopes.iter().map(|_| Err(store_error(&error))).collect();
+        }
+        let mut state = self.inner.lock();
+        for (queue, message) in rows {
+            if queue == UNROUTABLE_QUEUE {
+                tracing::warn!(routing_key = %message.envelope.routing_key, message_id = %message.envelope.message_id, "no queue bound; message kept in the unroutable queue");
+            }
+            state.queue(&queue).push(message);
+        }
+        envelopes.iter().map(|_| Ok(())).collect()
+    }
+
+    async fn declare(&self, spec: &QueueSpec) -> Result<(), BusError> {
+        self.inner.ensure_open()?;
+        if let Some(store) = &self.inner.store {
+            store.save_spec(spec).await.map_err(store_error)?;
+        }
+        self.inner.lock().declare(spec.clone());
+        Ok(())
+    }
+
+    async fn consume(&self, spec: &QueueSpec) -> Result<BoxStream<'static, Delivery>, BusError> {
+        self.declare(spec).await?;
+        let consumer = Consumer {
+            inner: self.inner.clone(),
+            queue: spec.name.clone(),
+            dead_letter_queue: spec.dead_letter_queue(),
+            prefetch: usize::from(spec.prefetch),
+            delivery_limit: spec.delivery_limit.max(1),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        };
+        Ok(stream::unfold(consumer, |consumer| async move {
+            let delivery = consumer.next().await?;
+            Some((delivery, consumer))
+        })
+        .boxed())
+    }
+
+    async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {
+        let state = self.inner.lock();
+        let queue = state
+            .queues
+            .get(queue)
+            .ok_or_else(|| BusError::Other(format!("queue {queue} does not exist")))?;
+        Ok(queue.due(now_micros()) as u64)
+    }
+
+    async fn drain_dead_letters(
+        &self,
+        spec: &QueueSpec,
+        max: usize,
+    ) -> Result<Vec<Envelope>, BusError> {
+        let dead_letter_queue = spec.dead_letter_queue();
+        let taken: Vec<Message> = {
+            let mut state = self.inner.lock();
+            let Some(queue) = state.queues.get_mut(&dead_letter_queue) else {
+                return Ok(Vec::new());
+            };
+            std::iter::from_fn(|| queue.ready.pop_first().map(|(_, message)| message))
+                .take(max)
+                .collect()
+        };
+        if let Some(store) = &self.inner.store {
+            let ids: Vec<i64> = taken.iter().map(|m| m.id).collect();
+            if let Err(error) = store.delete(&ids).await {
+                let mut state = self.inner.lock();
+                let queue = state.queue(&dead_letter_queue);
+                for message in taken {
+                    queue.push(message);
+                }
+                return Err(store_error(error));
+            }
+        }
+        Ok(taken.into_iter().map(|m| m.envelope).collect())
+    }
+}
+
+/// One consume stream: a competing consumer of its queue with its own prefetch.
+struct Consumer {
+    inner: Arc<Inner>,
+    queue: String,
+    dead_letter_queue: String,
+    /// 0 means unlimited, as in AMQP.
+    prefetch: usize,
+    delivery_limit: u32,
+    in_flight: Arc<AtomicUsize>,
+}
+
+enum Next {
+    Take(Message),
+    Until(i64),
+    Signal,
+}
+
+impl Consumer {
+    async fn next(&self) -> Option<Delivery> {
+        loop {
+            let signal = self.inner.lock().queue(&self.queue).signal.clone();
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            // Registered before looking at the queue, so a push in between still wakes us.
+            notified.as_mut().enable();
+            if self.inner.closed.load(Ordering::SeqCst) {
+                return None;
+            }
+            let now = now_micros();
+            let next = {
+                let mut state = self.inner.lock();
+                let queue = state.queue(&self.queue);
+                if self.prefetch > 0 && self.in_flight.load(Ordering::SeqCst) >= self.prefetch {
+                    Next::Signal
+                } else {
+                    match queue.ready.first_key_value().map(|(key, _)| *key) {
+                        Some((at, _)) if at <= now => {
+                            let (_, message) = queue.ready.pop_first().expect("first entry exists");
+                            queue.unacked.insert(message.id, message.clone());
+                            self.in_flight.fetch_add(1, Ordering::SeqCst);
+                            Next::Take(message)
+                        }
+                        Some((at, _)) => Next::Until(at),
+                        None => Next::Signal,
+                    }
+                }
+            };
+            match next {
+                Next::Take(message) => {
+                    if let Some(delivery) = self.deliver(message).await {
+                        return Some(delivery);
+                    }
+                }
+                Next::Until(at) => {
+                    let wait = Duration::from_micros(u64::try_from(at - now).unwrap_or(0));
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Next::Signal => notified.await,
+            }
+        }
+    }
+
+    /// Turns a message taken off the queue into a delivery, or dead-letters it when it has used
+    /// up its attempts (retries made plus deliveries that ended unsettled).
+    async fn deliver(&self, message: Message) -> Option<Delivery> {
+        // Made first: if this future is dropped (the stream was), the guard puts the message back.
+        let mut settle = Box::new(MemorySettle {
+            inner: self.inner.clone(),
+            queue: self.queue.clone(),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+            id: message.id,
+            redeliveries: message.redeliveries,
+            delivery_limit: self.delivery_limit,
+            in_flight: self.in_flight.clone(),
+            handed_out: false,
+            settled: false,
+        });
+        if let Some(store) = &self.inner.store {
+            // Counted before the handler runs, so a message that kills the process every time it
+            // is handled still reaches its delivery limit; settling restores the count.
+            if let Err(error) = store.count_delivery(message.id).await {
+                tracing::warn!(%error, queue = %self.queue, "memory bus could not record a delivery attempt");
+            }
+        }
+        let attempt = message.envelope.retry_count() + message.redeliveries + 1;
+        if attempt > self.delivery_limit {
+            tracing::warn!(queue = %self.queue, message_id = %message.envelope.message_id, attempt, "delivery limit reached; dead-lettering");
+            let reason = format!("delivery limit of {} reached", self.delivery_limit);
+            if let Err(error) = settle.dead_letter(reason).await {
+                tracing::warn!(%error, queue = %self.queue, "memory bus could not dead-letter a message");
+            }
+            return None;
+        }
+        settle.handed_out = true;
+        Some(Delivery::new(
+            message.envelope,
+            message.redeliveries,
+            settle,
+        ))
+    }
+}
+
+struct MemorySettle {
+    inner: Arc<Inner>,
+    queue: String,
+    dead_letter_queue: String,
+    id: i64,
+    redeliveries: u32,
+    delivery_limit: u32,
+    in_flight: Arc<AtomicUsize>,
+    /// Whether a handler got it: only then does dropping it count as a redelivery.
+    handed_out: bool,
+    settled: bool,
+}
+
+impl MemorySettle {
+    /// The message as delivered, still held in the queue's unacknowledged set.
+    fn message(&self) -> Result<Message, BusError> {
+        let mut state = self.inner.lock();
+        state
+            .queue(&self.queue)
+            .unacked
+            .get(&self.id)
+            .cloned()
+            .ok_or_else(|| BusError::Other("delivery is no longer held".to_owned()))
+    }
+
+    /// Releases the delivery's hold on the queue and its consumer's prefetch slot.
+    fn release(&mut self, state: &mut State) -> Option<Message> {
+        self.settled = true;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let queue = state.queue(&self.queue);
+        queue.signal.notify_waiters();
+        queue.unacked.remove(&self.id)
+    }
+
+    async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
+        if let Some(store) = &self.inner.store {
+            store.delete(&[self.id]).await.map_err(store_error)?;
+        }
+        let inner = self.inner.clone();
+        self.release(&mut inner.lock());
+        Ok(())
+    }
+
+    async fn retry(mut self: Box<Self>, delay: Duration, reason: String) -> Result<(), BusError> {
+        let mut message = self.message()?;
+        let retries = message.envelope.retry_count();
+        if retries + self.redeliveries + 1 >= self.delivery_limit {
+            let reason = format!(
+                "{reason} (delivery limit of {} reached)",
+                self.delivery_limit
+            );
+            return self.dead_letter(reason).await;
+        }
+        message
+            .envelope
+            .headers
+            .insert(HEADER_RETRY_COUNT.to_owned(), (retries + 1).to_string());
+        message.available_at =
+            now_micros().saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX));
+        if let Some(store) = &self.inner.store {
+            store.retry(&message).await.map_err(store_error)?;
+        }
+        tracing::debug!(queue = %self.queue, message_id = %message.envelope.message_id, retry = retries + 1, delay_ms = delay.as_millis() as u64, %reason, "delivery scheduled for retry");
+        let inner = self.inner.clone();
+        let mut state = inner.lock();
+        self.release(&mut state);
+        state.queue(&self.queue).push(message);
+        Ok(())
+    }
+
+    async fn dead_letter(mut self: Box<Self>, reason: String) -> Result<(), BusError> {
+        let mut message = self.message()?;
+        message
+            .envelope
+            .headers
+            .insert(HEADER_DEATH_REASON.to_owned(), reason);
+        message.redeliveries = 0;
+        message.available_at = now_micros();
+        if let Some(store) = &self.inner.store {
+            store
+                .dead_letter(&message, &self.dead_letter_queue)
+                .await
+                .map_err(store_error)?;
+        }
+        let inner = self.inner.clone();
+        let mut state = inner.lock();
+        self.release(&mut state);
+        state.queue(&self.dead_letter_queue).push(message);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Settle for MemorySettle {
+    async fn settle(
+        self: Box<Self>,
+        _envelope: &Envelope,
+        disposition: Disposition,
+    ) -> Result<(), BusError> {
+        match disposition {
+            Disposition::Ack => self.ack().await,
+            Disposition::Retry { delay, reason } => self.retry(delay, reason).await,
+            Disposition::DeadLetter { reason } => self.dead_letter(reason).await,
+        }
+    }
+}
+
+impl Drop for MemorySettle {
+    /// Unsettled: back to its place in the queue, one redelivery more, as after a crash. The
+    /// durable row already counts this delivery (see `Consumer::deliver`).
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut state = self.inner.lock();
+        let queue = state.queue(&self.queue);
+        if let Some(mut message) = queue.unacked.remove(&self.id) {
+            if self.handed_out {
+                message.redeliveries += 1;
+            }
+            queue.push(message);
+        } else {
+            queue.signal.notify_waiters();
+        }
+    }
+}
+
+fn store_error(error: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(format!("bus store: {error}"))
+}
+
+/// The durable bus's tables. Kept apart from the platform migrations because only the embedded
+/// mode uses them; `CREATE TABLE IF NOT EXISTS` is their whole schema history so far.
+struct Store {
+    db: Db,
+}
+
+/// A declared queue as stored: enough to route and limit deliveries after a restart, before its
+/// consumer declares it again.
+#[derive(Serialize, Deserialize)]
+struct StoredSpec {
+    name: String,
+    bindings: Vec<String>,
+    delivery_limit: u32,
+    retry_delays_ms: Vec<u64>,
+    prefetch: u16,
+}
+
+impl From<&QueueSpec> for StoredSpec {
+    fn from(spec: &QueueSpec) -> StoredSpec {
+        StoredSpec {
+            name: spec.name.clone(),
+            bindings: spec.bindings.clone(),
+            delivery_limit: spec.delivery_limit,
+            retry_delays_ms: spec
+                .retry_delays
+                .iter()
+                .map(|d| d.as_millis() as u64)
+                .collect(),
+            prefetch: spec.prefetch,
+        }
+    }
+}
+
+impl From<StoredSpec> for QueueSpec {
+    fn from(stored: StoredSpec) -> QueueSpec {
+        QueueSpec {
+            name: stored.name,
+            bindings: stored.bindings,
+            delivery_limit: stored.delivery_limit,
+            retry_delays: stored
+                .retry_delays_ms
+                .into_iter()
+                .map(Duration::from_millis)
+                .collect(),
+            prefetch: stored.prefetch,
+        }
+    }
+}
+
+const CREATE_QUEUES: &str =
+    "CREATE TABLE IF NOT EXISTS pos_bus_queues (name TEXT PRIMARY KEY, spec TEXT NOT NULL)";
+
+// Ids are assigned by the bus (one process per database), so no sequence is needed.
+const CREATE_MESSAGES_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS pos_bus_messages (
+    id              BIGINT PRIMARY KEY,
+    queue           TEXT   NOT NULL,
+    message_id      TEXT   NOT NULL,
+    routing_key     TEXT   NOT NULL,
+    type_name       TEXT   NOT NULL,
+    timestamp_nanos BIGINT NOT NULL,
+    headers         TEXT   NOT NULL,
+    payload         BYTEA  NOT NULL,
+    redeliveries    BIGINT NOT NULL,
+    available_at    BIGINT NOT NULL
+)";
+
+const CREATE_MESSAGES_SQLITE: &str = "CREATE TABLE IF NOT EXISTS pos_bus_messages (
+    id              BIGINT PRIMARY KEY,
+    queue           TEXT   NOT NULL,
+    message_id      TEXT   NOT NULL,
+    routing_key     TEXT   NOT NULL,
+    type_name       TEXT   NOT NULL,
+    timestamp_nanos BIGINT NOT NULL,
+    headers         TEXT   NOT NULL,
+    payload         BLOB   NOT NULL,
+    redeliveries    BIGINT NOT NULL,
+    available_at    BIGINT NOT NULL
+)";
+
+impl Store {
+    async fn init(&self) -> Result<(), sqlx::Error> {
+        let create_messages = match self.db.dialect() {
+            Dialect::Postgres => CREATE_MESSAGES_POSTGRES,
+            Dialect::Sqlite => CREATE_MESSAGES_SQLITE,
+        };
+        sqlx::query(CREATE_QUEUES).execute(self.db.pool()).await?;
+        sqlx::query(create_messages).execute(self.db.pool()).await?;
+        Ok(())
+    }
+
+    async fn load_specs(&self) -> Result<Vec<QueueSpec>, sqlx::Error> {
+        let rows = sqlx::query("SELECT spec FROM pos_bus_queues ORDER BY name")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut specs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.try_get("spec")?;
+            let stored: StoredSpec =
+                serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            specs.push(stored.into());
+        }
+        Ok(specs)
+    }
+
+    async fn load_messages(&self) -> Result<Vec<(String, Message)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, queue, message_id, routing_key, type_name, timestamp_nanos, headers, payload, \
+             redeliveries, available_at FROM pos_bus_messages ORDER BY id",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("queue")?, message_from_row(row)?)))
+            .collect()
+    }
+
+    async fn save_spec(&self, spec: &QueueSpec) -> Result<(), sqlx::Error> {
+        let text = serde_json::to_string(&StoredSpec::from(spec))
+            .map_err(|e| sqlx::Error::Encode(e.into()))?;
+        sqlx::query(
+            "INSERT INTO pos_bus_queues (name, spec) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec",
+        )
+        .bind(spec.name.clone())
+        .bind(text)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// One transaction for the whole batch: every copy of every message, or none.
+    async fn insert(&self, rows: &[(String, Message)]) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        for (queue, message) in rows {
+            let envelope = &message.envelope;
+            sqlx::query(
+                "INSERT INTO pos_bus_messages (id, queue, message_id, routing_key, type_name, timestamp_nanos, \
+                 headers, payload, redeliveries, available_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(message.id)
+            .bind(queue.clone())
+            .bind(envelope.message_id.to_string())
+            .bind(envelope.routing_key.clone())
+            .bind(envelope.type_name.clone())
+            .bind(timestamp_nanos(envelope))
+            .bind(headers_json(envelope))
+            .bind(envelope.payload.to_vec())
+            .bind(i64::from(message.redeliveries))
+            .bind(message.available_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    async fn delete(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM pos_bus_messages WHERE id = $1")
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    async fn count_delivery(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE pos_bus_messages SET redeliveries = redeliveries + 1 WHERE id = $1")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn retry(&self, message: &Message) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE pos_bus_messages SET headers = $1, redeliveries = $2, available_at = $3 WHERE id = $4")
+            .bind(headers_json(&message.envelope))
+            .bind(i64::from(message.redeliveries))
+            .bind(message.available_at)
+            .bind(message.id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        dead_letter_queue: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE pos_bus_messages SET queue = $1, headers = $2, redeliveries = 0, available_at = $3 WHERE id = $4",
+        )
+        .bind(dead_letter_queue.to_owned())
+        .bind(headers_json(&message.envelope))
+        .bind(message.available_at)
+        .bind(message.id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+/// Nanoseconds keep the envelope's timestamp exact (chrono's range for them ends in 2262).
+fn timestamp_nanos(envelope: &Envelope) -> i64 {
+    envelope.timestamp.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn headers_json(envelope: &Envelope) -> String {
+    serde_json::to_string(&envelope.headers).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn message_from_row(row: &AnyRow) -> Result<Message, sqlx::Error> {
+    let headers: String = row.try_get("headers")?;
+    let headers = serde_json::from_str(&headers).map_err(|e| sqlx::Error::Decode(e.into()))?;
+    let payload: Vec<u8> = row.try_get("payload")?;
+    let redeliveries: i64 = row.try_get("redeliveries")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        envelope: Envelope {
+            message_id: row.uuid("message_id")?,
+            routing_key: row.try_get("routing_key")?,
+            type_name: row.try_get("type_name")?,
+            timestamp: DateTime::from_timestamp_nanos(row.try_get("timestamp_nanos")?),
+            headers,
+            payload: Bytes::from(payload),
+        },
+        redeliveries: u32::try_from(redeliveries).unwrap_or(u32::MAX),
+        available_at: row.try_get("available_at")?,
+    })
+}

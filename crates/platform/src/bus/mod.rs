@@ -1,0 +1,290 @@
+//! The bus port: one durable topic exchange, routing keys `<event>.<region>`, a queue per
+//! consumer with a dead-letter queue, a delivery limit and delayed retries.
+//!
+//! Two adapters share these semantics and one contract test suite: [`amqp::AmqpBus`]
+//! (RabbitMQ, quorum queues) and [`memory::MemoryBus`] (in-process, for the embedded mode).
+
+pub mod amqp;
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use pos_proto::BusEvent;
+use uuid::Uuid;
+
+/// Header carrying the W3C trace context.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+/// Header carrying the appeal the event is about, when there is one.
+pub const HEADER_APPEAL_ID: &str = "x-appeal-id";
+/// Header counting delayed retries already made by consumers of this queue.
+pub const HEADER_RETRY_COUNT: &str = "x-retry-count";
+/// Header saying why a message was dead-lettered.
+pub const HEADER_DEATH_REASON: &str = "x-death-reason";
+
+/// One event as it travels: AMQP properties and headers, and the protobuf payload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    pub message_id: Uuid,
+    /// `<event>.<region>`, e.g. `appeal.routed.41`.
+    pub routing_key: String,
+    /// The protobuf full name of the payload, e.g. `pos.v1.events.AppealRouted`.
+    pub type_name: String,
+    pub timestamp: DateTime<Utc>,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("expected a {expected} payload, got {actual}")]
+    WrongType {
+        expected: &'static str,
+        actual: String,
+    },
+    #[error("payload is not a valid {type_name}: {source}")]
+    Malformed {
+        type_name: &'static str,
+        source: prost::DecodeError,
+    },
+}
+
+impl Envelope {
+    /// An envelope for `event` about `region`, carrying the current trace context.
+    pub fn new<E: BusEvent>(event: &E, region: &str) -> Envelope {
+        let mut headers = BTreeMap::new();
+        crate::telemetry::inject_current(&mut headers);
+        Envelope {
+            message_id: Uuid::now_v7(),
+            routing_key: format!("{}.{}", E::EVENT, region),
+            type_name: E::TYPE.to_owned(),
+            timestamp: Utc::now(),
+            headers,
+            payload: Bytes::from(event.encode_to_vec()),
+        }
+    }
+
+    pub fn with_appeal(mut self, appeal_id: impl ToString) -> Envelope {
+        self.headers
+            .insert(HEADER_APPEAL_ID.to_owned(), appeal_id.to_string());
+        self
+    }
+
+    pub fn decode<E: BusEvent>(&self) -> Result<E, DecodeError> {
+        if self.type_name != E::TYPE {
+            return Err(DecodeError::WrongType {
+                expected: E::TYPE,
+                actual: self.type_name.clone(),
+            });
+        }
+        E::decode(self.payload.as_ref()).map_err(|source| DecodeError::Malformed {
+            type_name: E::TYPE,
+            source,
+        })
+    }
+
+    /// The event name: the routing key without its region.
+    pub fn event(&self) -> &str {
+        self.routing_key
+            .rsplit_once('.')
+            .map_or(&self.routing_key, |(event, _)| event)
+    }
+
+    pub fn region(&self) -> &str {
+        self.routing_key
+            .rsplit_once('.')
+            .map_or("", |(_, region)| region)
+    }
+
+    pub fn appeal_id(&self) -> Option<&str> {
+        self.headers.get(HEADER_APPEAL_ID).map(String::as_str)
+    }
+
+    pub fn retry_count(&self) -> u32 {
+        self.headers
+            .get(HEADER_RETRY_COUNT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// A consumer's queue: its name, what it binds, and how hard it tries.
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    /// Unique per consumer, e.g. `routing.appeal-received`. Also the inbox consumer name.
+    pub name: String,
+    /// Topic patterns, e.g. `appeal.received.*` or `appeal.routed.41`.
+    pub bindings: Vec<String>,
+    /// Deliveries (first one included) before a message goes to the dead-letter queue, whether
+    /// the handler asked to retry or the consumer died holding it.
+    pub delivery_limit: u32,
+    /// Delay before retry n (the last one repeats).
+    pub retry_delays: Vec<Duration>,
+    /// Unacknowledged deliveries in flight for this consumer.
+    pub prefetch: u16,
+}
+
+impl QueueSpec {
+    pub fn new(name: impl Into<String>, bindings: &[&str]) -> QueueSpec {
+        QueueSpec {
+            name: name.into(),
+            bindings: bindings.iter().map(|b| (*b).to_owned()).collect(),
+            delivery_limit: 5,
+            retry_delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                Duration::from_secs(120),
+            ],
+            prefetch: 32,
+        }
+    }
+
+    /// The delay before the retry that follows `retries_done` earlier retries.
+    pub fn retry_delay(&self, retries_done: u32) -> Duration {
+        let index = (retries_done as usize).min(self.retry_delays.len().saturating_sub(1));
+        self.retry_delays
+            .get(index)
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// The name of the queue holding this consumer's dead letters.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.name)
+    }
+}
+
+/// What the consumer decided about a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (or a duplicate): remove it from the queue.
+    Ack,
+    /// Deliver again to this consumer after `delay`.
+    Retry { delay: Duration, reason: String },
+    /// Move it to the dead-letter queue, with the reason.
+    DeadLetter { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("broker refused the message: {0}")]
+    Nacked(String),
+    #[error("no queue is bound for routing key {0}")]
+    Unroutable(String),
+    #[error("bus is closed")]
+    Closed,
+    #[error("bus error: {0}")]
+    Other(String),
+}
+
+/// Settles one delivery; implemented by each adapter.
+#[async_trait]
+pub trait Settle: Send + Sync {
+    async fn settle(
+        self: Box<Self>,
+        envelope: &Envelope,
+        disposition: Disposition,
+    ) -> Result<(), BusError>;
+}
+
+/// One message handed to a consumer. Dropping it unsettled makes it come back (as a crash would).
+pub struct Delivery {
+    pub envelope: Envelope,
+    /// How many times it was delivered before (crashes, or retries made by the broker).
+    pub redeliveries: u32,
+    settle: Box<dyn Settle>,
+}
+
+impl Delivery {
+    pub fn new(envelope: Envelope, redeliveries: u32, settle: Box<dyn Settle>) -> Delivery {
+        Delivery {
+            envelope,
+            redeliveries,
+            settle,
+        }
+    }
+
+    /// Delivery attempts so far for this consumer, this one included.
+    pub fn attempt(&self) -> u32 {
+        self.envelope.retry_count() + self.redeliveries + 1
+    }
+
+    pub async fn settle(self, disposition: Disposition) -> Result<(), BusError> {
+        self.settle.settle(&self.envelope, disposition).await
+    }
+}
+
+/// The bus port.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes in order and returns once the broker has confirmed each message (or refused
+    /// it). The result for message `i` is at index `i`.
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>>;
+
+    /// Declares the consumer's queue, its bindings, its retry path and its dead-letter queue.
+    /// Idempotent.
+    async fn declare(&self, spec: &QueueSpec) -> Result<(), BusError>;
+
+    /// Deliveries from the consumer's queue (declared first). The stream survives broker
+    /// restarts and ends only when the bus is closed.
+    async fn consume(&self, spec: &QueueSpec) -> Result<BoxStream<'static, Delivery>, BusError>;
+
+    /// Messages waiting in a queue (for lag metrics and tests).
+    async fn queue_depth(&self, queue: &str) -> Result<u64, BusError>;
+
+    /// Takes up to `max` messages out of a consumer's dead-letter queue, for inspection and
+    /// replay by operators.
+    async fn drain_dead_letters(
+        &self,
+        spec: &QueueSpec,
+        max: usize,
+    ) -> Result<Vec<Envelope>, BusError>;
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        self.publish_batch(std::slice::from_ref(envelope))
+            .await
+            .pop()
+            .unwrap_or(Err(BusError::Closed))
+    }
+}
+
+/// Whether a routing key matches an AMQP topic pattern (`*` one word, `#` zero or more).
+pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
+    fn matches(pattern: &[&str], key: &[&str]) -> bool {
+        match (pattern.first(), key.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => {
+                matches(&pattern[1..], key) || (!key.is_empty() && matches(pattern, &key[1..]))
+            }
+            (Some(&"*"), Some(_)) => matches(&pattern[1..], &key[1..]),
+            (Some(p), Some(k)) if p == k => matches(&pattern[1..], &key[1..]),
+            _ => false,
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = routing_key.split('.').collect();
+    matches(&pattern, &key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_patterns() {
+        assert!(topic_matches("appeal.received.*", "appeal.received.41"));
+        assert!(!topic_matches("appeal.received.*", "appeal.routed.41"));
+        assert!(topic_matches("appeal.#", "appeal.routed.41"));
+        assert!(topic_matches("#", "ticket.status_changed.77"));
+        assert!(topic_matches("*.*.41", "appeal.routed.41"));
+        assert!(!topic_matches("appeal.received.41", "appeal.received.42"));
+        assert!(topic_matches("appeal.received.#", "appeal.received"));
+    }
+}

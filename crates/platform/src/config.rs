@@ -1,0 +1,272 @@
+//! Layered configuration: defaults, then a TOML file, then `POS_*` environment variables
+//! (`__` separates sections: `POS_INTAKE__MAX_ATTACHMENT_BYTES`). Validated at start-up;
+//! secrets never print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A value that must never reach a log: its Debug and Display print `***`.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What every service reads: where the servers are, where to listen, how to authenticate.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PlatformConfig {
+    /// Where embedded mode keeps its SQLite files, bus journal, attachments and mailbox.
+    pub data_dir: PathBuf,
+    /// PostgreSQL; unset: a SQLite file per service in `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Prepended to each service's PostgreSQL schema name, so that several deployments (or
+    /// test runs) can share one database.
+    pub schema_prefix: String,
+    /// RabbitMQ; unset: the in-process bus, journaled in `data_dir`.
+    pub amqp_url: Option<Secret>,
+    /// Redis; unset: an in-process cache.
+    pub redis_url: Option<Secret>,
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics`; unset: not served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// OTLP/gRPC collector; unset: traces are not exported.
+    pub otlp_endpoint: Option<String>,
+    pub log_filter: Option<String>,
+    pub json_logs: bool,
+    /// The topic exchange all events go through.
+    pub exchange: String,
+    /// Prefix of every cache key, so deployments can share a Redis.
+    pub cache_prefix: String,
+    /// Regions whose events this deployment consumes: `*` for all, or codes such as `41`
+    /// (`POS_REGIONS=41,77` or `POS_REGIONS=[41, 77]`).
+    #[serde(deserialize_with = "region_list")]
+    pub regions: Vec<String>,
+    pub db_max_connections: u32,
+    /// Seconds in-flight work gets to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    pub auth: AuthConfig,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig {
+            data_dir: PathBuf::from(".pos"),
+            database_url: None,
+            schema_prefix: String::new(),
+            amqp_url: None,
+            redis_url: None,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_addr: None,
+            otlp_endpoint: None,
+            log_filter: None,
+            json_logs: false,
+            exchange: "pos.events".into(),
+            cache_prefix: "pos".into(),
+            regions: vec!["*".into()],
+            db_max_connections: 10,
+            shutdown_grace_secs: 20,
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// Region codes from a list or a comma-separated string; numbers keep two digits (`2` → `02`).
+fn region_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Code {
+        Text(String),
+        Number(u32),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Codes {
+        List(Vec<Code>),
+        One(Code),
+    }
+    let codes = match Codes::deserialize(deserializer)? {
+        Codes::List(list) => list,
+        Codes::One(one) => vec![one],
+    };
+    Ok(codes
+        .into_iter()
+        .flat_map(|code| match code {
+            Code::Text(text) => text.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect(),
+            Code::Number(n) => vec![format!("{n:02}")],
+        })
+        .collect())
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Shared secret for HS256 tokens (development).
+    pub hs256_secret: Option<Secret>,
+    /// PEM public keys (RS256/ES256) accepted in production, one file each.
+    pub public_key_files: Vec<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            hs256_secret: None,
+            public_key_files: Vec::new(),
+            issuer: "pos".into(),
+            audience: "pos".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Read(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {field}: {problem}")]
+    Invalid { field: String, problem: String },
+}
+
+impl ConfigError {
+    pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The sources, in order of precedence (last wins).
+pub fn figment(file: Option<&Path>) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(PlatformConfig::default()));
+    let file = file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("POS_CONFIG").map(PathBuf::from));
+    if let Some(file) = file {
+        figment = figment.merge(Toml::file(file));
+    }
+    figment.merge(Env::prefixed("POS_").split("__").ignore(&["config"]))
+}
+
+impl PlatformConfig {
+    pub fn load(file: Option<&Path>) -> Result<PlatformConfig, ConfigError> {
+        let config: PlatformConfig = figment(file).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, url, schemes) in [
+            (
+                "database_url",
+                &self.database_url,
+                &["postgres://", "postgresql://", "sqlite:"][..],
+            ),
+            ("amqp_url", &self.amqp_url, &["amqp://", "amqps://"][..]),
+            ("redis_url", &self.redis_url, &["redis://", "rediss://"][..]),
+        ] {
+            if let Some(url) = url
+                && !schemes.iter().any(|s| url.expose().starts_with(s))
+            {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("must start with one of {schemes:?}"),
+                ));
+            }
+        }
+        if self.exchange.trim().is_empty() {
+            return Err(ConfigError::invalid("exchange", "must not be empty"));
+        }
+        if self.regions.is_empty() {
+            return Err(ConfigError::invalid(
+                "regions",
+                "list `*` or at least one region code",
+            ));
+        }
+        if self.db_max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "db_max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.auth.hs256_secret.is_none() && self.auth.public_key_files.is_empty() {
+            return Err(ConfigError::invalid(
+                "auth",
+                "set auth.hs256_secret (development) or auth.public_key_files (production)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The binding patterns for `event` over the configured regions.
+    pub fn bindings(&self, event: &str) -> Vec<String> {
+        self.regions
+            .iter()
+            .map(|region| format!("{event}.{region}"))
+            .collect()
+    }
+}
+
+/// Reads a service's own section (e.g. `[intake]`, `POS_INTAKE__…`), falling back to defaults.
+pub fn section<T: DeserializeOwned + Serialize + Default>(
+    file: Option<&Path>,
+    name: &str,
+) -> Result<T, ConfigError> {
+    let figment =
+        Figment::from(Serialized::defaults(T::default())).merge(figment(file).focus(name));
+    Ok(figment.extract().map_err(Box::new)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config =
+            PlatformConfig { database_url: Some(Secret::new("postgres://u:p@h/d")), ..PlatformConfig::default() };
+        assert!(!format!("{config:?}").contains("u:p"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn environment_overrides_defaults_and_is_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("POS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+            jail.set_env("POS_AUTH__HS256_SECRET", "dev");
+            jail.set_env("POS_REGIONS", "[41, 77]");
+            let config = PlatformConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.amqp_url.unwrap().expose(),
+                "amqp://guest:guest@127.0.0.1:5672/%2f"
+            );
+            assert_eq!(config.regions, vec!["41", "77"]);
+            jail.set_env("POS_REGIONS", "02,16");
+            assert_eq!(PlatformConfig::load(None).map_err(|e| e.to_string())?.regions, vec!["02", "16"]);
+            jail.set_env("POS_REDIS_URL", "http://nope");
+            let error = PlatformConfig::load(None).unwrap_err().to_string();
+            assert!(error.contains("redis_url"), "{error}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,345 @@
+//! Hosting services: connect the infrastructure (real servers when configured, embedded
+//! adapters otherwise), run one or more service [`Component`]s on one gRPC listener with their
+//! consumers, outbox relays and background tasks, and stop them gracefully.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use crate::auth::{Authenticator, Role};
+use crate::bus::Bus;
+use crate::bus::amqp::AmqpBus;
+use crate::bus::memory::MemoryBus;
+use crate::cache::{Cache, MemoryCache, RedisCache};
+use crate::config::PlatformConfig;
+use crate::consumer::{self, Consumer};
+use crate::db::{Db, Migrations};
+use crate::outbox::Relay;
+
+pub type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+pub type TaskFn = Box<dyn FnOnce(CancellationToken) -> Task + Send>;
+
+/// The shared infrastructure of a process.
+#[derive(Clone)]
+pub struct Infra {
+    pub config: PlatformConfig,
+    pub bus: Arc<dyn Bus>,
+    pub cache: Arc<dyn Cache>,
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl Infra {
+    /// Connects what is configured; what is not runs in-process (the embedded mode).
+    pub async fn connect(config: PlatformConfig) -> anyhow::Result<Infra> {
+        let bus: Arc<dyn Bus> = match &config.amqp_url {
+            Some(url) => Arc::new(
+                AmqpBus::connect(url.expose(), &config.exchange)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "failed to connect to RabbitMQ at {}",
+                            crate::db::redact_url(url.expose())
+                        )
+                    })?,
+            ),
+            None => {
+                let journal = Db::connect(&sqlite_url(&config.data_dir, "bus"), "bus", 4).await?;
+                Arc::new(MemoryBus::durable(journal).await?)
+            }
+        };
+        let cache: Arc<dyn Cache> = match &config.redis_url {
+            Some(url) => Arc::new(
+                RedisCache::connect(url.expose(), &config.cache_prefix)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "failed to connect to Redis at {}",
+                            crate::db::redact_url(url.expose())
+                        )
+                    })?,
+            ),
+            None => Arc::new(MemoryCache::new()),
+        };
+        let authenticator = Arc::new(Authenticator::from_config(&config.auth)?);
+        Ok(Infra {
+            config,
+            bus,
+            cache,
+            authenticator,
+        })
+    }
+
+    /// Whether nothing external is configured.
+    pub fn is_embedded(&self) -> bool {
+        self.config.database_url.is_none()
+            && self.config.amqp_url.is_none()
+            && self.config.redis_url.is_none()
+    }
+
+    /// The service's database, migrated: a PostgreSQL schema named after it, or its SQLite file.
+    pub async fn database(&self, service: &str, migrations: &Migrations) -> anyhow::Result<Db> {
+        let url = match &self.config.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => sqlite_url(&self.config.data_dir, service),
+        };
+        let schema = format!("{}{service}", self.config.schema_prefix);
+        let db = Db::connect(&url, &schema, self.config.db_max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to connect the {service} database at {}",
+                    crate::db::redact_url(&url)
+                )
+            })?;
+        db.migrate(migrations)
+            .await
+            .with_context(|| format!("failed to migrate the {service} database"))?;
+        Ok(db)
+    }
+
+    /// A short-lived token for calls between services.
+    pub fn service_token(&self, service: &str) -> anyhow::Result<String> {
+        self.authenticator
+            .mint(service, "", "", &[Role::System], Duration::from_secs(3600))
+    }
+}
+
+pub fn sqlite_url(data_dir: &Path, name: &str) -> String {
+    format!("sqlite://{}", data_dir.join(format!("{name}.db")).display())
+}
+
+/// What a service brings to a process.
+pub struct Component {
+    pub name: &'static str,
+    pub db: Db,
+    pub routes: Routes,
+    /// Names reported by gRPC health, e.g. `pos.v1.IntakeService`.
+    pub health: Vec<&'static str>,
+    pub consumers: Vec<Consumer>,
+    /// Background work (timers, refreshers); each must return once its token is cancelled.
+    pub tasks: Vec<(&'static str, TaskFn)>,
+}
+
+impl Component {
+    pub fn new(name: &'static str, db: Db, routes: Routes, health: Vec<&'static str>) -> Component {
+        Component {
+            name,
+            db,
+            routes,
+            health,
+            consumers: Vec::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn consumer(mut self, consumer: Consumer) -> Component {
+        self.consumers.push(consumer);
+        self
+    }
+
+    pub fn task<F, Fut>(mut self, name: &'static str, task: F) -> Component
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.tasks
+            .push((name, Box::new(move |token| Box::pin(task(token)))));
+        self
+    }
+}
+
+/// Runs `components` until `shutdown`. Order of stopping: health NOT_SERVING and no new
+/// deliveries; in-flight calls and deliveries finish; then the relays publish what is left.
+pub async fn run(
+    infra: &Infra,
+    components: Vec<Component>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let relay_stop = CancellationToken::new();
+    let mut work = JoinSet::new();
+    let mut relays = JoinSet::new();
+    // One UNIMPLEMENTED fallback for the process; each component's own is dropped so that
+    // their routers can be merged.
+    let mut router = Routes::default().into_axum_router();
+    let mut health = Vec::new();
+    for component in components {
+        router = router.merge(component.routes.into_axum_router().reset_fallback());
+        health.extend(component.health);
+        relays.spawn(Relay::new(component.db.clone(), infra.bus.clone()).run(relay_stop.clone()));
+        for mut consumer in component.consumers {
+            // Queues belong to the exchange's deployment: two deployments (or test runs) on one
+            // broker never share a queue.
+            consumer.spec.name = format!("{}.{}", infra.config.exchange, consumer.spec.name);
+            let name = consumer.spec.name.clone();
+            let task = consumer::run(
+                component.db.clone(),
+                infra.bus.clone(),
+                consumer,
+                shutdown.clone(),
+            );
+            work.spawn(async move {
+                task.await
+                    .with_context(|| format!("consumer {name} failed"))
+            });
+        }
+        for (name, task) in component.tasks {
+            let task = task(shutdown.clone());
+            work.spawn(async move { task.await.with_context(|| format!("task {name} failed")) });
+        }
+    }
+    if let Some(addr) = infra.config.metrics_addr {
+        work.spawn(crate::metrics::serve(addr, shutdown.clone()));
+    } else {
+        crate::metrics::install();
+    }
+    work.spawn(crate::grpc::serve(
+        listener,
+        Routes::from(router),
+        health,
+        infra.authenticator.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut failure = None;
+    while let Some(joined) = work.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(error) = result
+            && !shutdown.is_cancelled()
+        {
+            tracing::error!(error = %format!("{error:#}"), "a part of the service failed, stopping");
+            failure = Some(error);
+            shutdown.cancel();
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    // In-flight work gets the grace period; then the relays publish what it committed.
+    let grace = Duration::from_secs(infra.config.shutdown_grace_secs);
+    if tokio::time::timeout(grace, async { while work.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "in-flight work did not finish within the grace period"
+        );
+        work.abort_all();
+    }
+    relay_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while relays.join_next().await.is_some() {}
+    })
+    .await;
+    tracing::info!("stopped");
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// What a standalone service binary is asked to do.
+#[derive(Debug, clap::Parser)]
+pub struct ServiceCli {
+    /// A TOML configuration file (also `POS_CONFIG`).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<ServiceCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ServiceCommand {
+    /// Serve (the default).
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Ask a running instance's gRPC health endpoint; exit 0 when serving.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+}
+
+/// Everything a service needs to build its component.
+pub struct ServiceContext {
+    pub infra: Infra,
+    pub db: Db,
+    pub config_file: Option<PathBuf>,
+    /// Where this process serves gRPC, e.g. `http://127.0.0.1:50051`.
+    pub self_endpoint: String,
+}
+
+/// The body of a service's thin `main`: parse the command line, load and validate the
+/// configuration, start telemetry, then migrate, serve, or check health.
+pub async fn service_main<F, Fut>(
+    name: &'static str,
+    migrations: &'static Migrations,
+    build: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(ServiceContext) -> Fut,
+    Fut: Future<Output = anyhow::Result<Component>>,
+{
+    use clap::Parser;
+    let cli = ServiceCli::parse();
+    if let Some(ServiceCommand::Healthcheck { endpoint }) = &cli.command {
+        return healthcheck(endpoint, "").await;
+    }
+    let config = PlatformConfig::load(cli.config.as_deref())?;
+    let telemetry = crate::telemetry::init(&crate::telemetry::TelemetryConfig {
+        service_name: format!("pos-{name}"),
+        otlp_endpoint: config.otlp_endpoint.clone(),
+        log_filter: config.log_filter.clone(),
+        json_logs: config.json_logs,
+    })?;
+    let infra = Infra::connect(config).await?;
+    let db = infra.database(name, migrations).await?;
+    if matches!(cli.command, Some(ServiceCommand::Migrate)) {
+        tracing::info!(service = name, "migrations applied");
+        telemetry.shutdown().await;
+        return Ok(());
+    }
+    let listener = TcpListener::bind(infra.config.grpc_addr)
+        .await
+        .with_context(|| format!("failed to listen on {}", infra.config.grpc_addr))?;
+    let self_endpoint = format!("http://{}", listener.local_addr()?);
+    let shutdown = crate::shutdown::on_signal();
+    let component = build(ServiceContext {
+        infra: infra.clone(),
+        db,
+        config_file: cli.config.clone(),
+        self_endpoint,
+    })
+    .await?;
+    let result = run(&infra, vec![component], listener, shutdown).await;
+    telemetry.shutdown().await;
+    result
+}
+
+/// Exits with an error unless `service` (empty: the whole server) reports SERVING.
+pub async fn healthcheck(endpoint: &str, service: &str) -> anyhow::Result<()> {
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())?
+        .connect()
+        .await?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?;
+    let status = response.into_inner().status;
+    anyhow::ensure!(
+        status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+        "not serving (status {status})"
+    );
+    Ok(())
+}

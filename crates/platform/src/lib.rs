@@ -1,0 +1,20 @@
+//! What every pos service needs and no service owns: configuration, telemetry, the gRPC server
+//! bootstrap (health, reflection, metrics, auth), the bus (AMQP and in-process), the outbox
+//! relay and the inbox, database pools and migrations, the cache, and shutdown.
+
+pub mod auth;
+pub mod bus;
+pub mod cache;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod grpc;
+pub mod host;
+pub mod metrics;
+pub mod outbox;
+pub mod shutdown;
+pub mod telemetry;
+pub mod testing;
+
+pub use bus::{Bus, Envelope, QueueSpec};
+pub use db::{Db, Dialect, Tx};

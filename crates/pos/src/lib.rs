@@ -1,0 +1,3 @@
+//! The `pos` binary's library: hosting all five services in one process.
+
+pub mod up;

@@ -1,0 +1,124 @@
+//! `pos up`: the five services on one gRPC listener, one process.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use pos_platform::auth::Role;
+use pos_platform::config::{PlatformConfig, Secret};
+use pos_platform::db::Migrations;
+use pos_platform::host::{Component, Infra, ServiceContext};
+
+/// The configuration, with a development signing key of the data directory when none is set,
+/// so that a fresh machine needs nothing to start.
+pub fn load_config(file: Option<&Path>) -> anyhow::Result<PlatformConfig> {
+    let mut config: PlatformConfig = pos_platform::config::figment(file).extract().map_err(Box::new)?;
+    if config.auth.hs256_secret.is_none() && config.auth.public_key_files.is_empty() {
+        config.auth.hs256_secret = Some(development_secret(&config.data_dir)?);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn development_secret(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join("dev-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(Secret::new(secret.trim()));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(&path, &secret).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(Secret::new(secret))
+}
+
+const SERVICES: [(&str, &Migrations); 5] = [
+    ("routing", &pos_routing::MIGRATIONS),
+    ("intake", &pos_intake::MIGRATIONS),
+    ("ticketing", &pos_ticketing::MIGRATIONS),
+    ("sla", &pos_sla::MIGRATIONS),
+    ("notify", &pos_notify::MIGRATIONS),
+];
+
+pub async fn migrate(config: PlatformConfig) -> anyhow::Result<()> {
+    let _telemetry = telemetry(&config)?;
+    let infra = Infra::connect(config).await?;
+    for (name, migrations) in SERVICES {
+        infra.database(name, migrations).await?;
+        println!("{name}: migrated");
+    }
+    Ok(())
+}
+
+fn telemetry(config: &PlatformConfig) -> anyhow::Result<pos_platform::telemetry::TelemetryGuard> {
+    pos_platform::telemetry::init(&pos_platform::telemetry::TelemetryConfig {
+        service_name: "pos".into(),
+        otlp_endpoint: config.otlp_endpoint.clone(),
+        log_filter: config.log_filter.clone(),
+        json_logs: config.json_logs,
+    })
+}
+
+/// Builds the five components of one process on `infra`, all served at `self_endpoint`.
+pub async fn components(infra: &Infra, config_file: Option<PathBuf>, self_endpoint: &str) -> anyhow::Result<Vec<Component>> {
+    let mut components = Vec::new();
+    for (name, migrations) in SERVICES {
+        let db = infra.database(name, migrations).await?;
+        let ctx = ServiceContext {
+            infra: infra.clone(),
+            db,
+            config_file: config_file.clone(),
+            self_endpoint: self_endpoint.to_owned(),
+        };
+        let component = match name {
+            "routing" => pos_routing::component(ctx).await,
+            "intake" => pos_intake::component(ctx).await,
+            "ticketing" => pos_ticketing::component(ctx).await,
+            "sla" => pos_sla::component(ctx).await,
+            "notify" => pos_notify::component(ctx).await,
+            other => anyhow::bail!("unknown service {other}"),
+        }
+        .with_context(|| format!("failed to start {name}"))?;
+        components.push(component);
+    }
+    Ok(components)
+}
+
+pub async fn up(config: PlatformConfig, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let telemetry = telemetry(&config)?;
+    let infra = Infra::connect(config).await?;
+    let listener = tokio::net::TcpListener::bind(infra.config.grpc_addr)
+        .await
+        .with_context(|| format!("failed to listen on {}", infra.config.grpc_addr))?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let components = components(&infra, config_file, &endpoint).await?;
+    print_banner(&infra, &endpoint)?;
+    let shutdown = pos_platform::shutdown::on_signal();
+    let result = pos_platform::host::run(&infra, components, listener, shutdown).await;
+    telemetry.shutdown().await;
+    result
+}
+
+/// The Kamchatka regional center of informatization: the addressee of the walkthrough.
+const DEMO_ORGANIZATION: &str = "41-kcioko";
+
+fn print_banner(infra: &Infra, endpoint: &str) -> anyhow::Result<()> {
+    let mode = if infra.is_embedded() {
+        format!("embedded (data in {})", infra.config.data_dir.display())
+    } else {
+        "servers (PostgreSQL, RabbitMQ, Redis as configured)".to_owned()
+    };
+    println!("pos is up: {mode}");
+    println!("gRPC endpoint: {endpoint} (health and reflection enabled)");
+    if infra.config.auth.hs256_secret.is_some() {
+        println!("development tokens (12 h):");
+        let hours = std::time::Duration::from_secs(12 * 3600);
+        for role in [Role::Applicant, Role::Operator, Role::System] {
+            let token = infra.authenticator.mint(&format!("dev-{role}"), "", "41", &[role], hours)?;
+            println!("  {role:<12} {token}");
+        }
+        for role in [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin] {
+            let token = infra.authenticator.mint(&format!("dev-{role}"), DEMO_ORGANIZATION, "41", &[role], hours)?;
+            println!("  {role:<12} {token}  (organization {DEMO_ORGANIZATION})");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace against real PostgreSQL, RabbitMQ and Redis,
+# starting (and if needed installing) them first.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+deploy/local/servers.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi

@@ -1,0 +1,148 @@
+//! Intake's own configuration section (`[intake]` in the file, `POS_INTAKE__…` in the
+//! environment), validated at start-up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pos_platform::config::{ConfigError, Secret};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IntakeConfig {
+    /// Where attachment bytes go: a local folder (a path or `file:///…`), or an S3-compatible
+    /// bucket (`s3://bucket/prefix`, see [`S3Config`]). Unset: `<data_dir>/attachments`.
+    pub attachment_store_url: Option<String>,
+    pub s3: S3Config,
+    /// The largest attachment accepted, in bytes.
+    pub max_attachment_bytes: u64,
+    /// How many attachments one appeal may carry.
+    pub max_attachments: usize,
+    /// The longest appeal text accepted, in characters (not bytes).
+    pub max_text_chars: usize,
+    /// The routing service, which owns the classifier, regions and organizations. Unset: this
+    /// process's own endpoint (the embedded mode serves every service on one listener).
+    pub routing_url: Option<String>,
+    /// How often the classifier snapshot is reloaded from routing.
+    pub classifier_refresh_secs: u64,
+    /// How long an organization looked up in routing is trusted.
+    pub organization_cache_secs: u64,
+    /// Attachments never attached to an appeal are deleted after this many hours.
+    pub orphan_attachment_hours: u64,
+}
+
+/// An S3-compatible object store (MinIO, Ceph, Yandex Object Storage …). Anything unset is
+/// taken from the usual `AWS_*` environment variables.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000` for a local MinIO.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// Plain HTTP to the endpoint (local development only).
+    pub allow_http: bool,
+    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted stores need.
+    pub path_style: bool,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            attachment_store_url: None,
+            s3: S3Config::default(),
+            max_attachment_bytes: 10 * 1024 * 1024,
+            max_attachments: 10,
+            max_text_chars: 10_000,
+            routing_url: None,
+            classifier_refresh_secs: 30,
+            organization_cache_secs: 300,
+            orphan_attachment_hours: 24,
+        }
+    }
+}
+
+impl IntakeConfig {
+    /// Reads `[intake]` over the defaults and validates it.
+    pub fn load(file: Option<&Path>) -> Result<IntakeConfig, ConfigError> {
+        let config: IntakeConfig = pos_platform::config::section(file, "intake")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attachment_bytes == 0 {
+            return Err(ConfigError::invalid("intake.max_attachment_bytes", "must be at least 1"));
+        }
+        if self.max_text_chars == 0 {
+            return Err(ConfigError::invalid("intake.max_text_chars", "must be at least 1"));
+        }
+        if self.classifier_refresh_secs == 0 {
+            return Err(ConfigError::invalid("intake.classifier_refresh_secs", "must be at least 1"));
+        }
+        if let Some(url) = &self.attachment_store_url {
+            if url.trim().is_empty() {
+                return Err(ConfigError::invalid("intake.attachment_store_url", "must not be empty when set"));
+            }
+            if let Some((scheme, _)) = url.split_once("://")
+                && !matches!(scheme, "file" | "s3" | "s3a")
+            {
+                return Err(ConfigError::invalid(
+                    "intake.attachment_store_url",
+                    format!("unsupported scheme {scheme:?}: use a folder, file:// or s3://"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where attachments go when nothing is configured.
+    pub fn attachment_location(&self, data_dir: &Path) -> String {
+        self.attachment_store_url.clone().unwrap_or_else(|| data_dir.join("attachments").display().to_string())
+    }
+
+    pub fn classifier_refresh(&self) -> Duration {
+        Duration::from_secs(self.classifier_refresh_secs)
+    }
+
+    pub fn organization_ttl(&self) -> Duration {
+        Duration::from_secs(self.organization_cache_secs.max(1))
+    }
+
+    pub fn orphan_ttl(&self) -> Duration {
+        Duration::from_secs(self.orphan_attachment_hours.max(1) * 3600)
+    }
+}
+
+/// A local folder from a `file://` URL or a plain path.
+pub fn local_folder(location: &str) -> Option<PathBuf> {
+    match location.split_once("://") {
+        Some(("file", path)) => Some(PathBuf::from(path)),
+        Some(_) => None,
+        None => Some(PathBuf::from(location)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let config = IntakeConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config.attachment_location(Path::new("/var/pos")), "/var/pos/attachments");
+        assert_eq!(local_folder("/var/pos/attachments"), Some(PathBuf::from("/var/pos/attachments")));
+        assert_eq!(local_folder("file:///srv/att"), Some(PathBuf::from("/srv/att")));
+        assert_eq!(local_folder("s3://bucket/prefix"), None);
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_and_zero_limits() {
+        let config = IntakeConfig { attachment_store_url: Some("ftp://x/y".into()), ..IntakeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("attachment_store_url"));
+        let config = IntakeConfig { max_attachment_bytes: 0, ..IntakeConfig::default() };
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,387 @@
+//! `pos.v1.IntakeService`: SubmitAppeal, UploadAttachment, GetAppeal.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use pos_platform::auth::{Caller, Role, authorize};
+use pos_platform::db::{from_micros, to_micros};
+use pos_platform::grpc::FieldViolations;
+use pos_proto::v1::intake_service_server::IntakeService;
+use pos_proto::v1::{
+    Appeal, AppealRouting, Attachment, GetAppealRequest, SubmitAppealRequest, SubmitAppealResponse,
+    UploadAttachmentRequest, UploadAttachmentResponse,
+};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::attachments::{self, AttachmentStorage};
+use crate::classifier::Catalog;
+use crate::config::IntakeConfig;
+use crate::error::IntakeError;
+use crate::masking::mask;
+use crate::store::{AppealRecord, AttachmentRecord, NewAppeal, RegisterError, Registered, Registration, Store};
+use crate::validate::{self, Limits};
+
+/// Whether a submission created the appeal or repeated an earlier request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Registered,
+    Replayed,
+}
+
+/// The fields whose violation may come from a stale classifier snapshot.
+const CLASSIFIER_FIELDS: [&str; 4] = ["fact_id", "subcategory_id", "category_id", "region_code"];
+
+/// Who may submit appeals and upload their attachments.
+const SUBMITTERS: [Role; 3] = [Role::Applicant, Role::Operator, Role::System];
+/// Who may read an appeal (each then checked against the appeal itself).
+const READERS: [Role; 9] = [
+    Role::Applicant,
+    Role::Operator,
+    Role::System,
+    Role::Coordinator,
+    Role::Executor,
+    Role::Head,
+    Role::Curator,
+    Role::OrgAdmin,
+    Role::Approver,
+];
+
+pub struct IntakeApi {
+    store: Store,
+    catalog: Arc<Catalog>,
+    storage: AttachmentStorage,
+    config: Arc<IntakeConfig>,
+}
+
+impl IntakeApi {
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        storage: AttachmentStorage,
+        config: Arc<IntakeConfig>,
+    ) -> IntakeApi {
+        IntakeApi { store, catalog, storage, config }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits { max_text_chars: self.config.max_text_chars, max_attachments: self.config.max_attachments }
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %request.request_id, appeal_id, number))]
+    async fn submit(
+        &self,
+        caller: &Caller,
+        mut request: SubmitAppealRequest,
+    ) -> Result<(SubmitAppealResponse, Submitted), IntakeError> {
+        // An applicant speaks for themselves: the account is the token's, whatever was sent.
+        if !caller.has_any(&[Role::Operator, Role::System]) {
+            request.applicant.get_or_insert_default().account_id = caller.subject.clone();
+        }
+        validate::request_id(&request.request_id).map_err(IntakeError::Invalid)?;
+        let request_sha256 = request_hash(&request);
+        if let Some((registered, first_sha256)) =
+            self.store.find_registration(&caller.subject, &request.request_id).await?
+        {
+            return replay(registered, &first_sha256, &request_sha256, &request.request_id);
+        }
+
+        let mut snapshot = match self.catalog.snapshot().filter(|s| !s.is_empty()) {
+            Some(snapshot) => snapshot,
+            None => self.catalog.refresh_on_demand().await.filter(|s| !s.is_empty()).ok_or_else(|| {
+                IntakeError::Unavailable(
+                    "the classifier is not loaded yet (routing has not answered since start-up); retry shortly".into(),
+                )
+            })?,
+        };
+        let mut violations = FieldViolations::new();
+        let mut classified = validate::submission(&request, &snapshot, &self.limits(), &mut violations);
+        // A fact or region the snapshot does not know may be younger than the snapshot.
+        if CLASSIFIER_FIELDS.iter().any(|field| has_violation(&violations, field))
+            && let Some(fresh) = self.catalog.refresh_on_demand().await
+            && !Arc::ptr_eq(&fresh, &snapshot)
+            && !fresh.is_empty()
+        {
+            snapshot = fresh;
+            violations = FieldViolations::new();
+            classified = validate::submission(&request, &snapshot, &self.limits(), &mut violations);
+        }
+        if !request.picked_organization_id.is_empty() && !has_violation(&violations, "picked_organization_id") {
+            let lookup = self.catalog.organization(&request.picked_organization_id).await;
+            let required = classified.as_ref().and_then(|c| c.picked_type);
+            validate::picked_organization(&request.picked_organization_id, &lookup, required, &mut violations);
+        }
+        if !has_violation(&violations, "attachment_ids") {
+            self.check_attachments(&caller.subject, &request.attachment_ids, &mut violations).await?;
+        }
+        let classified = match classified {
+            Some(classified) if violations.is_empty() => classified,
+            _ => return Err(IntakeError::Invalid(violations)),
+        };
+
+        let applicant = request.applicant.clone().unwrap_or_default();
+        let appeal = NewAppeal {
+            id: uuid::Uuid::now_v7().to_string(),
+            submitted_by: caller.subject.clone(),
+            request_id: request.request_id.clone(),
+            request_sha256: request_sha256.clone(),
+            // Stored in microseconds: the first answer and every replay must be identical.
+            registered_at: from_micros(to_micros(Utc::now())),
+            source: request.source,
+            applicant,
+            region_code: request.region_code.clone(),
+            category_id: classified.category_id,
+            subcategory_id: classified.subcategory_id,
+            fact_id: classified.fact_id,
+            picked_organization_id: request.picked_organization_id.clone(),
+            public_text: mask(&request.text),
+            problem_address: mask(&request.problem_address),
+            original_text: request.text,
+            attachment_ids: request.attachment_ids,
+            public: request.public,
+            portal_number: request.portal_number,
+        };
+        match self.store.register(&appeal).await {
+            Ok(Registration::Created(registered)) => {
+                let span = tracing::Span::current();
+                span.record("appeal_id", registered.appeal_id.as_str());
+                span.record("number", registered.number);
+                tracing::info!(
+                    region = %appeal.region_code,
+                    fact_id = %appeal.fact_id,
+                    attachments = appeal.attachment_ids.len(),
+                    masked = appeal.public_text != appeal.original_text,
+                    "appeal registered"
+                );
+                Ok((response(&registered), Submitted::Registered))
+            }
+            Ok(Registration::Existing { registered, request_sha256: first_sha256 }) => {
+                replay(registered, &first_sha256, &request_sha256, &appeal.request_id)
+            }
+            Err(RegisterError::AttachmentTaken { index }) => Err(IntakeError::invalid(
+                &format!("attachment_ids[{index}]"),
+                "was attached to another appeal meanwhile",
+            )),
+            Err(RegisterError::Db(error)) => Err(error.into()),
+        }
+    }
+
+    /// Each attachment must exist, be the caller's own upload, and not be attached yet.
+    async fn check_attachments(
+        &self,
+        subject: &str,
+        ids: &[String],
+        violations: &mut FieldViolations,
+    ) -> Result<(), IntakeError> {
+        let found = self.store.attachments(ids).await?;
+        for (index, id) in ids.iter().enumerate() {
+            let field = format!("attachment_ids[{index}]");
+            match found.iter().find(|a| &a.id == id) {
+                None => violations.add(field, "no such attachment: upload it first"),
+                Some(attachment) if attachment.uploaded_by != subject => {
+                    violations.add(field, "uploaded by another caller: attach only your own uploads")
+                }
+                Some(attachment) if attachment.appeal_id.is_some() => {
+                    violations.add(field, "already attached to another appeal")
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(attachment_id))]
+    async fn upload(
+        &self,
+        caller: &Caller,
+        parts: Streaming<UploadAttachmentRequest>,
+    ) -> Result<UploadAttachmentResponse, IntakeError> {
+        let received = match attachments::receive(&self.storage, self.config.max_attachment_bytes, parts).await {
+            Ok(received) => received,
+            Err(error) => {
+                let outcome = if matches!(error, IntakeError::Invalid(_)) { "refused" } else { "failed" };
+                metrics::counter!("pos_intake_attachments_total", "outcome" => outcome).increment(1);
+                return Err(error);
+            }
+        };
+        tracing::Span::current().record("attachment_id", received.id.as_str());
+        let record = AttachmentRecord {
+            id: received.id.clone(),
+            uploaded_by: caller.subject.clone(),
+            // People put document numbers into file names too.
+            file_name: mask(&received.file_name),
+            content_type: received.kind.content_type().to_owned(),
+            size: received.size as i64,
+            sha256: received.sha256.clone(),
+            object_path: received.object_path.clone(),
+            uploaded_at: from_micros(to_micros(Utc::now())),
+            appeal_id: None,
+        };
+        if let Err(error) = self.store.insert_attachment(&record).await {
+            // Without its row no sweep would ever find the object.
+            if let Err(delete_error) = self.storage.delete(&record.object_path).await {
+                tracing::warn!(error = %delete_error, "stored object of a failed upload not deleted");
+            }
+            return Err(error.into());
+        }
+        metrics::counter!("pos_intake_attachments_total", "outcome" => "stored").increment(1);
+        // The file name is not logged: people name files after themselves.
+        tracing::info!(content_type = %record.content_type, size = record.size, "attachment stored");
+        Ok(UploadAttachmentResponse {
+            attachment_id: record.id,
+            content_type: record.content_type,
+            size: record.size,
+            sha256: record.sha256,
+        })
+    }
+
+    async fn get(&self, caller: &Caller, appeal_id: &str) -> Result<Appeal, IntakeError> {
+        if appeal_id.is_empty() {
+            return Err(IntakeError::invalid("appeal_id", "required"));
+        }
+        if uuid::Uuid::parse_str(appeal_id).is_err() {
+            return Err(IntakeError::invalid("appeal_id", "not an appeal id"));
+        }
+        let appeal =
+            self.store.appeal(appeal_id).await?.ok_or_else(|| IntakeError::NotFound("no such appeal".into()))?;
+        may_read(caller, &appeal)?;
+        Ok(to_proto(appeal))
+    }
+}
+
+#[tonic::async_trait]
+impl IntakeService for IntakeApi {
+    async fn submit_appeal(
+        &self,
+        request: Request<SubmitAppealRequest>,
+    ) -> Result<Response<SubmitAppealResponse>, Status> {
+        let caller = authorize(&request, "SubmitAppeal", &SUBMITTERS)?;
+        let result = self.submit(&caller, request.into_inner()).await;
+        let outcome = match &result {
+            Ok((_, Submitted::Registered)) => "registered",
+            Ok((_, Submitted::Replayed)) => "replayed",
+            Err(IntakeError::Invalid(_)) => "invalid",
+            Err(IntakeError::RequestIdReused(_)) => "request_id_reused",
+            Err(IntakeError::Unavailable(_)) => "unavailable",
+            Err(
+                IntakeError::NotFound(_)
+                | IntakeError::PermissionDenied(_)
+                | IntakeError::Stream(_)
+                | IntakeError::Db(_)
+                | IntakeError::ObjectStore(_),
+            ) => "failed",
+        };
+        metrics::counter!("pos_intake_submissions_total", "outcome" => outcome).increment(1);
+        Ok(Response::new(result?.0))
+    }
+
+    async fn upload_attachment(
+        &self,
+        request: Request<Streaming<UploadAttachmentRequest>>,
+    ) -> Result<Response<UploadAttachmentResponse>, Status> {
+        let caller = authorize(&request, "UploadAttachment", &SUBMITTERS)?;
+        Ok(Response::new(self.upload(&caller, request.into_inner()).await?))
+    }
+
+    async fn get_appeal(&self, request: Request<GetAppealRequest>) -> Result<Response<Appeal>, Status> {
+        let caller = authorize(&request, "GetAppeal", &READERS)?;
+        Ok(Response::new(self.get(&caller, &request.get_ref().appeal_id).await?))
+    }
+}
+
+/// The applicant who owns it, operators and systems, or staff of the organization it is
+/// routed to.
+fn may_read(caller: &Caller, appeal: &AppealRecord) -> Result<(), IntakeError> {
+    if caller.has_any(&[Role::Operator, Role::System]) {
+        return Ok(());
+    }
+    if caller.has(Role::Applicant)
+        && !appeal.applicant.account_id.is_empty()
+        && caller.subject == appeal.applicant.account_id
+    {
+        return Ok(());
+    }
+    if caller.has_any(&Role::STAFF)
+        && let Some(routing) = &appeal.routing
+    {
+        return caller
+            .require_organization(&routing.organization.id, "GetAppeal")
+            .map_err(|status| IntakeError::PermissionDenied(status.message().to_owned()));
+    }
+    tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "access denied to another applicant's appeal");
+    Err(IntakeError::PermissionDenied("the appeal is not yours to read".into()))
+}
+
+/// A repeated request gets the first answer; a different request under a used id is refused.
+fn replay(
+    registered: Registered,
+    first_sha256: &str,
+    sha256: &str,
+    request_id: &str,
+) -> Result<(SubmitAppealResponse, Submitted), IntakeError> {
+    if first_sha256 != sha256 {
+        tracing::warn!(%request_id, appeal_id = %registered.appeal_id, "request id reused for a different request");
+        return Err(IntakeError::RequestIdReused(format!(
+            "request_id {request_id:?} was already used for a different appeal (number {}); use a new request_id",
+            registered.number
+        )));
+    }
+    tracing::debug!(%request_id, appeal_id = %registered.appeal_id, "repeated request answered with the first answer");
+    Ok((response(&registered), Submitted::Replayed))
+}
+
+fn response(registered: &Registered) -> SubmitAppealResponse {
+    SubmitAppealResponse {
+        appeal_id: registered.appeal_id.clone(),
+        number: registered.number,
+        registered_at: Some(pos_proto::time::to_proto(registered.registered_at)),
+    }
+}
+
+/// SHA-256 of the request without its id. prost writes fields in tag order and skips
+/// defaults, so equal requests encode equally.
+pub fn request_hash(request: &SubmitAppealRequest) -> String {
+    let mut canonical = request.clone();
+    canonical.request_id.clear();
+    hex::encode(Sha256::digest(canonical.encode_to_vec()))
+}
+
+fn has_violation(violations: &FieldViolations, prefix: &str) -> bool {
+    violations.fields().any(|field| field.starts_with(prefix))
+}
+
+fn to_proto(appeal: AppealRecord) -> Appeal {
+    Appeal {
+        id: appeal.id,
+        number: appeal.number,
+        registered_at: Some(pos_proto::time::to_proto(appeal.registered_at)),
+        source: appeal.source,
+        applicant: Some(appeal.applicant),
+        region_code: appeal.region_code,
+        category_id: appeal.category_id,
+        subcategory_id: appeal.subcategory_id,
+        fact_id: appeal.fact_id,
+        picked_organization_id: appeal.picked_organization_id,
+        public_text: appeal.public_text,
+        problem_address: appeal.problem_address,
+        attachments: appeal
+            .attachments
+            .into_iter()
+            .map(|a| Attachment { id: a.id, file_name: a.file_name, content_type: a.content_type, size: a.size })
+            .collect(),
+        public: appeal.public,
+        portal_number: appeal.portal_number,
+        routing: appeal.routing.map(|r| AppealRouting {
+            organization: Some(r.organization),
+            period_days: r.period_days,
+            working_days: r.working_days,
+            fast_track: r.fast_track,
+            delegated_by_auto_rule: r.delegated_by_auto_rule,
+            explanation: r.explanation,
+            routed_at: Some(pos_proto::time::to_proto(r.routed_at)),
+        }),
+        status: appeal.status,
+        status_changed_at: Some(pos_proto::time::to_proto(appeal.status_changed_at)),
+    }
+}

@@ -1,0 +1,8 @@
+//! Intake's integration tests: one binary, against the local PostgreSQL (and SQLite for the
+//! store's contract suite). gRPC tests serve intake on 127.0.0.1:0 with the in-process bus.
+
+mod access;
+mod attachments;
+mod helpers;
+mod store;
+mod submit;

@@ -1,0 +1,183 @@
+//! `appeal.received` → the routing decision → `appeal.routed`, in one transaction with the
+//! inbox row, the decision row and the outbox row.
+//!
+//! An appeal is never lost: an unknown fact or region, a missing or wrong pick, an addressee
+//! that is not connected, all end in some cabinet that can redirect it, with the reason in the
+//! explanation. Only a payload that cannot be read is poison.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use pos_platform::consumer::{HandleError, Handler};
+use pos_platform::{Envelope, Tx};
+use pos_proto::v1::events::{AppealReceived, AppealRouted};
+
+use crate::config::RoutingConfig;
+use crate::resolve::{self, resolve};
+use crate::snapshot::Snapshots;
+use crate::store::{self, StoredDecision};
+
+/// The queue of this consumer; also its name in the inbox.
+pub const QUEUE: &str = "routing.appeal-received";
+
+/// The routing-key region of an event whose region is not known at all.
+const NO_REGION: &str = "00";
+
+pub struct AppealReceivedHandler {
+    snapshots: Arc<Snapshots>,
+    config: Arc<RoutingConfig>,
+}
+
+impl AppealReceivedHandler {
+    pub fn new(snapshots: Arc<Snapshots>, config: Arc<RoutingConfig>) -> AppealReceivedHandler {
+        AppealReceivedHandler { snapshots, config }
+    }
+}
+
+#[async_trait]
+impl Handler for AppealReceivedHandler {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
+        let appeal: AppealReceived = envelope.decode()?;
+        if appeal.appeal_id.is_empty() {
+            // Without its id an appeal can be neither recorded once nor found by anyone
+            // downstream: the payload breaks the contract, like an undecodable one.
+            return Err(HandleError::poison(anyhow::anyhow!(
+                "appeal.received without an appeal_id"
+            )));
+        }
+        let region_code = if appeal.region_code.is_empty() {
+            envelope.region()
+        } else {
+            appeal.region_code.as_str()
+        };
+        let snapshot = self.snapshots.current(tx).await?;
+        let outcome = resolve(
+            &snapshot.classifier,
+            &snapshot.directory,
+            self.config.periods(),
+            &self.config.fallback(),
+            &resolve::Request {
+                region_code,
+                fact_id: &appeal.fact_id,
+                subcategory_id: &appeal.subcategory_id,
+                picked_organization_id: &appeal.picked_organization_id,
+                text: &appeal.public_text,
+            },
+        );
+        let decision = outcome.decision;
+        let mut explanation = decision.explanation.clone();
+        if !outcome.problems.is_empty() {
+            let problems: Vec<String> = outcome
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field(), p.description()))
+                .collect();
+            tracing::warn!(
+                appeal_id = %appeal.appeal_id,
+                problems = %problems.join("; "),
+                organization_id = %decision.organization.id,
+                "appeal routed around problems in its content"
+            );
+            explanation = format!(
+                "{explanation} The appeal as received: {}.",
+                problems.join("; ")
+            );
+        }
+
+        let routed_at = Utc::now();
+        let recorded = store::insert_decision(
+            tx,
+            &StoredDecision {
+                appeal_id: appeal.appeal_id.clone(),
+                message_id: envelope.message_id.to_string(),
+                number: appeal.number,
+                region_code: region_code.to_owned(),
+                fact_id: appeal.fact_id.clone(),
+                organization_id: decision.organization.id.clone(),
+                organization_region: decision.organization.region_code.clone(),
+                time_zone: decision.time_zone.clone(),
+                period_days: decision.period_days,
+                working_days: decision.working_days,
+                fast_track: decision.fast_track,
+                delegated_by_auto_rule: decision.delegated_by_auto_rule,
+                auto_rule_id: decision.auto_rule_id.clone(),
+                target_executor_id: decision.target_executor_id.clone(),
+                steps: decision.steps.clone(),
+                explanation: explanation.clone(),
+                decided_at: routed_at,
+            },
+        )
+        .await?;
+        if !recorded {
+            // The same appeal under another message id (republished upstream): the first
+            // decision stands and was announced already.
+            tracing::info!(appeal_id = %appeal.appeal_id, "appeal already routed, nothing to do");
+            return Ok(());
+        }
+
+        let category_id = if appeal.category_id.is_empty() {
+            decision.category_id.clone()
+        } else {
+            appeal.category_id
+        };
+        let subcategory_id = if appeal.subcategory_id.is_empty() {
+            decision.subcategory_id.clone()
+        } else {
+            appeal.subcategory_id
+        };
+        let routed = AppealRouted {
+            appeal_id: appeal.appeal_id.clone(),
+            number: appeal.number,
+            registered_at: appeal.registered_at,
+            source: appeal.source,
+            region_code: region_code.to_owned(),
+            category_id,
+            subcategory_id,
+            fact_id: appeal.fact_id,
+            organization: Some(decision.organization.to_ref()),
+            time_zone: decision.time_zone.clone(),
+            period_days: decision.period_days,
+            working_days: decision.working_days,
+            fast_track: decision.fast_track,
+            delegated_by_auto_rule: decision.delegated_by_auto_rule,
+            auto_rule_id: decision.auto_rule_id.clone(),
+            target_executor_id: decision.target_executor_id.clone(),
+            explanation,
+            public_text: appeal.public_text,
+            problem_address: appeal.problem_address,
+            applicant: appeal.applicant,
+            routed_at: Some(pos_proto::time::to_proto(routed_at)),
+        };
+        // The event is keyed by the addressee's region: its cabinet, deadlines and ticket live in
+        // that region's deployment (a picked school may lie outside the applicant's region).
+        // Federal bodies have none; they are reached through the applicant's region.
+        let routing_region = [decision.organization.region_code.as_str(), region_code]
+            .into_iter()
+            .find(|code| !code.is_empty())
+            .unwrap_or(NO_REGION);
+        pos_platform::outbox::enqueue(
+            tx,
+            &Envelope::new(&routed, routing_region).with_appeal(&appeal.appeal_id),
+        )
+        .await?;
+
+        let outcome = match (decision.direct, decision.delegated_by_auto_rule) {
+            (_, true) => "delegated",
+            (true, false) => "direct",
+            (false, false) => "fallback",
+        };
+        metrics::counter!("pos_routing_decisions_total", "outcome" => outcome).increment(1);
+        tracing::info!(
+            appeal_id = %appeal.appeal_id,
+            organization_id = %decision.organization.id,
+            fact_id = %routed.fact_id,
+            fast_track = decision.fast_track,
+            period_days = decision.period_days,
+            delegated_by_auto_rule = decision.delegated_by_auto_rule,
+            outcome,
+            "appeal routed"
+        );
+        Ok(())
+    }
+}

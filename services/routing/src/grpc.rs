@@ -1,0 +1,628 @@
+//! `pos.v1.RoutingService`: the dry-run `Resolve`, and the classifier, directory and auto-rule
+//! administration. Reads come from the versioned snapshots; every change is written with the
+//! bump of its scope's version in one transaction, so the next read anywhere sees it.
+
+use std::sync::Arc;
+
+use pos_platform::auth::{Role, authorize};
+use pos_platform::db::Db;
+use pos_platform::grpc::FieldViolations;
+use pos_proto::v1 as pb;
+use pos_proto::v1::routing_service_server::RoutingService;
+use sqlx::AnyConnection;
+use tonic::{Request, Response, Status};
+
+use crate::config::RoutingConfig;
+use crate::error::ApiError;
+use crate::model::{
+    Addressee, AutoRule, Category, Fact, OrgType, Organization, Scope, Subcategory, check_id,
+    check_period,
+};
+use crate::resolve::{self, resolve};
+use crate::snapshot::{Snapshot, Snapshots};
+use crate::store::{self, OnConflict, Ordered};
+
+/// Roles that administer organizations' auto-rules: the organization's own admin, or a system.
+const AUTO_RULE_ADMINS: [Role; 2] = [Role::OrgAdmin, Role::System];
+
+#[derive(Clone)]
+pub struct RoutingApi {
+    db: Db,
+    snapshots: Arc<Snapshots>,
+    config: Arc<RoutingConfig>,
+}
+
+impl RoutingApi {
+    pub fn new(db: Db, snapshots: Arc<Snapshots>, config: Arc<RoutingConfig>) -> RoutingApi {
+        RoutingApi {
+            db,
+            snapshots,
+            config,
+        }
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, ApiError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(self.snapshots.current(&mut conn).await?)
+    }
+}
+
+/// The id to store: the one given, checked, or a new one.
+fn id_or_new(id: &str, violations: &mut FieldViolations) -> String {
+    if id.is_empty() {
+        return uuid::Uuid::now_v7().to_string();
+    }
+    if let Err(why) = check_id(id) {
+        violations.add("id", why);
+    }
+    id.to_owned()
+}
+
+fn required(violations: &mut FieldViolations, field: &str, value: &str) {
+    if value.trim().is_empty() {
+        violations.add(field, "is required");
+    }
+}
+
+/// Whether making `parent_id` the parent of `id` would close a loop.
+fn creates_cycle(snapshot: &Snapshot, id: &str, parent_id: &str) -> bool {
+    parent_id == id || snapshot.directory.is_within(parent_id, id)
+}
+
+async fn commit_change(mut tx: pos_platform::Tx, scope: Scope) -> Result<(), ApiError> {
+    store::bump(&mut tx, scope).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn snapshot_in(
+    snapshots: &Snapshots,
+    conn: &mut AnyConnection,
+) -> Result<Snapshot, ApiError> {
+    Ok(snapshots.current(conn).await?)
+}
+
+#[tonic::async_trait]
+impl RoutingService for RoutingApi {
+    async fn resolve(
+        &self,
+        request: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::Resolution>, Status> {
+        authorize(&request, "Resolve", &Role::ALL)?;
+        let request = request.into_inner();
+        let mut violations = FieldViolations::new();
+        required(&mut violations, "region_code", &request.region_code);
+        required(&mut violations, "fact_id", &request.fact_id);
+        ApiError::check(violations)?;
+        let snapshot = self.snapshot().await?;
+        let outcome = resolve(
+            &snapshot.classifier,
+            &snapshot.directory,
+            self.config.periods(),
+            &self.config.fallback(),
+            &resolve::Request {
+                region_code: &request.region_code,
+                fact_id: &request.fact_id,
+                subcategory_id: &request.subcategory_id,
+                picked_organization_id: &request.picked_organization_id,
+                text: &request.text,
+            },
+        );
+        // A dry run refuses what an arriving appeal would only be routed around: the caller can
+        // still fix it.
+        if !outcome.problems.is_empty() {
+            let mut violations = FieldViolations::new();
+            for problem in &outcome.problems {
+                violations.add(problem.field(), problem.description());
+            }
+            return Err(violations.into_status());
+        }
+        Ok(Response::new(
+            outcome.decision.to_proto(&snapshot.directory),
+        ))
+    }
+
+    async fn list_classifier(
+        &self,
+        request: Request<pb::ListClassifierRequest>,
+    ) -> Result<Response<pb::Classifier>, Status> {
+        authorize(&request, "ListClassifier", &Role::ALL)?;
+        Ok(Response::new(self.snapshot().await?.classifier.to_proto()))
+    }
+
+    async fn upsert_category(
+        &self,
+        request: Request<pb::Category>,
+    ) -> Result<Response<pb::Category>, Status> {
+        let caller = authorize(&request, "UpsertCategory", &[Role::System])?;
+        let input = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let category = Category {
+            id: id_or_new(&input.id, &mut violations),
+            name: input.name.trim().to_owned(),
+            active: input.active,
+        };
+        required(&mut violations, "name", &category.name);
+        ApiError::check(violations)?;
+        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let position = store::next_position(&mut tx, Ordered::Categories)
+            .await
+            .map_err(ApiError::from)?;
+        store::upsert_category(&mut tx, &category, position, OnConflict::Update)
+            .await
+            .map_err(ApiError::from)?;
+        commit_change(tx, Scope::Classifier).await?;
+        tracing::info!(subject = %caller.subject, category_id = %category.id, "category saved");
+        Ok(Response::new(category.to_proto()))
+    }
+
+    async fn upsert_subcategory(
+        &self,
+        request: Request<pb::Subcategory>,
+    ) -> Result<Response<pb::Subcategory>, Status> {
+        let caller = authorize(&request, "UpsertSubcategory", &[Role::System])?;
+        let input = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let subcategory = Subcategory {
+            id: id_or_new(&input.id, &mut violations),
+            category_id: input.category_id,
+            name: input.name.trim().to_owned(),
+            active: input.active,
+        };
+        required(&mut violations, "name", &subcategory.name);
+        required(&mut violations, "category_id", &subcategory.category_id);
+        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
+        if !subcategory.category_id.is_empty()
+            && snapshot
+                .classifier
+                .category(&subcategory.category_id)
+                .is_none()
+        {
+            violations.add(
+                "category_id",
+                format!("unknown category {:?}", subcategory.category_id),
+            );
+        }
+        ApiError::check(violations)?;
+        let position = store::next_position(&mut tx, Ordered::Subcategories)
+            .await
+            .map_err(ApiError::from)?;
+        store::upsert_subcategory(&mut tx, &subcategory, position, OnConflict::Update)
+            .await
+            .map_err(ApiError::from)?;
+        commit_change(tx, Scope::Classifier).await?;
+        tracing::info!(subject = %caller.subject, subcategory_id = %subcategory.id, "subcategory saved");
+        Ok(Response::new(subcategory.to_proto()))
+    }
+
+    async fn upsert_fact(&self, request: Request<pb::Fact>) -> Result<Response<pb::Fact>, Status> {
+        let caller = authorize(&request, "UpsertFact", &[Role::System])?;
+        let input = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let id = id_or_new(&input.id, &mut violations);
+        let name = input.name.trim().to_owned();
+        required(&mut violations, "name", &name);
+        required(&mut violations, "subcategory_id", &input.subcategory_id);
+        if let Err(why) = check_period(input.period_days, input.working_days) {
+            violations.add("period_days", why);
+        }
+        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
+        if !input.subcategory_id.is_empty()
+            && snapshot
+                .classifier
+                .subcategory(&input.subcategory_id)
+                .is_none()
+        {
+            violations.add(
+                "subcategory_id",
+                format!("unknown subcategory {:?}", input.subcategory_id),
+            );
+        }
+        let addressee = addressee_from_proto(input.addressee.as_ref(), &snapshot, &mut violations);
+        for (field, codes) in [
+            ("fast_track_regions", &input.fast_track_regions),
+            ("not_fast_track_regions", &input.not_fast_track_regions),
+        ] {
+            for code in codes {
+                if snapshot.directory.region(code).is_none() {
+                    violations.add(field, format!("unknown region {code:?}"));
+                }
+            }
+        }
+        if input
+            .fast_track_regions
+            .iter()
+            .any(|code| input.not_fast_track_regions.contains(code))
+        {
+            violations.add(
+                "not_fast_track_regions",
+                "a region cannot be in both fast-track lists",
+            );
+        }
+        ApiError::check(violations)?;
+        let Some(addressee) = addressee else {
+            return Err(Status::internal("addressee missing after validation"));
+        };
+        let fact = Fact {
+            id,
+            subcategory_id: input.subcategory_id,
+            name,
+            addressee,
+            period_days: input.period_days,
+            working_days: input.working_days,
+            fast_track_default: input.fast_track_default,
+            fast_track_regions: input.fast_track_regions,
+            not_fast_track_regions: input.not_fast_track_regions,
+            active: input.active,
+        };
+        let position = store::next_position(&mut tx, Ordered::Facts)
+            .await
+            .map_err(ApiError::from)?;
+        store::upsert_fact(&mut tx, &fact, position, OnConflict::Update)
+            .await
+            .map_err(ApiError::from)?;
+        commit_change(tx, Scope::Classifier).await?;
+        tracing::info!(subject = %caller.subject, fact_id = %fact.id, "fact saved");
+        Ok(Response::new(fact.to_proto()))
+    }
+
+    async fn list_organizations(
+        &self,
+        request: Request<pb::ListOrganizationsRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        authorize(&request, "ListOrganizations", &Role::ALL)?;
+        let filter = request.into_inner();
+        let org_type = match filter.r#type {
+            0 => None,
+            value => match OrgType::from_proto(value) {
+                Some(org_type) => Some(org_type),
+                None => {
+                    return Err(pos_platform::grpc::invalid_field(
+                        "type",
+                        format!("unknown type {value}"),
+                    ));
+                }
+            },
+        };
+        let query = filter.query.trim().to_lowercase();
+        let snapshot = self.snapshot().await?;
+        let mut organizations: Vec<&Organization> = snapshot
+            .directory
+            .data()
+            .organizations
+            .iter()
+            .filter(|o| filter.region_code.is_empty() || o.region_code == filter.region_code)
+            .filter(|o| org_type.is_none_or(|t| o.org_type == t))
+            .filter(|o| filter.parent_id.is_empty() || o.parent_id == filter.parent_id)
+            .filter(|o| {
+                query.is_empty()
+                    || o.full_name.to_lowercase().contains(&query)
+                    || o.short_name.to_lowercase().contains(&query)
+            })
+            .collect();
+        organizations.sort_by(|a, b| {
+            a.region_code
+                .cmp(&b.region_code)
+                .then_with(|| a.display_name().cmp(b.display_name()))
+        });
+        Ok(Response::new(pb::ListOrganizationsResponse {
+            organizations: organizations
+                .into_iter()
+                .map(Organization::to_proto)
+                .collect(),
+        }))
+    }
+
+    async fn get_organization(
+        &self,
+        request: Request<pb::GetOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        authorize(&request, "GetOrganization", &Role::ALL)?;
+        let id = request.into_inner().id;
+        if id.is_empty() {
+            return Err(pos_platform::grpc::invalid_field("id", "is required"));
+        }
+        let snapshot = self.snapshot().await?;
+        match snapshot.directory.organization(&id) {
+            Some(organization) => Ok(Response::new(organization.to_proto())),
+            None => Err(ApiError::not_found("organization", id).into()),
+        }
+    }
+
+    async fn upsert_organization(
+        &self,
+        request: Request<pb::Organization>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let caller = authorize(&request, "UpsertOrganization", &[Role::System])?;
+        let input = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let id = id_or_new(&input.id, &mut violations);
+        required(&mut violations, "full_name", &input.full_name);
+        let org_type = OrgType::from_proto(input.r#type);
+        if org_type.is_none() {
+            violations.add("type", "is required");
+        }
+        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
+        if input.region_code.is_empty() {
+            if org_type.is_some_and(|t| t != OrgType::FederalAgency) {
+                violations.add(
+                    "region_code",
+                    "is required for every organization but a federal body",
+                );
+            }
+        } else if snapshot.directory.region(&input.region_code).is_none() {
+            violations.add(
+                "region_code",
+                format!("unknown region {:?}", input.region_code),
+            );
+        }
+        if !input.parent_id.is_empty() {
+            if snapshot.directory.organization(&input.parent_id).is_none() {
+                violations.add(
+                    "parent_id",
+                    format!("unknown organization {:?}", input.parent_id),
+                );
+            } else if creates_cycle(&snapshot, &id, &input.parent_id) {
+                violations.add(
+                    "parent_id",
+                    "the organization would become its own ancestor",
+                );
+            }
+        }
+        // A region's cabinet is where everything ends up: it must stay a cabinet of its region.
+        if let Some(region) = snapshot
+            .directory
+            .data()
+            .regions
+            .iter()
+            .find(|r| r.cabinet_organization_id == id)
+            && (org_type.is_some_and(|t| t != OrgType::RegionalCabinet)
+                || input.region_code != region.code)
+        {
+            violations.add(
+                "type",
+                format!(
+                    "{id} is the cabinet of region {}: it stays a regional_cabinet there",
+                    region.code
+                ),
+            );
+        }
+        ApiError::check(violations)?;
+        let Some(org_type) = org_type else {
+            return Err(Status::internal("type missing after validation"));
+        };
+        let organization = Organization {
+            id,
+            full_name: input.full_name.trim().to_owned(),
+            short_name: input.short_name.trim().to_owned(),
+            address: input.address.trim().to_owned(),
+            email: input.email.trim().to_owned(),
+            region_code: input.region_code,
+            parent_id: input.parent_id,
+            org_type,
+            connected: input.connected,
+        };
+        store::upsert_organization(&mut tx, &organization, OnConflict::Update)
+            .await
+            .map_err(ApiError::from)?;
+        commit_change(tx, Scope::Directory).await?;
+        tracing::info!(
+            subject = %caller.subject,
+            organization_id = %organization.id,
+            connected = organization.connected,
+            "organization saved"
+        );
+        Ok(Response::new(organization.to_proto()))
+    }
+
+    async fn list_auto_rules(
+        &self,
+        request: Request<pb::ListAutoRulesRequest>,
+    ) -> Result<Response<pb::ListAutoRulesResponse>, Status> {
+        authorize(&request, "ListAutoRules", &Role::ALL)?;
+        let organization_id = request.into_inner().organization_id;
+        if organization_id.is_empty() {
+            return Err(pos_platform::grpc::invalid_field(
+                "organization_id",
+                "is required",
+            ));
+        }
+        let snapshot = self.snapshot().await?;
+        if snapshot.directory.organization(&organization_id).is_none() {
+            return Err(ApiError::not_found("organization", organization_id).into());
+        }
+        let rules = snapshot
+            .directory
+            .rules_of(&organization_id)
+            .map(AutoRule::to_proto)
+            .collect();
+        Ok(Response::new(pb::ListAutoRulesResponse { rules }))
+    }
+
+    async fn upsert_auto_rule(
+        &self,
+        request: Request<pb::AutoRule>,
+    ) -> Result<Response<pb::AutoRule>, Status> {
+        let caller = authorize(&request, "UpsertAutoRule", &AUTO_RULE_ADMINS)?;
+        let input = request.into_inner();
+        let mut violations = FieldViolations::new();
+        required(&mut violations, "organization_id", &input.organization_id);
+        ApiError::check(violations)?;
+        caller.require_organization(&input.organization_id, "UpsertAutoRule")?;
+        let mut violations = FieldViolations::new();
+        let id = id_or_new(&input.id, &mut violations);
+        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
+        // Editing a rule must not move another organization's rule into the caller's.
+        if let Some(existing) = snapshot.directory.auto_rule(&id) {
+            caller.require_organization(&existing.organization_id, "UpsertAutoRule")?;
+        }
+        if snapshot
+            .directory
+            .organization(&input.organization_id)
+            .is_none()
+        {
+            return Err(ApiError::not_found("organization", input.organization_id).into());
+        }
+        let target = if input.target_organization_id.is_empty() {
+            input.organization_id.clone()
+        } else {
+            input.target_organization_id.clone()
+        };
+        if snapshot.directory.organization(&target).is_none() {
+            violations.add(
+                "target_organization_id",
+                format!("unknown organization {target:?}"),
+            );
+        } else if !snapshot
+            .directory
+            .is_within(&target, &input.organization_id)
+        {
+            // Delegation goes down the hierarchy: nobody may push work onto a stranger.
+            violations.add(
+                "target_organization_id",
+                "must be the organization itself or one of its subordinates",
+            );
+        } else if target == input.organization_id && input.target_executor_id.is_empty() {
+            violations.add(
+                "target_executor_id",
+                "a rule that keeps the message in the organization must name an executor",
+            );
+        }
+        if !input.fact_id.is_empty() && snapshot.classifier.fact(&input.fact_id).is_none() {
+            violations.add("fact_id", format!("unknown fact {:?}", input.fact_id));
+        }
+        if input.priority < 0 {
+            violations.add("priority", "must not be negative");
+        }
+        let keywords: Vec<String> = input
+            .keywords
+            .iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect();
+        ApiError::check(violations)?;
+        let rule = AutoRule {
+            id,
+            organization_id: input.organization_id,
+            priority: input.priority,
+            fact_id: input.fact_id,
+            keywords,
+            target_organization_id: target,
+            target_executor_id: input.target_executor_id.trim().to_owned(),
+            active: input.active,
+        };
+        store::upsert_auto_rule(&mut tx, &rule)
+            .await
+            .map_err(ApiError::from)?;
+        commit_change(tx, Scope::Directory).await?;
+        tracing::info!(
+            subject = %caller.subject,
+            organization_id = %rule.organization_id,
+            auto_rule_id = %rule.id,
+            target_organization_id = %rule.target_organization_id,
+            "auto-rule saved"
+        );
+        Ok(Response::new(rule.to_proto()))
+    }
+
+    async fn delete_auto_rule(
+        &self,
+        request: Request<pb::DeleteAutoRuleRequest>,
+    ) -> Result<Response<pb::DeleteAutoRuleResponse>, Status> {
+        let caller = authorize(&request, "DeleteAutoRule", &AUTO_RULE_ADMINS)?;
+        let id = request.into_inner().id;
+        if id.is_empty() {
+            return Err(pos_platform::grpc::invalid_field("id", "is required"));
+        }
+        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
+        let Some(rule) = snapshot.directory.auto_rule(&id) else {
+            return Err(ApiError::not_found("auto-rule", id).into());
+        };
+        caller.require_organization(&rule.organization_id, "DeleteAutoRule")?;
+        if !store::delete_auto_rule(&mut tx, &id)
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::not_found("auto-rule", id).into());
+        }
+        commit_change(tx, Scope::Directory).await?;
+        tracing::info!(subject = %caller.subject, auto_rule_id = %id, "auto-rule deleted");
+        Ok(Response::new(pb::DeleteAutoRuleResponse {}))
+    }
+
+    async fn list_regions(
+        &self,
+        request: Request<pb::ListRegionsRequest>,
+    ) -> Result<Response<pb::ListRegionsResponse>, Status> {
+        authorize(&request, "ListRegions", &Role::ALL)?;
+        let snapshot = self.snapshot().await?;
+        let regions = snapshot
+            .directory
+            .data()
+            .regions
+            .iter()
+            .map(|r| r.to_proto())
+            .collect();
+        Ok(Response::new(pb::ListRegionsResponse { regions }))
+    }
+}
+
+/// The fact's addressee rule from its protobuf form, with violations named after its fields.
+fn addressee_from_proto(
+    rule: Option<&pb::AddresseeRule>,
+    snapshot: &Snapshot,
+    violations: &mut FieldViolations,
+) -> Option<Addressee> {
+    let Some(rule) = rule else {
+        violations.add("addressee", "is required");
+        return None;
+    };
+    let org_type = OrgType::from_proto(rule.organization_type);
+    match pb::AddresseeKind::try_from(rule.kind) {
+        Ok(pb::AddresseeKind::Picked) | Ok(pb::AddresseeKind::Regional) if org_type.is_none() => {
+            violations.add(
+                "addressee.organization_type",
+                "is required for picked and regional addressees",
+            );
+            None
+        }
+        Ok(pb::AddresseeKind::Picked) => org_type.map(|t| Addressee::Picked {
+            organization_type: t,
+        }),
+        Ok(pb::AddresseeKind::Regional) => org_type.map(|t| Addressee::Regional {
+            organization_type: t,
+        }),
+        Ok(pb::AddresseeKind::Federal) => {
+            if rule.organization_id.is_empty() {
+                violations.add(
+                    "addressee.organization_id",
+                    "is required for a federal addressee",
+                );
+                None
+            } else if snapshot
+                .directory
+                .organization(&rule.organization_id)
+                .is_none()
+            {
+                violations.add(
+                    "addressee.organization_id",
+                    format!("unknown organization {:?}", rule.organization_id),
+                );
+                None
+            } else {
+                Some(Addressee::Federal {
+                    organization_id: rule.organization_id.clone(),
+                })
+            }
+        }
+        Ok(pb::AddresseeKind::Unspecified) | Err(_) => {
+            violations.add("addressee.kind", "must be picked, regional or federal");
+            None
+        }
+    }
+}

@@ -1,0 +1,592 @@
+//! The routing domain: the classifier (category → subcategory → fact, each fact with its
+//! addressee rule and review period), the organizations directory, regions and auto-rules, and
+//! the two snapshots the resolver reads them from.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use pos_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+/// Kinds of organizations in the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgType {
+    School,
+    College,
+    MunicipalEducationDepartment,
+    RegionalMinistry,
+    RegionalCenter,
+    /// The region's own cabinet, the addressee of last resort.
+    RegionalCabinet,
+    FederalAgency,
+    Clinic,
+    Other,
+}
+
+impl OrgType {
+    pub const ALL: [OrgType; 9] = [
+        OrgType::School,
+        OrgType::College,
+        OrgType::MunicipalEducationDepartment,
+        OrgType::RegionalMinistry,
+        OrgType::RegionalCenter,
+        OrgType::RegionalCabinet,
+        OrgType::FederalAgency,
+        OrgType::Clinic,
+        OrgType::Other,
+    ];
+
+    /// The name stored in the database and written in seed files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgType::School => "school",
+            OrgType::College => "college",
+            OrgType::MunicipalEducationDepartment => "municipal_education_department",
+            OrgType::RegionalMinistry => "regional_ministry",
+            OrgType::RegionalCenter => "regional_center",
+            OrgType::RegionalCabinet => "regional_cabinet",
+            OrgType::FederalAgency => "federal_agency",
+            OrgType::Clinic => "clinic",
+            OrgType::Other => "other",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<OrgType> {
+        OrgType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// `None` for `ORGANIZATION_TYPE_UNSPECIFIED` and values this build does not know.
+    pub fn from_proto(value: i32) -> Option<OrgType> {
+        match pb::OrganizationType::try_from(value).ok()? {
+            pb::OrganizationType::Unspecified => None,
+            pb::OrganizationType::School => Some(OrgType::School),
+            pb::OrganizationType::College => Some(OrgType::College),
+            pb::OrganizationType::MunicipalEducationDepartment => {
+                Some(OrgType::MunicipalEducationDepartment)
+            }
+            pb::OrganizationType::RegionalMinistry => Some(OrgType::RegionalMinistry),
+            pb::OrganizationType::RegionalCenter => Some(OrgType::RegionalCenter),
+            pb::OrganizationType::RegionalCabinet => Some(OrgType::RegionalCabinet),
+            pb::OrganizationType::FederalAgency => Some(OrgType::FederalAgency),
+            pb::OrganizationType::Clinic => Some(OrgType::Clinic),
+            pb::OrganizationType::Other => Some(OrgType::Other),
+        }
+    }
+
+    pub fn to_proto(self) -> pb::OrganizationType {
+        match self {
+            OrgType::School => pb::OrganizationType::School,
+            OrgType::College => pb::OrganizationType::College,
+            OrgType::MunicipalEducationDepartment => {
+                pb::OrganizationType::MunicipalEducationDepartment
+            }
+            OrgType::RegionalMinistry => pb::OrganizationType::RegionalMinistry,
+            OrgType::RegionalCenter => pb::OrganizationType::RegionalCenter,
+            OrgType::RegionalCabinet => pb::OrganizationType::RegionalCabinet,
+            OrgType::FederalAgency => pb::OrganizationType::FederalAgency,
+            OrgType::Clinic => pb::OrganizationType::Clinic,
+            OrgType::Other => pb::OrganizationType::Other,
+        }
+    }
+}
+
+impl fmt::Display for OrgType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whom a fact is addressed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Addressee {
+    /// The organization the applicant picked, which must be of this type.
+    Picked { organization_type: OrgType },
+    /// The organization of this type in the applicant's region.
+    Regional { organization_type: OrgType },
+    /// One federal body for every region.
+    Federal { organization_id: String },
+}
+
+impl Addressee {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Addressee::Picked { .. } => "picked",
+            Addressee::Regional { .. } => "regional",
+            Addressee::Federal { .. } => "federal",
+        }
+    }
+
+    pub fn to_proto(&self) -> pb::AddresseeRule {
+        match self {
+            Addressee::Picked { organization_type } => pb::AddresseeRule {
+                kind: pb::AddresseeKind::Picked as i32,
+                organization_type: organization_type.to_proto() as i32,
+                organization_id: String::new(),
+            },
+            Addressee::Regional { organization_type } => pb::AddresseeRule {
+                kind: pb::AddresseeKind::Regional as i32,
+                organization_type: organization_type.to_proto() as i32,
+                organization_id: String::new(),
+            },
+            Addressee::Federal { organization_id } => pb::AddresseeRule {
+                kind: pb::AddresseeKind::Federal as i32,
+                organization_type: pb::OrganizationType::Unspecified as i32,
+                organization_id: organization_id.clone(),
+            },
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Category {
+    pub id: String,
+    pub name: String,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+impl Category {
+    pub fn to_proto(&self) -> pb::Category {
+        pb::Category {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            active: self.active,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subcategory {
+    pub id: String,
+    pub category_id: String,
+    pub name: String,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+impl Subcategory {
+    pub fn to_proto(&self) -> pb::Subcategory {
+        pb::Subcategory {
+            id: self.id.clone(),
+            category_id: self.category_id.clone(),
+            name: self.name.clone(),
+            active: self.active,
+        }
+    }
+}
+
+/// The leaf of the classifier: what the applicant complains about, whom it goes to, how fast.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fact {
+    pub id: String,
+    pub subcategory_id: String,
+    pub name: String,
+    pub addressee: Addressee,
+    /// 0: the standard period, or the fast-track period where the fact is fast-track.
+    #[serde(default)]
+    pub period_days: i32,
+    #[serde(default)]
+    pub working_days: bool,
+    #[serde(default)]
+    pub fast_track_default: bool,
+    /// Regions where the fact is fast-track although the default says no.
+    #[serde(default)]
+    pub fast_track_regions: Vec<String>,
+    /// Regions where the fact is not fast-track although the default says yes.
+    #[serde(default)]
+    pub not_fast_track_regions: Vec<String>,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+impl Fact {
+    /// Fast-track is decided per region: the region's exception, else the fact's default.
+    pub fn fast_track_in(&self, region_code: &str) -> bool {
+        if self.fast_track_regions.iter().any(|r| r == region_code) {
+            true
+        } else if self.not_fast_track_regions.iter().any(|r| r == region_code) {
+            false
+        } else {
+            self.fast_track_default
+        }
+    }
+
+    pub fn to_proto(&self) -> pb::Fact {
+        pb::Fact {
+            id: self.id.clone(),
+            subcategory_id: self.subcategory_id.clone(),
+            name: self.name.clone(),
+            addressee: Some(self.addressee.to_proto()),
+            period_days: self.period_days,
+            working_days: self.working_days,
+            fast_track_default: self.fast_track_default,
+            fast_track_regions: self.fast_track_regions.clone(),
+            not_fast_track_regions: self.not_fast_track_regions.clone(),
+            active: self.active,
+        }
+    }
+}
+
+/// An organization's cabinet (ЛКО) in the directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: String,
+    pub full_name: String,
+    #[serde(default)]
+    pub short_name: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub email: String,
+    /// Empty for federal bodies, which serve every region.
+    #[serde(default)]
+    pub region_code: String,
+    /// Empty for a top organization.
+    #[serde(default)]
+    pub parent_id: String,
+    #[serde(rename = "type")]
+    pub org_type: OrgType,
+    /// Onboarded, staffed, routing configured.
+    #[serde(default = "yes")]
+    pub connected: bool,
+}
+
+impl Organization {
+    /// The short name where there is one: what cabinets and explanations show.
+    pub fn display_name(&self) -> &str {
+        if self.short_name.is_empty() {
+            &self.full_name
+        } else {
+            &self.short_name
+        }
+    }
+
+    pub fn to_ref(&self) -> pb::OrganizationRef {
+        pb::OrganizationRef {
+            id: self.id.clone(),
+            short_name: self.display_name().to_owned(),
+            r#type: self.org_type.to_proto() as i32,
+            region_code: self.region_code.clone(),
+        }
+    }
+
+    pub fn to_proto(&self) -> pb::Organization {
+        pb::Organization {
+            id: self.id.clone(),
+            full_name: self.full_name.clone(),
+            short_name: self.short_name.clone(),
+            address: self.address.clone(),
+            region_code: self.region_code.clone(),
+            parent_id: self.parent_id.clone(),
+            r#type: self.org_type.to_proto() as i32,
+            connected: self.connected,
+            email: self.email.clone(),
+        }
+    }
+}
+
+/// A subject of the Russian Federation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    pub code: String,
+    pub name: String,
+    /// IANA zone of the region's capital.
+    pub time_zone: String,
+    pub cabinet_organization_id: String,
+}
+
+impl Region {
+    pub fn to_proto(&self) -> pb::Region {
+        pb::Region {
+            code: self.code.clone(),
+            name: self.name.clone(),
+            time_zone: self.time_zone.clone(),
+            cabinet_organization_id: self.cabinet_organization_id.clone(),
+        }
+    }
+}
+
+/// An organization's rule delegating matching incoming messages onward.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoRule {
+    pub id: String,
+    pub organization_id: String,
+    /// Lower runs first; ties by id.
+    pub priority: i32,
+    /// Empty: any fact.
+    pub fact_id: String,
+    /// Empty: any text; otherwise any of them must occur in the text (case-insensitive).
+    pub keywords: Vec<String>,
+    pub target_organization_id: String,
+    /// Optional: the executor inside the target organization.
+    pub target_executor_id: String,
+    pub active: bool,
+}
+
+impl AutoRule {
+    /// Whether the rule applies to a message of `fact_id` with `text`. Keywords match as
+    /// substrings so that a stem ("дневник") also matches its inflected forms ("дневника").
+    pub fn matches(&self, fact_id: &str, lowercase_text: &str) -> bool {
+        self.active
+            && (self.fact_id.is_empty() || self.fact_id == fact_id)
+            && (self.keywords.is_empty()
+                || self
+                    .keywords
+                    .iter()
+                    .any(|k| !k.is_empty() && lowercase_text.contains(&k.to_lowercase())))
+    }
+
+    pub fn to_proto(&self) -> pb::AutoRule {
+        pb::AutoRule {
+            id: self.id.clone(),
+            organization_id: self.organization_id.clone(),
+            priority: self.priority,
+            fact_id: self.fact_id.clone(),
+            keywords: self.keywords.clone(),
+            target_organization_id: self.target_organization_id.clone(),
+            target_executor_id: self.target_executor_id.clone(),
+            active: self.active,
+        }
+    }
+}
+
+/// What the snapshots are versioned by: each scope has its own counter in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Categories, subcategories and facts.
+    Classifier,
+    /// Regions, organizations and auto-rules.
+    Directory,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Classifier => "classifier",
+            Scope::Directory => "directory",
+        }
+    }
+}
+
+/// The classifier as of one version, indexed for lookups.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    data: ClassifierData,
+    facts: HashMap<String, usize>,
+    subcategories: HashMap<String, usize>,
+    categories: HashMap<String, usize>,
+}
+
+/// The classifier's serialized form (what the cache holds).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ClassifierData {
+    pub version: i64,
+    pub categories: Vec<Category>,
+    pub subcategories: Vec<Subcategory>,
+    pub facts: Vec<Fact>,
+}
+
+fn index_by<T>(items: &[T], key: impl Fn(&T) -> &str) -> HashMap<String, usize> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (key(item).to_owned(), i))
+        .collect()
+}
+
+impl Classifier {
+    pub fn new(data: ClassifierData) -> Classifier {
+        Classifier {
+            facts: index_by(&data.facts, |f| &f.id),
+            subcategories: index_by(&data.subcategories, |s| &s.id),
+            categories: index_by(&data.categories, |c| &c.id),
+            data,
+        }
+    }
+
+    pub fn data(&self) -> &ClassifierData {
+        &self.data
+    }
+
+    pub fn version(&self) -> i64 {
+        self.data.version
+    }
+
+    pub fn fact(&self, id: &str) -> Option<&Fact> {
+        self.facts.get(id).map(|&i| &self.data.facts[i])
+    }
+
+    pub fn subcategory(&self, id: &str) -> Option<&Subcategory> {
+        self.subcategories
+            .get(id)
+            .map(|&i| &self.data.subcategories[i])
+    }
+
+    pub fn category(&self, id: &str) -> Option<&Category> {
+        self.categories.get(id).map(|&i| &self.data.categories[i])
+    }
+
+    pub fn to_proto(&self) -> pb::Classifier {
+        pb::Classifier {
+            categories: self
+                .data
+                .categories
+                .iter()
+                .map(Category::to_proto)
+                .collect(),
+            subcategories: self
+                .data
+                .subcategories
+                .iter()
+                .map(Subcategory::to_proto)
+                .collect(),
+            facts: self.data.facts.iter().map(Fact::to_proto).collect(),
+            version: self.data.version,
+        }
+    }
+}
+
+/// Regions, organizations and auto-rules as of one version, indexed for lookups.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    data: DirectoryData,
+    regions: HashMap<String, usize>,
+    organizations: HashMap<String, usize>,
+    /// Per organization, its rules in the order they are tried.
+    rules: HashMap<String, Vec<usize>>,
+}
+
+/// The directory's serialized form (what the cache holds).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DirectoryData {
+    pub version: i64,
+    pub regions: Vec<Region>,
+    pub organizations: Vec<Organization>,
+    pub auto_rules: Vec<AutoRule>,
+}
+
+impl Directory {
+    pub fn new(data: DirectoryData) -> Directory {
+        let mut rules: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, rule) in data.auto_rules.iter().enumerate() {
+            rules
+                .entry(rule.organization_id.clone())
+                .or_default()
+                .push(i);
+        }
+        for indexes in rules.values_mut() {
+            indexes.sort_by(|&a, &b| {
+                let (a, b) = (&data.auto_rules[a], &data.auto_rules[b]);
+                a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id))
+            });
+        }
+        Directory {
+            regions: index_by(&data.regions, |r| &r.code),
+            organizations: index_by(&data.organizations, |o| &o.id),
+            rules,
+            data,
+        }
+    }
+
+    pub fn data(&self) -> &DirectoryData {
+        &self.data
+    }
+
+    pub fn version(&self) -> i64 {
+        self.data.version
+    }
+
+    pub fn region(&self, code: &str) -> Option<&Region> {
+        self.regions.get(code).map(|&i| &self.data.regions[i])
+    }
+
+    pub fn organization(&self, id: &str) -> Option<&Organization> {
+        self.organizations
+            .get(id)
+            .map(|&i| &self.data.organizations[i])
+    }
+
+    pub fn parent(&self, organization: &Organization) -> Option<&Organization> {
+        if organization.parent_id.is_empty() {
+            None
+        } else {
+            self.organization(&organization.parent_id)
+        }
+    }
+
+    /// Whether `descendant` is `ancestor` or lies under it.
+    pub fn is_within(&self, descendant: &str, ancestor: &str) -> bool {
+        let mut current = self.organization(descendant);
+        // The depth bound guards against a parent cycle that slipped into the data.
+        for _ in 0..64 {
+            match current {
+                Some(org) if org.id == ancestor => return true,
+                Some(org) => current = self.parent(org),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Organizations of `org_type` in `region_code`, connected ones first, then by id.
+    pub fn of_type_in_region(&self, region_code: &str, org_type: OrgType) -> Vec<&Organization> {
+        let mut found: Vec<&Organization> = self
+            .data
+            .organizations
+            .iter()
+            .filter(|o| o.region_code == region_code && o.org_type == org_type)
+            .collect();
+        found.sort_by(|a, b| b.connected.cmp(&a.connected).then_with(|| a.id.cmp(&b.id)));
+        found
+    }
+
+    /// The organization's auto-rules in the order they are tried.
+    pub fn rules_of(&self, organization_id: &str) -> impl Iterator<Item = &AutoRule> {
+        self.rules
+            .get(organization_id)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.data.auto_rules[i])
+    }
+
+    pub fn auto_rule(&self, id: &str) -> Option<&AutoRule> {
+        self.data.auto_rules.iter().find(|r| r.id == id)
+    }
+}
+
+/// Ids are chosen by people (seed files, admins) or generated (UUIDs): short, and safe in
+/// URLs, logs and file names.
+pub fn check_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        Err("must not be empty")
+    } else if id.len() > 100 {
+        Err("must be at most 100 characters")
+    } else if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Err("may contain only latin letters, digits, '-', '_' and '.'")
+    } else {
+        Ok(())
+    }
+}
+
+/// A fact's own period: 0 (the standard or fast-track period, which are calendar days) or up
+/// to a year, in calendar or working days.
+pub fn check_period(period_days: i32, working_days: bool) -> Result<(), &'static str> {
+    if !(0..=365).contains(&period_days) {
+        Err("period_days must be between 0 and 365")
+    } else if period_days == 0 && working_days {
+        Err(
+            "working days need a period of their own: the standard and fast-track periods are calendar days",
+        )
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! The routing service's integration tests, against the local PostgreSQL and Redis (and SQLite
+//! for the store's contract suite).
+
+mod admin;
+mod consumer;
+mod helpers;
+mod resolve;
+mod store;
