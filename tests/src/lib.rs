@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use pos_platform::auth::Role;
-use pos_platform::config::Secret;
+use pos_platform::config::{PlatformConfig, Secret};
 use pos_platform::host::Infra;
 use pos_platform::testing::{self, TempDir};
 use pos_proto::v1 as pb;
@@ -25,6 +25,111 @@ pub enum Mode {
     Embedded,
 }
 
+/// How to start a platform.
+pub struct Options {
+    pub mode: Mode,
+    /// State directory (an embedded platform's state survives a restart in the same one).
+    pub data: TempDir,
+    /// Names the schemas, exchange and cache prefix in server mode; keep it to restart.
+    pub run_id: String,
+    /// A broker other than the shared local one (e.g. a test's own node).
+    pub amqp_url: Option<String>,
+    /// Services to host in-process; empty: all five.
+    pub services: Vec<&'static str>,
+    pub config_file: Option<std::path::PathBuf>,
+}
+
+impl Options {
+    pub fn new(mode: Mode) -> Options {
+        Options {
+            mode,
+            data: TempDir::new(),
+            run_id: testing::unique("e2e"),
+            amqp_url: None,
+            services: Vec::new(),
+            config_file: None,
+        }
+    }
+}
+
+/// The configuration of a platform under test.
+pub fn config(mode: Mode, data: &TempDir, run_id: &str, amqp_url: Option<&str>) -> PlatformConfig {
+    let mut config = testing::platform_config(&data.0);
+    if mode == Mode::Servers {
+        config.database_url = Some(Secret::new(testing::database_url()));
+        config.schema_prefix = format!("{run_id}_");
+        config.amqp_url = Some(Secret::new(amqp_url.map(str::to_owned).unwrap_or_else(testing::amqp_url)));
+        config.exchange = format!("{run_id}.events");
+        config.redis_url = Some(Secret::new(testing::redis_url()));
+        config.cache_prefix = run_id.to_owned();
+    }
+    config
+}
+
+/// The same configuration as environment variables, for a service run as a process.
+pub fn config_env(config: &PlatformConfig) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("POS_DATA_DIR".to_owned(), config.data_dir.display().to_string()),
+        ("POS_SCHEMA_PREFIX".to_owned(), config.schema_prefix.clone()),
+        ("POS_EXCHANGE".to_owned(), config.exchange.clone()),
+        ("POS_CACHE_PREFIX".to_owned(), config.cache_prefix.clone()),
+        ("POS_AUTH__HS256_SECRET".to_owned(), testing::TEST_SECRET.to_owned()),
+        ("POS_SHUTDOWN_GRACE_SECS".to_owned(), config.shutdown_grace_secs.to_string()),
+    ];
+    for (name, value) in [
+        ("POS_DATABASE_URL", &config.database_url),
+        ("POS_AMQP_URL", &config.amqp_url),
+        ("POS_REDIS_URL", &config.redis_url),
+    ] {
+        if let Some(value) = value {
+            env.push((name.to_owned(), value.expose().to_owned()));
+        }
+    }
+    env
+}
+
+/// `pos up --services …` as a process of its own, killed on drop.
+pub struct ServiceProcess {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` (the `pos` command line; tests pass `env!("CARGO_BIN_EXE_pos-under-test")`)
+    /// and waits until its gRPC health answers SERVING.
+    pub async fn start(binary: &str, services: &[&str], config: &PlatformConfig) -> anyhow::Result<ServiceProcess> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(binary)
+            .args(["up", "--services", &services.join(",")])
+            .envs(config_env(config))
+            .env("POS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", std::env::var("TEST_LOG").map(|_| "info").unwrap_or("warn"))
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let process = ServiceProcess { child, endpoint };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pos_platform::host::healthcheck(&process.endpoint, "").await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "{services:?} did not become healthy");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(process)
+    }
+
+    /// SIGKILL: no shutdown, no flushing, as a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct Platform {
     pub endpoint: String,
     pub infra: Infra,
@@ -36,41 +141,56 @@ pub struct Platform {
 
 impl Platform {
     pub async fn start(mode: Mode) -> anyhow::Result<Platform> {
-        let data = TempDir::new();
-        Platform::start_in(mode, data, None).await
+        Platform::start_with(Options::new(mode)).await
     }
 
-    /// Starts on `data` (an embedded platform's state survives a restart in the same dir);
-    /// `run_id` keeps the same schemas and exchange across restarts in server mode.
-    pub async fn start_in(mode: Mode, data: TempDir, run_id: Option<String>) -> anyhow::Result<Platform> {
+    pub async fn start_with(options: Options) -> anyhow::Result<Platform> {
         testing::init_for_tests_once();
-        let run_id = run_id.unwrap_or_else(|| testing::unique("e2e"));
-        let mut config = testing::platform_config(&data.0);
-        if mode == Mode::Servers {
-            config.database_url = Some(Secret::new(testing::database_url()));
-            config.schema_prefix = format!("{run_id}_");
-            config.amqp_url = Some(Secret::new(testing::amqp_url()));
-            config.exchange = format!("{run_id}.events");
-            config.redis_url = Some(Secret::new(testing::redis_url()));
-            config.cache_prefix = run_id.clone();
-        }
-        let infra = Infra::connect(config).await?;
+        let Options { mode, data, run_id, amqp_url, services, config_file } = options;
+        let infra = Infra::connect(config(mode, &data, &run_id, amqp_url.as_deref())).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
-        let components = pos::up::components(&infra, None, &endpoint).await?;
+        let components = pos::up::components(&infra, config_file, &endpoint, &services).await?;
         let shutdown = CancellationToken::new();
         let handle = {
             let (infra, shutdown) = (infra.clone(), shutdown.clone());
             tokio::spawn(async move { pos_platform::host::run(&infra, components, listener, shutdown).await })
         };
+        // Serving means every queue is declared and every consumer is about to start.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pos_platform::host::healthcheck(&endpoint, "").await.is_err() {
+            anyhow::ensure!(!handle.is_finished(), "the platform stopped while starting");
+            anyhow::ensure!(Instant::now() < deadline, "the platform did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(Platform { endpoint, infra, mode, shutdown, handle, _data: data })
     }
 
-    /// Stops gracefully, as on SIGTERM.
+    /// Stops gracefully, as on SIGTERM, then removes what the run left on the shared servers
+    /// (queues, exchanges, schemas), so that test runs do not pile up on them.
     pub async fn stop(self) -> anyhow::Result<TempDir> {
         self.shutdown.cancel();
         self.handle.await??;
+        if self.mode == Mode::Servers {
+            self.infra.bus.delete_declared().await?;
+            let db = pos_platform::db::Db::connect(&testing::database_url(), "public", 1).await?;
+            for (service, _) in pos::up::SERVICES {
+                let schema = format!("{}{service}", self.infra.config.schema_prefix);
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                    .execute(db.pool())
+                    .await?;
+            }
+            db.close().await;
+        }
         Ok(self._data)
+    }
+
+    /// Declares a queue of a service running elsewhere (another process) on this platform's bus,
+    /// so that [`Platform::stop`] removes it too.
+    pub async fn adopt_queue(&self, name: &str) -> anyhow::Result<()> {
+        let spec = pos_platform::bus::QueueSpec::new(format!("{}.{name}", self.infra.config.exchange), &[]);
+        self.infra.bus.declare(&spec).await?;
+        Ok(())
     }
 
     pub fn channel(&self) -> Channel {
@@ -90,7 +210,12 @@ impl Platform {
     }
 
     /// Waits until the appeal has a ticket, as its addressee's coordinator sees it.
-    pub async fn wait_for_ticket(&self, appeal_id: &str, organization_id: &str, timeout: Duration) -> anyhow::Result<pb::Ticket> {
+    pub async fn wait_for_ticket(
+        &self,
+        appeal_id: &str,
+        organization_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<pb::Ticket> {
         let token = testing::token("e2e-coordinator", organization_id, "", &[Role::Coordinator, Role::System]);
         let deadline = Instant::now() + timeout;
         loop {
@@ -107,6 +232,113 @@ impl Platform {
             }
         }
     }
+}
+
+impl Platform {
+    /// Submits `count` appeals of the given shape, `concurrency` at a time; every one must be
+    /// accepted. Returns the appeal ids in submission order.
+    pub async fn submit_many(
+        &self,
+        count: usize,
+        concurrency: usize,
+        appeal: impl Fn(usize) -> pb::SubmitAppealRequest,
+    ) -> anyhow::Result<Vec<String>> {
+        use futures::StreamExt;
+        let token = testing::token("operator-load", "", "", &[Role::Operator]);
+        let requests: Vec<pb::SubmitAppealRequest> = (0..count).map(appeal).collect();
+        let results: Vec<anyhow::Result<String>> = futures::stream::iter(requests)
+            .map(|request| {
+                let (mut client, token) = (self.intake(), token.clone());
+                async move {
+                    let response = client.submit_appeal(pos_platform::grpc::outgoing(request, &token)).await?;
+                    Ok(response.into_inner().appeal_id)
+                }
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Every ticket of an organization (all folders), as its system integration sees them.
+    pub async fn all_tickets(&self, organization_id: &str) -> anyhow::Result<Vec<pb::Ticket>> {
+        let token = testing::token("e2e-system", organization_id, "", &[Role::System]);
+        let mut tickets = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::ListTicketsRequest {
+                organization_id: organization_id.to_owned(),
+                page_size: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            };
+            let page = self.ticketing().list_tickets(pos_platform::grpc::outgoing(request, &token)).await?.into_inner();
+            tickets.extend(page.tickets);
+            if page.next_page_token.is_empty() {
+                return Ok(tickets);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Waits until the organization holds `expected` tickets (or the timeout passes) and
+    /// returns what it holds then.
+    pub async fn wait_for_tickets(
+        &self,
+        organization_id: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<pb::Ticket>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let tickets = self.all_tickets(organization_id).await?;
+            if tickets.len() >= expected || Instant::now() > deadline {
+                return Ok(tickets);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The e-diary appeal of the walkthrough (Kamchatka, fast-track, to the regional center).
+pub fn e_diary_appeal(request_id: &str) -> pb::SubmitAppealRequest {
+    pb::SubmitAppealRequest {
+        request_id: request_id.to_owned(),
+        source: pb::Source::PortalWidget as i32,
+        applicant: Some(pb::Applicant {
+            full_name: "Иванова Мария Петровна".into(),
+            email: "maria@example.org".into(),
+            phone: "+7 914 000-00-00".into(),
+            account_id: "esia-1001".into(),
+        }),
+        region_code: "41".into(),
+        category_id: "education".into(),
+        subcategory_id: "education.e-diary".into(),
+        fact_id: "education.e-diary.access".into(),
+        text: "Здравствуйте. Прошу предоставить доступ к электронному дневнику для сына. СНИЛС 123-345-678 90".into(),
+        ..Default::default()
+    }
+}
+
+pub const KAMCHATKA_CENTER: &str = "41-kcioko";
+
+/// Asserts that `tickets` are exactly one per appeal of `appeal_ids`.
+pub fn assert_one_ticket_per_appeal(tickets: &[pb::Ticket], appeal_ids: &[String]) {
+    let mut seen = std::collections::HashMap::new();
+    for ticket in tickets {
+        *seen.entry(ticket.appeal_id.as_str()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "appeals with more than one ticket: {twice:?}");
+    let missing: Vec<_> = appeal_ids.iter().filter(|id| !seen.contains_key(id.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} appeals have no ticket, e.g. {:?}",
+        missing.len(),
+        appeal_ids.len(),
+        missing.first()
+    );
+    assert_eq!(tickets.len(), appeal_ids.len());
 }
 
 /// A request carrying a token and a chosen W3C trace context.

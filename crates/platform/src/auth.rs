@@ -44,14 +44,8 @@ impl Role {
     ];
 
     /// Roles that work inside an organization's cabinet.
-    pub const STAFF: [Role; 6] = [
-        Role::Coordinator,
-        Role::Executor,
-        Role::Head,
-        Role::Curator,
-        Role::OrgAdmin,
-        Role::Approver,
-    ];
+    pub const STAFF: [Role; 6] =
+        [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin, Role::Approver];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -77,10 +71,7 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}"))
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown role {s:?}"))
     }
 }
 
@@ -122,8 +113,7 @@ impl Caller {
     /// Whether the caller may see or act on an object of `organization_id`: staff of that
     /// organization, or a system caller.
     pub fn may_access_organization(&self, organization_id: &str) -> bool {
-        self.has(Role::System)
-            || (!self.organization_id.is_empty() && self.organization_id == organization_id)
+        self.has(Role::System) || (!self.organization_id.is_empty() && self.organization_id == organization_id)
     }
 
     /// Checks the organization and logs a security event when it does not match.
@@ -139,9 +129,7 @@ impl Caller {
                 %method,
                 "access denied to another organization's object"
             );
-            Err(Status::permission_denied(
-                "the object belongs to another organization",
-            ))
+            Err(Status::permission_denied("the object belongs to another organization"))
         }
     }
 }
@@ -170,15 +158,11 @@ impl Authenticator {
         let mut keys = Vec::new();
         let mut encoding = None;
         if let Some(secret) = &config.hs256_secret {
-            keys.push((
-                DecodingKey::from_secret(secret.expose().as_bytes()),
-                Algorithm::HS256,
-            ));
+            keys.push((DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256));
             encoding = Some(EncodingKey::from_secret(secret.expose().as_bytes()));
         }
         for file in &config.public_key_files {
-            let pem = std::fs::read(file)
-                .map_err(|e| anyhow::anyhow!("auth key {}: {e}", file.display()))?;
+            let pem = std::fs::read(file).map_err(|e| anyhow::anyhow!("auth key {}: {e}", file.display()))?;
             if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
                 keys.push((key, Algorithm::RS256));
             } else {
@@ -186,12 +170,7 @@ impl Authenticator {
             }
         }
         anyhow::ensure!(!keys.is_empty(), "no authentication key configured");
-        Ok(Authenticator {
-            keys,
-            encoding,
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-        })
+        Ok(Authenticator { keys, encoding, issuer: config.issuer.clone(), audience: config.audience.clone() })
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
@@ -226,10 +205,7 @@ impl Authenticator {
         roles: &[Role],
         ttl: std::time::Duration,
     ) -> anyhow::Result<String> {
-        let key = self
-            .encoding
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("minting needs auth.hs256_secret"))?;
+        let key = self.encoding.as_ref().ok_or_else(|| anyhow::anyhow!("minting needs auth.hs256_secret"))?;
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
@@ -241,35 +217,20 @@ impl Authenticator {
             exp: now + ttl.as_secs() as i64,
             iat: now,
         };
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            key,
-        )?)
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)?)
     }
 }
 
 /// Returns the caller if it holds one of `allowed` roles; logs denials as security events.
-pub fn authorize<T>(
-    request: &tonic::Request<T>,
-    method: &str,
-    allowed: &[Role],
-) -> Result<Caller, Status> {
-    let outcome = request
-        .extensions()
-        .get::<Authenticated>()
-        .map(|a| a.0.clone());
+pub fn authorize<T>(request: &tonic::Request<T>, method: &str, allowed: &[Role]) -> Result<Caller, Status> {
+    let outcome = request.extensions().get::<Authenticated>().map(|a| a.0.clone());
     match outcome {
         Some(Ok(caller)) if caller.has_any(allowed) => Ok(caller),
         Some(Ok(caller)) => {
             tracing::warn!(target: "security", subject = %caller.subject, roles = ?caller.roles, %method, "role not allowed");
             Err(Status::permission_denied(format!(
                 "{method} needs one of the roles {}",
-                allowed
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
             )))
         }
         Some(Err(AuthFailure::Invalid(reason))) => {
@@ -298,10 +259,7 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> AuthService<S> {
-        AuthService {
-            inner,
-            authenticator: self.authenticator.clone(),
-        }
+        AuthService { inner, authenticator: self.authenticator.clone() }
     }
 }
 
@@ -324,16 +282,9 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let outcome = match request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        {
+        let outcome = match request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
             None => Err(AuthFailure::Missing),
-            Some(value) => match value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-            {
+            Some(value) => match value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
                 Some(token) => self.authenticator.verify(token.trim()),
                 None => Err(AuthFailure::Invalid("not a bearer token".into())),
             },
@@ -349,48 +300,25 @@ mod tests {
     use crate::config::Secret;
 
     fn authenticator(secret: &str) -> Authenticator {
-        Authenticator::from_config(&AuthConfig {
-            hs256_secret: Some(Secret::new(secret)),
-            ..AuthConfig::default()
-        })
-        .unwrap()
+        Authenticator::from_config(&AuthConfig { hs256_secret: Some(Secret::new(secret)), ..AuthConfig::default() })
+            .unwrap()
     }
 
     #[test]
     fn minted_tokens_verify_and_carry_claims() {
         let auth = authenticator("s3cret");
-        let token = auth
-            .mint(
-                "u1",
-                "org-1",
-                "41",
-                &[Role::Coordinator],
-                std::time::Duration::from_secs(60),
-            )
-            .unwrap();
+        let token = auth.mint("u1", "org-1", "41", &[Role::Coordinator], std::time::Duration::from_secs(60)).unwrap();
         let caller = auth.verify(&token).unwrap();
         assert_eq!(caller.organization_id, "org-1");
         assert!(caller.has(Role::Coordinator) && !caller.has(Role::Head));
-        assert!(
-            caller.may_access_organization("org-1") && !caller.may_access_organization("org-2")
-        );
+        assert!(caller.may_access_organization("org-1") && !caller.may_access_organization("org-2"));
     }
 
     #[test]
     fn bad_signature_and_expired_tokens_are_refused() {
-        let token = authenticator("other")
-            .mint(
-                "u1",
-                "o",
-                "41",
-                &[Role::Head],
-                std::time::Duration::from_secs(60),
-            )
-            .unwrap();
-        assert!(matches!(
-            authenticator("s3cret").verify(&token),
-            Err(AuthFailure::Invalid(_))
-        ));
+        let token =
+            authenticator("other").mint("u1", "o", "41", &[Role::Head], std::time::Duration::from_secs(60)).unwrap();
+        assert!(matches!(authenticator("s3cret").verify(&token), Err(AuthFailure::Invalid(_))));
         let auth = authenticator("s3cret");
         let key = EncodingKey::from_secret(b"s3cret");
         let claims = Claims {
@@ -404,9 +332,6 @@ mod tests {
             iat: chrono::Utc::now().timestamp() - 7200,
         };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
-        assert!(matches!(
-            auth.verify(&expired),
-            Err(AuthFailure::Invalid(_))
-        ));
+        assert!(matches!(auth.verify(&expired), Err(AuthFailure::Invalid(_))));
     }
 }

@@ -30,13 +30,8 @@ pub struct RedisCache {
 impl RedisCache {
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisCache, CacheError> {
         let client = redis::Client::open(url).map_err(|e| CacheError(e.to_string()))?;
-        let connection = redis::aio::ConnectionManager::new(client)
-            .await
-            .map_err(|e| CacheError(e.to_string()))?;
-        Ok(RedisCache {
-            connection,
-            prefix: prefix.to_owned(),
-        })
+        let connection = redis::aio::ConnectionManager::new(client).await.map_err(|e| CacheError(e.to_string()))?;
+        Ok(RedisCache { connection, prefix: prefix.to_owned() })
     }
 
     fn key(&self, key: &str) -> String {
@@ -51,39 +46,22 @@ fn redis_error(error: redis::RedisError) -> CacheError {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        self.connection
-            .clone()
-            .get(self.key(key))
-            .await
-            .map_err(redis_error)
+        self.connection.clone().get(self.key(key)).await.map_err(redis_error)
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        let _: () = self
-            .connection
-            .clone()
-            .set_ex(self.key(key), value, ttl.as_secs().max(1))
-            .await
-            .map_err(redis_error)?;
+        let _: () =
+            self.connection.clone().set_ex(self.key(key), value, ttl.as_secs().max(1)).await.map_err(redis_error)?;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        let _: () = self
-            .connection
-            .clone()
-            .del(self.key(key))
-            .await
-            .map_err(redis_error)?;
+        let _: () = self.connection.clone().del(self.key(key)).await.map_err(redis_error)?;
         Ok(())
     }
 
     async fn incr(&self, key: &str) -> Result<i64, CacheError> {
-        self.connection
-            .clone()
-            .incr(self.key(key), 1)
-            .await
-            .map_err(redis_error)
+        self.connection.clone().incr(self.key(key), 1).await.map_err(redis_error)
     }
 }
 
@@ -128,23 +106,14 @@ impl Cache for MemoryCache {
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         Ok(())
     }
 
     async fn incr(&self, key: &str) -> Result<i64, CacheError> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries
-            .entry(key.to_owned())
-            .or_insert_with(|| (b"0".to_vec(), None));
-        let next = std::str::from_utf8(&entry.0)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-            + 1;
+        let entry = entries.entry(key.to_owned()).or_insert_with(|| (b"0".to_vec(), None));
+        let next = std::str::from_utf8(&entry.0).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) + 1;
         entry.0 = next.to_string().into_bytes();
         Ok(next)
     }

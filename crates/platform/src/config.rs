@@ -130,12 +130,7 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig {
-            hs256_secret: None,
-            public_key_files: Vec::new(),
-            issuer: "pos".into(),
-            audience: "pos".into(),
-        }
+        AuthConfig { hs256_secret: None, public_key_files: Vec::new(), issuer: "pos".into(), audience: "pos".into() }
     }
 }
 
@@ -149,19 +144,14 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        ConfigError::Invalid { field: field.into(), problem: problem.into() }
     }
 }
 
 /// The sources, in order of precedence (last wins).
 pub fn figment(file: Option<&Path>) -> Figment {
     let mut figment = Figment::from(Serialized::defaults(PlatformConfig::default()));
-    let file = file
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("POS_CONFIG").map(PathBuf::from));
+    let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("POS_CONFIG").map(PathBuf::from));
     if let Some(file) = file {
         figment = figment.merge(Toml::file(file));
     }
@@ -177,37 +167,24 @@ impl PlatformConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (field, url, schemes) in [
-            (
-                "database_url",
-                &self.database_url,
-                &["postgres://", "postgresql://", "sqlite:"][..],
-            ),
+            ("database_url", &self.database_url, &["postgres://", "postgresql://", "sqlite:"][..]),
             ("amqp_url", &self.amqp_url, &["amqp://", "amqps://"][..]),
             ("redis_url", &self.redis_url, &["redis://", "rediss://"][..]),
         ] {
             if let Some(url) = url
                 && !schemes.iter().any(|s| url.expose().starts_with(s))
             {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!("must start with one of {schemes:?}"),
-                ));
+                return Err(ConfigError::invalid(field, format!("must start with one of {schemes:?}")));
             }
         }
         if self.exchange.trim().is_empty() {
             return Err(ConfigError::invalid("exchange", "must not be empty"));
         }
         if self.regions.is_empty() {
-            return Err(ConfigError::invalid(
-                "regions",
-                "list `*` or at least one region code",
-            ));
+            return Err(ConfigError::invalid("regions", "list `*` or at least one region code"));
         }
         if self.db_max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "db_max_connections",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid("db_max_connections", "must be at least 1"));
         }
         if self.auth.hs256_secret.is_none() && self.auth.public_key_files.is_empty() {
             return Err(ConfigError::invalid(
@@ -220,20 +197,13 @@ impl PlatformConfig {
 
     /// The binding patterns for `event` over the configured regions.
     pub fn bindings(&self, event: &str) -> Vec<String> {
-        self.regions
-            .iter()
-            .map(|region| format!("{event}.{region}"))
-            .collect()
+        self.regions.iter().map(|region| format!("{event}.{region}")).collect()
     }
 }
 
 /// Reads a service's own section (e.g. `[intake]`, `POS_INTAKE__…`), falling back to defaults.
-pub fn section<T: DeserializeOwned + Serialize + Default>(
-    file: Option<&Path>,
-    name: &str,
-) -> Result<T, ConfigError> {
-    let figment =
-        Figment::from(Serialized::defaults(T::default())).merge(figment(file).focus(name));
+pub fn section<T: DeserializeOwned + Serialize + Default>(file: Option<&Path>, name: &str) -> Result<T, ConfigError> {
+    let figment = Figment::from(Serialized::defaults(T::default())).merge(figment(file).focus(name));
     Ok(figment.extract().map_err(Box::new)?)
 }
 
@@ -256,10 +226,7 @@ mod tests {
             jail.set_env("POS_AUTH__HS256_SECRET", "dev");
             jail.set_env("POS_REGIONS", "[41, 77]");
             let config = PlatformConfig::load(None).map_err(|e| e.to_string())?;
-            assert_eq!(
-                config.amqp_url.unwrap().expose(),
-                "amqp://guest:guest@127.0.0.1:5672/%2f"
-            );
+            assert_eq!(config.amqp_url.unwrap().expose(), "amqp://guest:guest@127.0.0.1:5672/%2f");
             assert_eq!(config.regions, vec!["41", "77"]);
             jail.set_env("POS_REGIONS", "02,16");
             assert_eq!(PlatformConfig::load(None).map_err(|e| e.to_string())?.regions, vec!["02", "16"]);

@@ -59,11 +59,7 @@ pub struct Consumer {
 impl Consumer {
     pub fn new(spec: QueueSpec, handler: impl Handler) -> Consumer {
         let concurrency = usize::from(spec.prefetch).clamp(1, 16);
-        Consumer {
-            spec,
-            handler: Arc::new(handler),
-            concurrency,
-        }
+        Consumer { spec, handler: Arc::new(handler), concurrency }
     }
 }
 
@@ -88,17 +84,8 @@ impl Outcome {
 }
 
 /// Consumes until `shutdown`; deliveries in hand are finished before returning.
-pub async fn run(
-    db: Db,
-    bus: Arc<dyn Bus>,
-    consumer: Consumer,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let Consumer {
-        spec,
-        handler,
-        concurrency,
-    } = consumer;
+pub async fn run(db: Db, bus: Arc<dyn Bus>, consumer: Consumer, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Consumer { spec, handler, concurrency } = consumer;
     let spec = Arc::new(spec);
     let deliveries = bus.consume(&spec).await?;
     tracing::info!(queue = %spec.name, "consumer started");
@@ -120,12 +107,7 @@ pub async fn run(
 }
 
 /// Handles one delivery and settles it.
-pub async fn process(
-    db: &Db,
-    handler: &dyn Handler,
-    spec: &QueueSpec,
-    delivery: Delivery,
-) -> anyhow::Result<Outcome> {
+pub async fn process(db: &Db, handler: &dyn Handler, spec: &QueueSpec, delivery: Delivery) -> anyhow::Result<Outcome> {
     let envelope = delivery.envelope.clone();
     let span = tracing::info_span!(
         "consume",
@@ -147,7 +129,10 @@ pub async fn process(
             }
             Err(HandleError::Transient(error)) if attempt >= spec.delivery_limit => {
                 tracing::error!(attempt, error = %format!("{error:#}"), "delivery limit reached, dead-lettering");
-                (Outcome::DeadLettered, Disposition::DeadLetter { reason: format!("after {attempt} attempts: {error:#}") })
+                (
+                    Outcome::DeadLettered,
+                    Disposition::DeadLetter { reason: format!("after {attempt} attempts: {error:#}") },
+                )
             }
             Err(HandleError::Transient(error)) => {
                 let delay = spec.retry_delay(envelope.retry_count());
@@ -170,12 +155,7 @@ pub async fn process(
 }
 
 /// Runs the handler in a transaction with the inbox row; `Ok(false)` for a duplicate.
-async fn handle_once(
-    db: &Db,
-    handler: &dyn Handler,
-    consumer: &str,
-    envelope: &Envelope,
-) -> Result<bool, HandleError> {
+async fn handle_once(db: &Db, handler: &dyn Handler, consumer: &str, envelope: &Envelope) -> Result<bool, HandleError> {
     let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO inbox (consumer, message_id, processed_at) VALUES ($1, $2, $3) \

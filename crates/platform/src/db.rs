@@ -68,8 +68,7 @@ pub struct Db {
 /// own migration history, so that service migrations can be numbered freely.
 static PLATFORM_POSTGRES: LazyLock<Migrator> =
     LazyLock::new(|| platform_migrator(sqlx::migrate!("migrations/postgres")));
-static PLATFORM_SQLITE: LazyLock<Migrator> =
-    LazyLock::new(|| platform_migrator(sqlx::migrate!("migrations/sqlite")));
+static PLATFORM_SQLITE: LazyLock<Migrator> = LazyLock::new(|| platform_migrator(sqlx::migrate!("migrations/sqlite")));
 
 fn platform_migrator(mut migrator: Migrator) -> Migrator {
     migrator.dangerous_set_table_name("_pos_platform_migrations");
@@ -87,11 +86,7 @@ impl Db {
     /// in `schema`, which is created when missing; a SQLite file is created when missing.
     pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
-        if schema.is_empty()
-            || !schema
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
+        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Err(DbError::InvalidSchema(schema.to_owned()));
         }
         let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -104,15 +99,8 @@ impl Db {
         let pool = match dialect {
             Dialect::Postgres => {
                 // Create the schema once, outside the pool, so every pooled connection can use it.
-                let bootstrap = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await?;
-                bootstrap
-                    .execute(sqlx::AssertSqlSafe(format!(
-                        "CREATE SCHEMA IF NOT EXISTS {schema}"
-                    )))
-                    .await?;
+                let bootstrap = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+                bootstrap.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
                 bootstrap.close().await;
                 // The schema name was checked above to be lowercase letters, digits and underscores.
                 let search_path = format!("SET search_path TO {schema}");
@@ -135,11 +123,7 @@ impl Db {
                 {
                     std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
                 }
-                let url = if url.contains('?') {
-                    url.to_owned()
-                } else {
-                    format!("{url}?mode=rwc")
-                };
+                let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
                 AnyPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(30))
@@ -160,12 +144,7 @@ impl Db {
                     .await?
             }
         };
-        Ok(Db {
-            pool,
-            dialect,
-            schema: schema.into(),
-            outbox_signal: Arc::new(Notify::new()),
-        })
+        Ok(Db { pool, dialect, schema: schema.into(), outbox_signal: Arc::new(Notify::new()) })
     }
 
     /// Applies the platform's migrations and then the service's, for this dialect.
@@ -191,8 +170,14 @@ impl Db {
         &self.schema
     }
 
+    /// A transaction, for writing (reads alone go to the pool). SQLite cannot upgrade a deferred
+    /// reader to a writer once another writer has committed (SQLITE_BUSY_SNAPSHOT, which
+    /// busy_timeout does not retry), so there it takes the write lock up front.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        self.pool.begin().await
+        match self.dialect {
+            Dialect::Postgres => self.pool.begin().await,
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+        }
     }
 
     /// Tells the outbox relay that rows were committed; call after a commit that enqueued events.
@@ -207,12 +192,7 @@ impl Db {
     /// Drops the service's schema and everything in it (PostgreSQL). Used by tests.
     pub async fn drop_schema(&self) -> Result<(), sqlx::Error> {
         if self.dialect == Dialect::Postgres {
-            self.pool
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {} CASCADE",
-                    self.schema
-                )))
-                .await?;
+            self.pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))).await?;
         }
         Ok(())
     }
@@ -223,9 +203,7 @@ impl Db {
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
@@ -286,20 +264,15 @@ impl RowExt for AnyRow {
 
     fn uuid(&self, column: &str) -> Result<uuid::Uuid, sqlx::Error> {
         let text: String = self.try_get(column)?;
-        uuid::Uuid::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
-            source: e.into(),
-        })
+        uuid::Uuid::from_str(&text)
+            .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: e.into() })
     }
 }
 
 /// SQLSTATE / SQLite codes the services act upon, mapped in one place.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            Some("23505") | Some("2067") | Some("1555")
-        ),
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("23505") | Some("2067") | Some("1555")),
         _ => false,
     }
 }
@@ -310,23 +283,14 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://pos:secret@db:5432/pos"),
-            "postgres://pos:***@db:5432/pos"
-        );
-        assert_eq!(
-            redact_url("amqp://guest@localhost"),
-            "amqp://guest@localhost"
-        );
+        assert_eq!(redact_url("postgres://pos:secret@db:5432/pos"), "postgres://pos:***@db:5432/pos");
+        assert_eq!(redact_url("amqp://guest@localhost"), "amqp://guest@localhost");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
     }
 
     #[test]
     fn sqlite_paths() {
-        assert_eq!(
-            sqlite_path("sqlite://data/intake.db?mode=rwc"),
-            Some("data/intake.db")
-        );
+        assert_eq!(sqlite_path("sqlite://data/intake.db?mode=rwc"), Some("data/intake.db"));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 }

@@ -38,11 +38,7 @@ impl FieldViolations {
 
     /// `Ok` when nothing was violated.
     pub fn into_result(self) -> Result<(), Status> {
-        if self.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(self.into_status())
-        }
+        if self.violations.is_empty() { Ok(()) } else { Err(self.into_status()) }
     }
 
     pub fn into_status(self) -> Status {
@@ -92,13 +88,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in &health_services {
-        reporter
-            .set_service_status(*name, tonic_health::ServingStatus::Serving)
-            .await;
+        reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
     }
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pos_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -110,13 +102,9 @@ pub async fn serve(
         async move {
             shutdown.cancelled().await;
             for name in &names {
-                reporter
-                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
-                    .await;
+                reporter.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
             }
-            reporter
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
+            reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         }
     };
 
@@ -141,12 +129,10 @@ pub async fn serve(
 
 /// A lazily connecting channel to a peer service, e.g. `http://127.0.0.1:50051`.
 pub fn channel(endpoint: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    Ok(
-        tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_lazy(),
-    )
+    Ok(tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30))
+        .connect_lazy())
 }
 
 /// Adds `authorization: Bearer <token>` and the current trace context to an outgoing request.

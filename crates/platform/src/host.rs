@@ -40,48 +40,29 @@ impl Infra {
     /// Connects what is configured; what is not runs in-process (the embedded mode).
     pub async fn connect(config: PlatformConfig) -> anyhow::Result<Infra> {
         let bus: Arc<dyn Bus> = match &config.amqp_url {
-            Some(url) => Arc::new(
-                AmqpBus::connect(url.expose(), &config.exchange)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "failed to connect to RabbitMQ at {}",
-                            crate::db::redact_url(url.expose())
-                        )
-                    })?,
-            ),
+            Some(url) => Arc::new(AmqpBus::connect(url.expose(), &config.exchange).await.with_context(|| {
+                format!("failed to connect to RabbitMQ at {}", crate::db::redact_url(url.expose()))
+            })?),
             None => {
                 let journal = Db::connect(&sqlite_url(&config.data_dir, "bus"), "bus", 4).await?;
                 Arc::new(MemoryBus::durable(journal).await?)
             }
         };
         let cache: Arc<dyn Cache> = match &config.redis_url {
-            Some(url) => Arc::new(
-                RedisCache::connect(url.expose(), &config.cache_prefix)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "failed to connect to Redis at {}",
-                            crate::db::redact_url(url.expose())
-                        )
-                    })?,
-            ),
+            Some(url) => {
+                Arc::new(RedisCache::connect(url.expose(), &config.cache_prefix).await.with_context(|| {
+                    format!("failed to connect to Redis at {}", crate::db::redact_url(url.expose()))
+                })?)
+            }
             None => Arc::new(MemoryCache::new()),
         };
         let authenticator = Arc::new(Authenticator::from_config(&config.auth)?);
-        Ok(Infra {
-            config,
-            bus,
-            cache,
-            authenticator,
-        })
+        Ok(Infra { config, bus, cache, authenticator })
     }
 
     /// Whether nothing external is configured.
     pub fn is_embedded(&self) -> bool {
-        self.config.database_url.is_none()
-            && self.config.amqp_url.is_none()
-            && self.config.redis_url.is_none()
+        self.config.database_url.is_none() && self.config.amqp_url.is_none() && self.config.redis_url.is_none()
     }
 
     /// The service's database, migrated: a PostgreSQL schema named after it, or its SQLite file.
@@ -93,22 +74,14 @@ impl Infra {
         let schema = format!("{}{service}", self.config.schema_prefix);
         let db = Db::connect(&url, &schema, self.config.db_max_connections)
             .await
-            .with_context(|| {
-                format!(
-                    "failed to connect the {service} database at {}",
-                    crate::db::redact_url(&url)
-                )
-            })?;
-        db.migrate(migrations)
-            .await
-            .with_context(|| format!("failed to migrate the {service} database"))?;
+            .with_context(|| format!("failed to connect the {service} database at {}", crate::db::redact_url(&url)))?;
+        db.migrate(migrations).await.with_context(|| format!("failed to migrate the {service} database"))?;
         Ok(db)
     }
 
     /// A short-lived token for calls between services.
     pub fn service_token(&self, service: &str) -> anyhow::Result<String> {
-        self.authenticator
-            .mint(service, "", "", &[Role::System], Duration::from_secs(3600))
+        self.authenticator.mint(service, "", "", &[Role::System], Duration::from_secs(3600))
     }
 }
 
@@ -130,14 +103,7 @@ pub struct Component {
 
 impl Component {
     pub fn new(name: &'static str, db: Db, routes: Routes, health: Vec<&'static str>) -> Component {
-        Component {
-            name,
-            db,
-            routes,
-            health,
-            consumers: Vec::new(),
-            tasks: Vec::new(),
-        }
+        Component { name, db, routes, health, consumers: Vec::new(), tasks: Vec::new() }
     }
 
     pub fn consumer(mut self, consumer: Consumer) -> Component {
@@ -150,8 +116,7 @@ impl Component {
         F: FnOnce(CancellationToken) -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        self.tasks
-            .push((name, Box::new(move |token| Box::pin(task(token)))));
+        self.tasks.push((name, Box::new(move |token| Box::pin(task(token)))));
         self
     }
 }
@@ -164,6 +129,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Every queue exists before anything is served or relayed, so that no event published
+    // from now on can miss a consumer of this process.
+    let mut components = components;
+    for component in &mut components {
+        for consumer in &mut component.consumers {
+            // Queues belong to the exchange's deployment: two deployments (or test runs) on one
+            // broker never share a queue.
+            consumer.spec.name = format!("{}.{}", infra.config.exchange, consumer.spec.name);
+            infra
+                .bus
+                .declare(&consumer.spec)
+                .await
+                .with_context(|| format!("failed to declare queue {}", consumer.spec.name))?;
+        }
+    }
+    let lag_queues: Vec<String> =
+        components.iter().flat_map(|c| c.consumers.iter().map(|consumer| consumer.spec.name.clone())).collect();
     let relay_stop = CancellationToken::new();
     let mut work = JoinSet::new();
     let mut relays = JoinSet::new();
@@ -175,27 +157,17 @@ pub async fn run(
         router = router.merge(component.routes.into_axum_router().reset_fallback());
         health.extend(component.health);
         relays.spawn(Relay::new(component.db.clone(), infra.bus.clone()).run(relay_stop.clone()));
-        for mut consumer in component.consumers {
-            // Queues belong to the exchange's deployment: two deployments (or test runs) on one
-            // broker never share a queue.
-            consumer.spec.name = format!("{}.{}", infra.config.exchange, consumer.spec.name);
+        for consumer in component.consumers {
             let name = consumer.spec.name.clone();
-            let task = consumer::run(
-                component.db.clone(),
-                infra.bus.clone(),
-                consumer,
-                shutdown.clone(),
-            );
-            work.spawn(async move {
-                task.await
-                    .with_context(|| format!("consumer {name} failed"))
-            });
+            let task = consumer::run(component.db.clone(), infra.bus.clone(), consumer, shutdown.clone());
+            work.spawn(async move { task.await.with_context(|| format!("consumer {name} failed")) });
         }
         for (name, task) in component.tasks {
             let task = task(shutdown.clone());
             work.spawn(async move { task.await.with_context(|| format!("task {name} failed")) });
         }
     }
+    work.spawn(report_consumer_lag(infra.bus.clone(), lag_queues, shutdown.clone()));
     if let Some(addr) = infra.config.metrics_addr {
         work.spawn(crate::metrics::serve(addr, shutdown.clone()));
     } else {
@@ -225,25 +197,33 @@ pub async fn run(
     }
     // In-flight work gets the grace period; then the relays publish what it committed.
     let grace = Duration::from_secs(infra.config.shutdown_grace_secs);
-    if tokio::time::timeout(grace, async { while work.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "in-flight work did not finish within the grace period"
-        );
+    if tokio::time::timeout(grace, async { while work.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(?grace, "in-flight work did not finish within the grace period");
         work.abort_all();
     }
     relay_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while relays.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { while relays.join_next().await.is_some() {} }).await;
     tracing::info!("stopped");
     match failure {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// Publishes `pos_consumer_lag{queue}` (messages waiting) every few seconds.
+async fn report_consumer_lag(bus: Arc<dyn Bus>, queues: Vec<String>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        for queue in &queues {
+            // A broker outage shows as missing samples and as the outbox backlog, not as an error.
+            if let Ok(depth) = bus.queue_depth(queue).await {
+                metrics::gauge!("pos_consumer_lag", "queue" => queue.clone()).set(depth as f64);
+            }
+        }
     }
 }
 
@@ -281,11 +261,7 @@ pub struct ServiceContext {
 
 /// The body of a service's thin `main`: parse the command line, load and validate the
 /// configuration, start telemetry, then migrate, serve, or check health.
-pub async fn service_main<F, Fut>(
-    name: &'static str,
-    migrations: &'static Migrations,
-    build: F,
-) -> anyhow::Result<()>
+pub async fn service_main<F, Fut>(name: &'static str, migrations: &'static Migrations, build: F) -> anyhow::Result<()>
 where
     F: FnOnce(ServiceContext) -> Fut,
     Fut: Future<Output = anyhow::Result<Component>>,
@@ -314,13 +290,8 @@ where
         .with_context(|| format!("failed to listen on {}", infra.config.grpc_addr))?;
     let self_endpoint = format!("http://{}", listener.local_addr()?);
     let shutdown = crate::shutdown::on_signal();
-    let component = build(ServiceContext {
-        infra: infra.clone(),
-        db,
-        config_file: cli.config.clone(),
-        self_endpoint,
-    })
-    .await?;
+    let component =
+        build(ServiceContext { infra: infra.clone(), db, config_file: cli.config.clone(), self_endpoint }).await?;
     let result = run(&infra, vec![component], listener, shutdown).await;
     telemetry.shutdown().await;
     result
@@ -328,13 +299,9 @@ where
 
 /// Exits with an error unless `service` (empty: the whole server) reports SERVING.
 pub async fn healthcheck(endpoint: &str, service: &str) -> anyhow::Result<()> {
-    let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())?
-        .connect()
-        .await?;
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())?.connect().await?;
     let response = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: service.to_owned(),
-        })
+        .check(tonic_health::pb::HealthCheckRequest { service: service.to_owned() })
         .await?;
     let status = response.into_inner().status;
     anyhow::ensure!(

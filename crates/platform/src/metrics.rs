@@ -18,9 +18,7 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ])
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
                 .expect("static buckets are valid")
                 .install_recorder()
                 .expect("the metrics recorder is installed once")
@@ -40,9 +38,7 @@ pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }
 
@@ -84,17 +80,13 @@ where
             // Errors of unary calls travel in the headers (trailers-only responses); a
             // streaming call's final status is in the trailers, counted as "0" here.
             let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_owned(),
+                Ok(response) => {
+                    response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned()
+                }
                 Err(_) => "transport".to_owned(),
             };
             metrics::counter!("pos_grpc_requests_total", "method" => method.clone(), "code" => code).increment(1);
-            metrics::histogram!("pos_grpc_request_seconds", "method" => method)
-                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("pos_grpc_request_seconds", "method" => method).record(started.elapsed().as_secs_f64());
             result
         })
     }

@@ -16,8 +16,7 @@ use crate::db::{Db, Tx, from_micros, now_micros, to_micros};
 
 /// Writes `envelope` into the outbox of the transaction's database.
 pub async fn enqueue(tx: &mut Tx, envelope: &Envelope) -> Result<(), sqlx::Error> {
-    let headers =
-        serde_json::to_string(&envelope.headers).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let headers = serde_json::to_string(&envelope.headers).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query(
         "INSERT INTO outbox (message_id, routing_key, type_name, headers, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -122,8 +121,7 @@ impl Relay {
         let mut envelopes = Vec::with_capacity(rows.len());
         for row in &rows {
             ids.push(row.try_get::<i64, _>("id")?);
-            let headers: BTreeMap<String, String> =
-                serde_json::from_str(&row.try_get::<String, _>("headers")?)?;
+            let headers: BTreeMap<String, String> = serde_json::from_str(&row.try_get::<String, _>("headers")?)?;
             envelopes.push(Envelope {
                 message_id: Uuid::parse_str(&row.try_get::<String, _>("message_id")?)?,
                 routing_key: row.try_get("routing_key")?,
@@ -142,13 +140,11 @@ impl Relay {
                 Ok(()) => sent.push(id.to_string()),
                 Err(error) => {
                     // Later rows may be confirmed already; they are marked, this one stays.
-                    sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2",
-                    )
-                    .bind(error.to_string())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+                        .bind(error.to_string())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     if first_error.is_none() {
                         tracing::warn!(message_id = %envelope.message_id, routing_key = %envelope.routing_key, %error, "outbox publish failed");
                         first_error = Some(error);
@@ -190,15 +186,12 @@ impl Relay {
 
     async fn report_backlog(&self) {
         if let Ok(backlog) = backlog(&self.db).await {
-            metrics::gauge!("pos_outbox_backlog", "schema" => self.db.schema().to_owned())
-                .set(backlog as f64);
+            metrics::gauge!("pos_outbox_backlog", "schema" => self.db.schema().to_owned()).set(backlog as f64);
         }
     }
 }
 
 /// Rows not yet published.
 pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-        .fetch_one(db.pool())
-        .await
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetch_one(db.pool()).await
 }

@@ -40,17 +40,11 @@ pub struct TelemetryConfig {
 /// Installs the global subscriber. Call once per process, inside a Tokio runtime.
 pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        opentelemetry_sdk::Resource::builder()
-            .with_service_name(config.service_name.clone())
-            .build(),
-    );
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(config.service_name.clone()).build());
     if let Some(endpoint) = &config.otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .build()?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
@@ -59,35 +53,20 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
 
     let filter = || {
         EnvFilter::try_new(config.log_filter.clone().unwrap_or_else(|| {
-            std::env::var("RUST_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn,h2=warn,tower=warn".into())
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,lapin=warn,h2=warn,tower=warn".into())
         }))
         .unwrap_or_else(|_| EnvFilter::new("info"))
     };
     // The exporter's own crates must not feed spans back into it.
-    let otel_filter = EnvFilter::new(
-        "debug,opentelemetry=off,tonic=off,h2=off,hyper=off,tower=off,sqlx=off,lapin=off",
-    );
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(otel_filter);
+    let otel_filter = EnvFilter::new("debug,opentelemetry=off,tonic=off,h2=off,hyper=off,tower=off,sqlx=off,lapin=off");
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(otel_filter);
     let fmt = if config.json_logs {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_filter(filter())
-            .boxed()
+        tracing_subscriber::fmt::layer().json().with_filter(filter()).boxed()
     } else {
-        tracing_subscriber::fmt::layer()
-            .with_filter(filter())
-            .boxed()
+        tracing_subscriber::fmt::layer().with_filter(filter()).boxed()
     };
-    tracing_subscriber::registry()
-        .with(otel)
-        .with(fmt)
-        .try_init()?;
-    Ok(TelemetryGuard {
-        provider: Some(provider),
-    })
+    tracing_subscriber::registry().with(otel).with(fmt).try_init()?;
+    Ok(TelemetryGuard { provider: Some(provider) })
 }
 
 /// Installs a quiet subscriber for tests (logs only when `TEST_LOG` is set). Idempotent.
@@ -99,18 +78,10 @@ pub fn init_for_tests() {
         let tracer = provider.tracer("pos-test");
         opentelemetry::global::set_tracer_provider(provider);
         let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-        let level = if std::env::var_os("TEST_LOG").is_some() {
-            "debug,h2=info,hyper=info,tower=info"
-        } else {
-            "off"
-        };
+        let level = if std::env::var_os("TEST_LOG").is_some() { "debug,h2=info,hyper=info,tower=info" } else { "off" };
         let _ = tracing_subscriber::registry()
             .with(otel.with_filter(EnvFilter::new("debug,h2=off,hyper=off,tower=off")))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_test_writer()
-                    .with_filter(EnvFilter::new(level)),
-            )
+            .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(EnvFilter::new(level)))
             .try_init();
     });
 }
@@ -178,9 +149,5 @@ pub fn inject_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
 pub fn current_trace_id() -> String {
     let context = tracing::Span::current().context();
     let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span_context.trace_id().to_string()
-    } else {
-        String::new()
-    }
+    if span_context.is_valid() { span_context.trace_id().to_string() } else { String::new() }
 }

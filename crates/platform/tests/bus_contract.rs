@@ -15,8 +15,8 @@ use futures::stream::BoxStream;
 use pos_platform::bus::amqp::AmqpBus;
 use pos_platform::bus::memory::MemoryBus;
 use pos_platform::bus::{
-    Bus, Delivery, Disposition, Envelope, HEADER_APPEAL_ID, HEADER_DEATH_REASON,
-    HEADER_RETRY_COUNT, HEADER_TRACEPARENT, QueueSpec,
+    Bus, Delivery, Disposition, Envelope, HEADER_APPEAL_ID, HEADER_DEATH_REASON, HEADER_RETRY_COUNT,
+    HEADER_TRACEPARENT, QueueSpec,
 };
 use pos_platform::db::Db;
 use uuid::Uuid;
@@ -28,8 +28,7 @@ const QUIET: Duration = Duration::from_millis(600);
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
 fn amqp_url() -> String {
-    std::env::var("POS_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+    std::env::var("POS_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
 enum Adapter {
@@ -55,9 +54,7 @@ fn temp_db_file() -> PathBuf {
 }
 
 async fn sqlite(file: &std::path::Path) -> Db {
-    Db::connect(&format!("sqlite://{}", file.display()), "bus", 4)
-        .await
-        .expect("sqlite database")
+    Db::connect(&format!("sqlite://{}", file.display()), "bus", 4).await.expect("sqlite database")
 }
 
 fn remove_db_files(file: &std::path::Path) {
@@ -73,28 +70,18 @@ impl Target {
 
     async fn durable() -> Target {
         let file = temp_db_file();
-        let bus = MemoryBus::durable(sqlite(&file).await)
-            .await
-            .expect("durable memory bus");
+        let bus = MemoryBus::durable(sqlite(&file).await).await.expect("durable memory bus");
         Target::new(Adapter::Memory(bus), unique("durable"), Some(file))
     }
 
     async fn amqp() -> Target {
         let exchange = unique("amqp");
-        let bus = AmqpBus::connect(&amqp_url(), &exchange)
-            .await
-            .expect("RabbitMQ at POS_TEST_AMQP_URL");
+        let bus = AmqpBus::connect(&amqp_url(), &exchange).await.expect("RabbitMQ at POS_TEST_AMQP_URL");
         Target::new(Adapter::Amqp(bus), exchange, None)
     }
 
     fn new(adapter: Adapter, prefix: String, db_file: Option<PathBuf>) -> Target {
-        Target {
-            adapter,
-            exchange: prefix.clone(),
-            prefix,
-            specs: Mutex::new(Vec::new()),
-            db_file,
-        }
+        Target { adapter, exchange: prefix.clone(), prefix, specs: Mutex::new(Vec::new()), db_file }
     }
 
     fn bus(&self) -> &dyn Bus {
@@ -135,8 +122,7 @@ impl Target {
 
     async fn delete_amqp_topology(&self) {
         use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-        let Ok(connection) =
-            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+        let Ok(connection) = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
         else {
             return;
         };
@@ -144,26 +130,18 @@ impl Target {
         for spec in self.specs.lock().unwrap().iter() {
             queues.push(spec.name.clone());
             queues.push(spec.dead_letter_queue());
-            queues.extend(
-                spec.retry_delays
-                    .iter()
-                    .map(|d| format!("{}.retry.{}", spec.name, d.as_millis())),
-            );
+            queues.extend(spec.retry_delays.iter().map(|d| format!("{}.retry.{}", spec.name, d.as_millis())));
         }
         // One channel per deletion: a failure closes its channel.
         for queue in queues {
             if let Ok(channel) = connection.create_channel().await {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
+                let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
             }
         }
         for suffix in ["", ".unroutable", ".dlx", ".retry"] {
             if let Ok(channel) = connection.create_channel().await {
                 let name = format!("{}{suffix}", self.exchange);
-                let _ = channel
-                    .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
-                    .await;
+                let _ = channel.exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default()).await;
             }
         }
         let _ = connection.close(200, "OK".into()).await;
@@ -174,10 +152,7 @@ impl Target {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
 
 /// Runs `check` against `target`, cleaning up even when it fails.
@@ -244,11 +219,7 @@ fn envelope(routing_key: &str) -> Envelope {
     let mut headers = std::collections::BTreeMap::new();
     headers.insert(
         HEADER_TRACEPARENT.to_owned(),
-        format!(
-            "00-{}-{}-01",
-            Uuid::new_v4().simple(),
-            &Uuid::new_v4().simple().to_string()[..16]
-        ),
+        format!("00-{}-{}-01", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16]),
     );
     headers.insert(HEADER_APPEAL_ID.to_owned(), Uuid::new_v4().to_string());
     Envelope {
@@ -265,10 +236,7 @@ fn envelope(routing_key: &str) -> Envelope {
 type Deliveries = BoxStream<'static, Delivery>;
 
 async fn next(stream: &mut Deliveries) -> Delivery {
-    tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("a delivery in time")
-        .expect("the stream is open")
+    tokio::time::timeout(WAIT, stream.next()).await.expect("a delivery in time").expect("the stream is open")
 }
 
 async fn nothing(stream: &mut Deliveries) {
@@ -278,9 +246,7 @@ async fn nothing(stream: &mut Deliveries) {
 }
 
 async fn publish(bus: &dyn Bus, envelope: &Envelope) {
-    bus.publish(envelope)
-        .await
-        .expect("published and confirmed");
+    bus.publish(envelope).await.expect("published and confirmed");
 }
 
 async fn ack(delivery: Delivery) {
@@ -295,10 +261,7 @@ async fn assert_depth(bus: &dyn Bus, queue: &str, expected: u64) {
         if depth == expected {
             return;
         }
-        assert!(
-            started.elapsed() < WAIT,
-            "queue {queue} holds {depth} messages, expected {expected}"
-        );
+        assert!(started.elapsed() < WAIT, "queue {queue} holds {depth} messages, expected {expected}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -308,16 +271,8 @@ async fn drain(bus: &dyn Bus, spec: &QueueSpec, expected: usize) -> Vec<Envelope
     let started = Instant::now();
     let mut drained = Vec::new();
     while drained.len() < expected {
-        drained.extend(
-            bus.drain_dead_letters(spec, expected - drained.len())
-                .await
-                .expect("drained"),
-        );
-        assert!(
-            started.elapsed() < WAIT,
-            "{} dead letters after {WAIT:?}, expected {expected}",
-            drained.len()
-        );
+        drained.extend(bus.drain_dead_letters(spec, expected - drained.len()).await.expect("drained"));
+        assert!(started.elapsed() < WAIT, "{} dead letters after {WAIT:?}, expected {expected}", drained.len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drained
@@ -356,10 +311,7 @@ async fn topic_routing(t: &Target) {
     let all = t.spec("all", &["appeal.#"]);
     t.bus().declare(&region).await.unwrap();
     t.bus().declare(&all).await.unwrap();
-    let (in_41, in_42) = (
-        envelope("appeal.received.41"),
-        envelope("appeal.received.42"),
-    );
+    let (in_41, in_42) = (envelope("appeal.received.41"), envelope("appeal.received.42"));
     publish(t.bus(), &in_41).await;
     publish(t.bus(), &in_42).await;
     assert_depth(t.bus(), &region.name, 1).await;
@@ -407,10 +359,7 @@ async fn retry_comes_back_to_that_consumer_only(t: &Target) {
     let delivery = next(&mut mine).await;
     let retried_at = Instant::now();
     delivery
-        .settle(Disposition::Retry {
-            delay: retrying.retry_delay(0),
-            reason: "peer not ready".to_owned(),
-        })
+        .settle(Disposition::Retry { delay: retrying.retry_delay(0), reason: "peer not ready".to_owned() })
         .await
         .unwrap();
     let again = next(&mut mine).await;
@@ -420,9 +369,7 @@ async fn retry_comes_back_to_that_consumer_only(t: &Target) {
         retried_at.elapsed()
     );
     let mut expected = sent.clone();
-    expected
-        .headers
-        .insert(HEADER_RETRY_COUNT.to_owned(), "1".to_owned());
+    expected.headers.insert(HEADER_RETRY_COUNT.to_owned(), "1".to_owned());
     assert_eq!(again.envelope, expected);
     assert_eq!(again.envelope.retry_count(), 1);
     assert_eq!(again.redeliveries, 0);
@@ -444,31 +391,16 @@ async fn retries_exhaust_into_dead_letters(t: &Target) {
         let delivery = next(&mut deliveries).await;
         assert_eq!(delivery.attempt(), attempt);
         let delay = spec.retry_delay(delivery.envelope.retry_count());
-        delivery
-            .settle(Disposition::Retry {
-                delay,
-                reason: format!("boom {attempt}"),
-            })
-            .await
-            .unwrap();
+        delivery.settle(Disposition::Retry { delay, reason: format!("boom {attempt}") }).await.unwrap();
     }
     nothing(&mut deliveries).await;
     let dead = drain(t.bus(), &spec, 1).await;
     assert_eq!(dead[0].message_id, sent.message_id);
     let reason = &dead[0].headers[HEADER_DEATH_REASON];
-    assert!(
-        reason.contains("boom 3") && reason.contains("delivery limit"),
-        "{reason}"
-    );
+    assert!(reason.contains("boom 3") && reason.contains("delivery limit"), "{reason}");
     assert_eq!(dead[0].retry_count(), 2);
     assert_depth(t.bus(), &spec.name, 0).await;
-    assert!(
-        t.bus()
-            .drain_dead_letters(&spec, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.bus().drain_dead_letters(&spec, 10).await.unwrap().is_empty());
 }
 
 async fn dead_letter_keeps_the_reason(t: &Target) {
@@ -478,30 +410,19 @@ async fn dead_letter_keeps_the_reason(t: &Target) {
     publish(t.bus(), &sent).await;
     next(&mut deliveries)
         .await
-        .settle(Disposition::DeadLetter {
-            reason: "poison: bad payload".to_owned(),
-        })
+        .settle(Disposition::DeadLetter { reason: "poison: bad payload".to_owned() })
         .await
         .unwrap();
     nothing(&mut deliveries).await;
     assert_depth(t.bus(), &spec.dead_letter_queue(), 1).await;
     let dead = drain(t.bus(), &spec, 1).await;
     let mut expected = sent.clone();
-    expected.headers.insert(
-        HEADER_DEATH_REASON.to_owned(),
-        "poison: bad payload".to_owned(),
-    );
+    expected.headers.insert(HEADER_DEATH_REASON.to_owned(), "poison: bad payload".to_owned());
     assert_eq!(dead, vec![expected]);
     assert_depth(t.bus(), &spec.dead_letter_queue(), 0).await;
     // A consumer never declared has no dead letters rather than an error.
     let stranger = t.spec("never-declared", &[]);
-    assert!(
-        t.bus()
-            .drain_dead_letters(&stranger, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.bus().drain_dead_letters(&stranger, 10).await.unwrap().is_empty());
 }
 
 async fn dropped_delivery_is_redelivered(t: &Target) {
@@ -534,29 +455,19 @@ async fn unsettled_drops_exhaust_into_dead_letters(t: &Target) {
     nothing(&mut deliveries).await;
     let dead = drain(t.bus(), &spec, 1).await;
     assert_eq!(dead[0].message_id, sent.message_id);
-    assert!(
-        dead[0].headers[HEADER_DEATH_REASON].contains("delivery limit"),
-        "{:?}",
-        dead[0].headers
-    );
+    assert!(dead[0].headers[HEADER_DEATH_REASON].contains("delivery limit"), "{:?}", dead[0].headers);
 }
 
 async fn a_limit_of_one_allows_no_second_attempt(t: &Target) {
     let mut spec = t.spec("once", &["appeal.received.*"]);
     spec.delivery_limit = 1;
     let mut deliveries = t.bus().consume(&spec).await.unwrap();
-    let (retried, dropped) = (
-        envelope("appeal.received.41"),
-        envelope("appeal.received.41"),
-    );
+    let (retried, dropped) = (envelope("appeal.received.41"), envelope("appeal.received.41"));
     publish(t.bus(), &retried).await;
     publish(t.bus(), &dropped).await;
     let delivery = next(&mut deliveries).await;
     assert_eq!(delivery.envelope.message_id, retried.message_id);
-    let retry = Disposition::Retry {
-        delay: RETRY_DELAY,
-        reason: "boom".to_owned(),
-    };
+    let retry = Disposition::Retry { delay: RETRY_DELAY, reason: "boom".to_owned() };
     delivery.settle(retry).await.unwrap();
     let delivery = next(&mut deliveries).await;
     assert_eq!(delivery.envelope.message_id, dropped.message_id);
@@ -564,16 +475,9 @@ async fn a_limit_of_one_allows_no_second_attempt(t: &Target) {
     nothing(&mut deliveries).await;
     let mut dead = drain(t.bus(), &spec, 2).await;
     dead.sort_by_key(|e| e.message_id);
-    assert_eq!(
-        dead.iter().map(|e| e.message_id).collect::<Vec<_>>(),
-        vec![retried.message_id, dropped.message_id]
-    );
+    assert_eq!(dead.iter().map(|e| e.message_id).collect::<Vec<_>>(), vec![retried.message_id, dropped.message_id]);
     for envelope in &dead {
-        assert!(
-            envelope.headers[HEADER_DEATH_REASON].contains("delivery limit of 1"),
-            "{:?}",
-            envelope.headers
-        );
+        assert!(envelope.headers[HEADER_DEATH_REASON].contains("delivery limit of 1"), "{:?}", envelope.headers);
     }
 }
 
@@ -603,12 +507,7 @@ async fn queue_depth_counts_waiting_messages(t: &Target) {
         ack(next(&mut deliveries).await).await;
     }
     assert_depth(t.bus(), &spec.name, 0).await;
-    assert!(
-        t.bus()
-            .queue_depth(&format!("{}.missing", t.prefix))
-            .await
-            .is_err()
-    );
+    assert!(t.bus().queue_depth(&format!("{}.missing", t.prefix)).await.is_err());
 }
 
 async fn prefetch_bounds_unsettled_deliveries(t: &Target) {
@@ -653,19 +552,10 @@ mod durable_restart {
             }
             next(&mut deliveries)
                 .await
-                .settle(Disposition::Retry {
-                    delay: Duration::from_millis(300),
-                    reason: "later".to_owned(),
-                })
+                .settle(Disposition::Retry { delay: Duration::from_millis(300), reason: "later".to_owned() })
                 .await
                 .unwrap();
-            next(&mut deliveries)
-                .await
-                .settle(Disposition::DeadLetter {
-                    reason: "poison".to_owned(),
-                })
-                .await
-                .unwrap();
+            next(&mut deliveries).await.settle(Disposition::DeadLetter { reason: "poison".to_owned() }).await.unwrap();
             // As if the process died handling it: never settled, never returned.
             std::mem::forget(next(&mut deliveries).await);
             drop(deliveries);
@@ -684,9 +574,7 @@ mod durable_restart {
         ack(first).await;
         // The retry may or may not be due before `late`: compare by id, not by order.
         let mut expected_retry = retried.clone();
-        expected_retry
-            .headers
-            .insert(HEADER_RETRY_COUNT.to_owned(), "1".to_owned());
+        expected_retry.headers.insert(HEADER_RETRY_COUNT.to_owned(), "1".to_owned());
         let mut expected: Vec<Envelope> = vec![waiting.clone(), late.clone(), expected_retry];
         for _ in 0..3 {
             let delivery = next(&mut deliveries).await;
@@ -725,9 +613,7 @@ mod durable_restart {
         let Ok(file) = std::env::var(CHILD_DB) else {
             return;
         };
-        let bus = MemoryBus::durable(sqlite(std::path::Path::new(&file)).await)
-            .await
-            .unwrap();
+        let bus = MemoryBus::durable(sqlite(std::path::Path::new(&file)).await).await.unwrap();
         let spec = QueueSpec::new("sla.appeal-routed", &["appeal.routed.*"]);
         let mut deliveries = bus.consume(&spec).await.unwrap();
         let batch: Vec<Envelope> = (0..20).map(|_| envelope("appeal.routed.41")).collect();
@@ -742,27 +628,16 @@ mod durable_restart {
         use std::io::{BufRead, BufReader};
         let file = temp_db_file();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "durable_restart::child_publishes_then_waits",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-            ])
+            .args(["durable_restart::child_publishes_then_waits", "--exact", "--ignored", "--nocapture"])
             .env(CHILD_DB, &file)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let published = tokio::task::spawn_blocking(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .any(|line| line.contains(CHILD_PUBLISHED))
+            BufReader::new(stdout).lines().map_while(Result::ok).any(|line| line.contains(CHILD_PUBLISHED))
         });
-        let published = tokio::time::timeout(WAIT, published)
-            .await
-            .expect("child published in time")
-            .unwrap();
+        let published = tokio::time::timeout(WAIT, published).await.expect("child published in time").unwrap();
         assert!(published, "the child did not publish");
         // SIGKILL: no destructor, no flush, nothing.
         child.kill().unwrap();
@@ -778,10 +653,7 @@ mod durable_restart {
             ack(delivery).await;
         }
         nothing(&mut deliveries).await;
-        assert_eq!(
-            redelivered, 1,
-            "the delivery in hand at the kill comes back counted"
-        );
+        assert_eq!(redelivered, 1, "the delivery in hand at the kill comes back counted");
         drop(deliveries);
         drop(bus);
         remove_db_files(&file);
@@ -794,108 +666,11 @@ mod durable_restart {
 mod amqp_restart {
     use super::*;
     use pos_platform::bus::BusError;
-    use std::process::Command;
 
-    /// A RabbitMQ node of our own, stopped and removed on drop.
-    struct Node {
-        name: String,
-        port: u16,
-        base: PathBuf,
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    impl Node {
-        fn start() -> Node {
-            let id = Uuid::new_v4().simple().to_string();
-            let name = format!("pos-test-{}@localhost", &id[..12]);
-            let (port, dist_port) = (free_port(), free_port());
-            let base = std::env::temp_dir().join(format!("pos-rabbitmq-{}", &id[..12]));
-            std::fs::create_dir_all(&base).unwrap();
-            // Our own config: the system one binds the shared node's port.
-            std::fs::write(
-                base.join("rabbitmq.conf"),
-                format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
-            )
-            .unwrap();
-            std::fs::write(base.join("enabled_plugins"), "[].\n").unwrap();
-            // The scripts run the node as the rabbitmq user when started by root.
-            let _ = Command::new("chown")
-                .args(["-R", "rabbitmq:rabbitmq"])
-                .arg(&base)
-                .status();
-            let node = Node { name, port, base };
-            let status = Command::new("rabbitmq-server")
-                .arg("-detached")
-                .current_dir(std::env::temp_dir())
-                .env("RABBITMQ_NODENAME", &node.name)
-                .env("RABBITMQ_NODE_PORT", port.to_string())
-                .env("RABBITMQ_DIST_PORT", dist_port.to_string())
-                .env("RABBITMQ_MNESIA_BASE", node.base.join("mnesia"))
-                .env("RABBITMQ_LOG_BASE", node.base.join("log"))
-                .env("RABBITMQ_CONFIG_FILE", node.base.join("rabbitmq.conf"))
-                .env(
-                    "RABBITMQ_ENABLED_PLUGINS_FILE",
-                    node.base.join("enabled_plugins"),
-                )
-                .status()
-                .expect("rabbitmq-server on PATH");
-            assert!(status.success(), "rabbitmq-server -detached failed");
-            node.await_listener(Duration::from_secs(60));
-            node
-        }
-
-        fn ctl(&self, args: &[&str]) {
-            let output = Command::new("rabbitmqctl")
-                .arg("-n")
-                .arg(&self.name)
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "rabbitmqctl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-
-        /// The AMQP listener opens once the node has booted.
-        fn await_listener(&self, limit: Duration) {
-            let started = Instant::now();
-            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-                assert!(
-                    started.elapsed() < limit,
-                    "node {} did not start in {limit:?}",
-                    self.name
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-
-        fn url(&self) -> String {
-            format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-        }
-    }
-
-    impl Drop for Node {
-        fn drop(&mut self) {
-            let _ = Command::new("rabbitmqctl")
-                .arg("-n")
-                .arg(&self.name)
-                .arg("stop")
-                .output();
-            let _ = std::fs::remove_dir_all(&self.base);
-        }
-    }
+    use pos_platform::testing::RabbitNode as Node;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn streams_and_publishing_survive_a_broker_restart() {
+    async fn fault_streams_and_publishing_survive_a_broker_restart() {
         init_tracing();
         let node = tokio::task::spawn_blocking(Node::start).await.unwrap();
         let bus = AmqpBus::connect(&node.url(), "pos.events").await.unwrap();
@@ -909,30 +684,19 @@ mod amqp_restart {
 
         // The broker goes away: connections close, listeners stop, queues stay on disk.
         let node = tokio::task::spawn_blocking(move || {
-            node.ctl(&["stop_app"]);
+            node.stop_app();
             node
         })
         .await
         .unwrap();
         let outage = Instant::now();
         let during = bus.publish(&envelope("appeal.received.41")).await;
-        assert!(
-            matches!(during, Err(BusError::Unavailable(_))),
-            "{during:?}"
-        );
-        assert!(
-            outage.elapsed() < Duration::from_secs(5),
-            "publishing took {:?}",
-            outage.elapsed()
-        );
-        assert!(
-            held.settle(Disposition::Ack).await.is_err(),
-            "an ack on the dead connection cannot succeed"
-        );
+        assert!(matches!(during, Err(BusError::Unavailable(_))), "{during:?}");
+        assert!(outage.elapsed() < Duration::from_secs(5), "publishing took {:?}", outage.elapsed());
+        assert!(held.settle(Disposition::Ack).await.is_err(), "an ack on the dead connection cannot succeed");
 
         let node = tokio::task::spawn_blocking(move || {
-            node.ctl(&["start_app"]);
-            node.await_listener(Duration::from_secs(30));
+            node.start_app();
             node
         })
         .await
@@ -959,8 +723,6 @@ mod amqp_restart {
         assert_eq!(bus.queue_depth(&spec.name).await.unwrap(), 0);
         bus.close().await;
         drop(deliveries);
-        tokio::task::spawn_blocking(move || drop(node))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || drop(node)).await.unwrap();
     }
 }

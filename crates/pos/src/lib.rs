@@ -1,3 +1,5 @@
-//! The `pos` binary's library: hosting all five services in one process.
+//! The `pos` binary's library: hosting the services in one process, and the command line.
 
+pub mod bench;
+pub mod cli;
 pub mod up;

@@ -30,7 +30,8 @@ fn development_secret(data_dir: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::new(secret))
 }
 
-const SERVICES: [(&str, &Migrations); 5] = [
+/// Every service, in start order: routing first, since intake validates against it.
+pub const SERVICES: [(&str, &Migrations); 5] = [
     ("routing", &pos_routing::MIGRATIONS),
     ("intake", &pos_intake::MIGRATIONS),
     ("ticketing", &pos_ticketing::MIGRATIONS),
@@ -57,10 +58,25 @@ fn telemetry(config: &PlatformConfig) -> anyhow::Result<pos_platform::telemetry:
     })
 }
 
-/// Builds the five components of one process on `infra`, all served at `self_endpoint`.
-pub async fn components(infra: &Infra, config_file: Option<PathBuf>, self_endpoint: &str) -> anyhow::Result<Vec<Component>> {
+/// Accepts a service name for `--services`.
+pub fn parse_service(name: &str) -> Result<&'static str, String> {
+    SERVICES
+        .iter()
+        .map(|(service, _)| *service)
+        .find(|service| *service == name)
+        .ok_or_else(|| format!("unknown service {name:?}; one of {}", SERVICES.map(|(s, _)| s).join(", ")))
+}
+
+/// Builds the components of one process on `infra` (all five when `only` is empty), all
+/// served at `self_endpoint`.
+pub async fn components(
+    infra: &Infra,
+    config_file: Option<PathBuf>,
+    self_endpoint: &str,
+    only: &[&str],
+) -> anyhow::Result<Vec<Component>> {
     let mut components = Vec::new();
-    for (name, migrations) in SERVICES {
+    for (name, migrations) in SERVICES.into_iter().filter(|(name, _)| only.is_empty() || only.contains(name)) {
         let db = infra.database(name, migrations).await?;
         let ctx = ServiceContext {
             infra: infra.clone(),
@@ -82,15 +98,15 @@ pub async fn components(infra: &Infra, config_file: Option<PathBuf>, self_endpoi
     Ok(components)
 }
 
-pub async fn up(config: PlatformConfig, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn up(config: PlatformConfig, config_file: Option<PathBuf>, only: &[&str]) -> anyhow::Result<()> {
     let telemetry = telemetry(&config)?;
     let infra = Infra::connect(config).await?;
     let listener = tokio::net::TcpListener::bind(infra.config.grpc_addr)
         .await
         .with_context(|| format!("failed to listen on {}", infra.config.grpc_addr))?;
     let endpoint = format!("http://{}", listener.local_addr()?);
-    let components = components(&infra, config_file, &endpoint).await?;
-    print_banner(&infra, &endpoint)?;
+    let components = components(&infra, config_file, &endpoint, only).await?;
+    print_banner(&infra, &endpoint, &components)?;
     let shutdown = pos_platform::shutdown::on_signal();
     let result = pos_platform::host::run(&infra, components, listener, shutdown).await;
     telemetry.shutdown().await;
@@ -100,13 +116,14 @@ pub async fn up(config: PlatformConfig, config_file: Option<PathBuf>) -> anyhow:
 /// The Kamchatka regional center of informatization: the addressee of the walkthrough.
 const DEMO_ORGANIZATION: &str = "41-kcioko";
 
-fn print_banner(infra: &Infra, endpoint: &str) -> anyhow::Result<()> {
+fn print_banner(infra: &Infra, endpoint: &str, components: &[Component]) -> anyhow::Result<()> {
+    let names: Vec<&str> = components.iter().map(|c| c.name).collect();
     let mode = if infra.is_embedded() {
         format!("embedded (data in {})", infra.config.data_dir.display())
     } else {
         "servers (PostgreSQL, RabbitMQ, Redis as configured)".to_owned()
     };
-    println!("pos is up: {mode}");
+    println!("pos is up: {} in {mode}", names.join(", "));
     println!("gRPC endpoint: {endpoint} (health and reflection enabled)");
     if infra.config.auth.hs256_secret.is_some() {
         println!("development tokens (12 h):");

@@ -48,23 +48,14 @@ impl RoutingConfig {
             ("fast_track_period_days", self.fast_track_period_days),
         ] {
             if !(1..=365).contains(&days) {
-                return Err(ConfigError::invalid(
-                    format!("routing.{field}"),
-                    "must be between 1 and 365 days",
-                ));
+                return Err(ConfigError::invalid(format!("routing.{field}"), "must be between 1 and 365 days"));
             }
         }
         if self.cache_ttl_secs == 0 {
-            return Err(ConfigError::invalid(
-                "routing.cache_ttl_secs",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid("routing.cache_ttl_secs", "must be at least 1"));
         }
         if self.fallback_organization_id.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                "routing.fallback_organization_id",
-                "must name an organization",
-            ));
+            return Err(ConfigError::invalid("routing.fallback_organization_id", "must name an organization"));
         }
         if !self.fallback_time_zone.contains('/') {
             return Err(ConfigError::invalid(
@@ -97,27 +88,9 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_are_refused() {
         RoutingConfig::default().validate().unwrap();
-        let config = RoutingConfig {
-            fast_track_period_days: 0,
-            ..RoutingConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("fast_track_period_days")
-        );
-        let config = RoutingConfig {
-            fallback_time_zone: "MSK".into(),
-            ..RoutingConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("fallback_time_zone")
-        );
+        let config = RoutingConfig { fast_track_period_days: 0, ..RoutingConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("fast_track_period_days"));
+        let config = RoutingConfig { fallback_time_zone: "MSK".into(), ..RoutingConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("fallback_time_zone"));
     }
 }

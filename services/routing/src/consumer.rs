@@ -42,15 +42,9 @@ impl Handler for AppealReceivedHandler {
         if appeal.appeal_id.is_empty() {
             // Without its id an appeal can be neither recorded once nor found by anyone
             // downstream: the payload breaks the contract, like an undecodable one.
-            return Err(HandleError::poison(anyhow::anyhow!(
-                "appeal.received without an appeal_id"
-            )));
+            return Err(HandleError::poison(anyhow::anyhow!("appeal.received without an appeal_id")));
         }
-        let region_code = if appeal.region_code.is_empty() {
-            envelope.region()
-        } else {
-            appeal.region_code.as_str()
-        };
+        let region_code = if appeal.region_code.is_empty() { envelope.region() } else { appeal.region_code.as_str() };
         let snapshot = self.snapshots.current(tx).await?;
         let outcome = resolve(
             &snapshot.classifier,
@@ -68,21 +62,15 @@ impl Handler for AppealReceivedHandler {
         let decision = outcome.decision;
         let mut explanation = decision.explanation.clone();
         if !outcome.problems.is_empty() {
-            let problems: Vec<String> = outcome
-                .problems
-                .iter()
-                .map(|p| format!("{}: {}", p.field(), p.description()))
-                .collect();
+            let problems: Vec<String> =
+                outcome.problems.iter().map(|p| format!("{}: {}", p.field(), p.description())).collect();
             tracing::warn!(
                 appeal_id = %appeal.appeal_id,
                 problems = %problems.join("; "),
                 organization_id = %decision.organization.id,
                 "appeal routed around problems in its content"
             );
-            explanation = format!(
-                "{explanation} The appeal as received: {}.",
-                problems.join("; ")
-            );
+            explanation = format!("{explanation} The appeal as received: {}.", problems.join("; "));
         }
 
         let routed_at = Utc::now();
@@ -116,16 +104,9 @@ impl Handler for AppealReceivedHandler {
             return Ok(());
         }
 
-        let category_id = if appeal.category_id.is_empty() {
-            decision.category_id.clone()
-        } else {
-            appeal.category_id
-        };
-        let subcategory_id = if appeal.subcategory_id.is_empty() {
-            decision.subcategory_id.clone()
-        } else {
-            appeal.subcategory_id
-        };
+        let category_id = if appeal.category_id.is_empty() { decision.category_id.clone() } else { appeal.category_id };
+        let subcategory_id =
+            if appeal.subcategory_id.is_empty() { decision.subcategory_id.clone() } else { appeal.subcategory_id };
         let routed = AppealRouted {
             appeal_id: appeal.appeal_id.clone(),
             number: appeal.number,
@@ -156,11 +137,8 @@ impl Handler for AppealReceivedHandler {
             .into_iter()
             .find(|code| !code.is_empty())
             .unwrap_or(NO_REGION);
-        pos_platform::outbox::enqueue(
-            tx,
-            &Envelope::new(&routed, routing_region).with_appeal(&appeal.appeal_id),
-        )
-        .await?;
+        pos_platform::outbox::enqueue(tx, &Envelope::new(&routed, routing_region).with_appeal(&appeal.appeal_id))
+            .await?;
 
         let outcome = match (decision.direct, decision.delegated_by_auto_rule) {
             (_, true) => "delegated",

@@ -15,19 +15,12 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn not_found(kind: &'static str, id: impl Into<String>) -> ApiError {
-        ApiError::NotFound {
-            kind,
-            id: id.into(),
-        }
+        ApiError::NotFound { kind, id: id.into() }
     }
 
     /// `Ok` when nothing was violated.
     pub fn check(violations: FieldViolations) -> Result<(), ApiError> {
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Invalid(violations))
-        }
+        if violations.is_empty() { Ok(()) } else { Err(ApiError::Invalid(violations)) }
     }
 }
 

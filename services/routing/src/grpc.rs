@@ -15,8 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::config::RoutingConfig;
 use crate::error::ApiError;
 use crate::model::{
-    Addressee, AutoRule, Category, Fact, OrgType, Organization, Scope, Subcategory, check_id,
-    check_period,
+    Addressee, AutoRule, Category, Fact, OrgType, Organization, Scope, Subcategory, check_id, check_period,
 };
 use crate::resolve::{self, resolve};
 use crate::snapshot::{Snapshot, Snapshots};
@@ -34,11 +33,7 @@ pub struct RoutingApi {
 
 impl RoutingApi {
     pub fn new(db: Db, snapshots: Arc<Snapshots>, config: Arc<RoutingConfig>) -> RoutingApi {
-        RoutingApi {
-            db,
-            snapshots,
-            config,
-        }
+        RoutingApi { db, snapshots, config }
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ApiError> {
@@ -75,19 +70,13 @@ async fn commit_change(mut tx: pos_platform::Tx, scope: Scope) -> Result<(), Api
     Ok(())
 }
 
-async fn snapshot_in(
-    snapshots: &Snapshots,
-    conn: &mut AnyConnection,
-) -> Result<Snapshot, ApiError> {
+async fn snapshot_in(snapshots: &Snapshots, conn: &mut AnyConnection) -> Result<Snapshot, ApiError> {
     Ok(snapshots.current(conn).await?)
 }
 
 #[tonic::async_trait]
 impl RoutingService for RoutingApi {
-    async fn resolve(
-        &self,
-        request: Request<pb::ResolveRequest>,
-    ) -> Result<Response<pb::Resolution>, Status> {
+    async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Result<Response<pb::Resolution>, Status> {
         authorize(&request, "Resolve", &Role::ALL)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -117,9 +106,7 @@ impl RoutingService for RoutingApi {
             }
             return Err(violations.into_status());
         }
-        Ok(Response::new(
-            outcome.decision.to_proto(&snapshot.directory),
-        ))
+        Ok(Response::new(outcome.decision.to_proto(&snapshot.directory)))
     }
 
     async fn list_classifier(
@@ -130,10 +117,7 @@ impl RoutingService for RoutingApi {
         Ok(Response::new(self.snapshot().await?.classifier.to_proto()))
     }
 
-    async fn upsert_category(
-        &self,
-        request: Request<pb::Category>,
-    ) -> Result<Response<pb::Category>, Status> {
+    async fn upsert_category(&self, request: Request<pb::Category>) -> Result<Response<pb::Category>, Status> {
         let caller = authorize(&request, "UpsertCategory", &[Role::System])?;
         let input = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -145,21 +129,14 @@ impl RoutingService for RoutingApi {
         required(&mut violations, "name", &category.name);
         ApiError::check(violations)?;
         let mut tx = self.db.begin().await.map_err(ApiError::from)?;
-        let position = store::next_position(&mut tx, Ordered::Categories)
-            .await
-            .map_err(ApiError::from)?;
-        store::upsert_category(&mut tx, &category, position, OnConflict::Update)
-            .await
-            .map_err(ApiError::from)?;
+        let position = store::next_position(&mut tx, Ordered::Categories).await.map_err(ApiError::from)?;
+        store::upsert_category(&mut tx, &category, position, OnConflict::Update).await.map_err(ApiError::from)?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, category_id = %category.id, "category saved");
         Ok(Response::new(category.to_proto()))
     }
 
-    async fn upsert_subcategory(
-        &self,
-        request: Request<pb::Subcategory>,
-    ) -> Result<Response<pb::Subcategory>, Status> {
+    async fn upsert_subcategory(&self, request: Request<pb::Subcategory>) -> Result<Response<pb::Subcategory>, Status> {
         let caller = authorize(&request, "UpsertSubcategory", &[Role::System])?;
         let input = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -173,24 +150,12 @@ impl RoutingService for RoutingApi {
         required(&mut violations, "category_id", &subcategory.category_id);
         let mut tx = self.db.begin().await.map_err(ApiError::from)?;
         let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
-        if !subcategory.category_id.is_empty()
-            && snapshot
-                .classifier
-                .category(&subcategory.category_id)
-                .is_none()
-        {
-            violations.add(
-                "category_id",
-                format!("unknown category {:?}", subcategory.category_id),
-            );
+        if !subcategory.category_id.is_empty() && snapshot.classifier.category(&subcategory.category_id).is_none() {
+            violations.add("category_id", format!("unknown category {:?}", subcategory.category_id));
         }
         ApiError::check(violations)?;
-        let position = store::next_position(&mut tx, Ordered::Subcategories)
-            .await
-            .map_err(ApiError::from)?;
-        store::upsert_subcategory(&mut tx, &subcategory, position, OnConflict::Update)
-            .await
-            .map_err(ApiError::from)?;
+        let position = store::next_position(&mut tx, Ordered::Subcategories).await.map_err(ApiError::from)?;
+        store::upsert_subcategory(&mut tx, &subcategory, position, OnConflict::Update).await.map_err(ApiError::from)?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, subcategory_id = %subcategory.id, "subcategory saved");
         Ok(Response::new(subcategory.to_proto()))
@@ -209,16 +174,8 @@ impl RoutingService for RoutingApi {
         }
         let mut tx = self.db.begin().await.map_err(ApiError::from)?;
         let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
-        if !input.subcategory_id.is_empty()
-            && snapshot
-                .classifier
-                .subcategory(&input.subcategory_id)
-                .is_none()
-        {
-            violations.add(
-                "subcategory_id",
-                format!("unknown subcategory {:?}", input.subcategory_id),
-            );
+        if !input.subcategory_id.is_empty() && snapshot.classifier.subcategory(&input.subcategory_id).is_none() {
+            violations.add("subcategory_id", format!("unknown subcategory {:?}", input.subcategory_id));
         }
         let addressee = addressee_from_proto(input.addressee.as_ref(), &snapshot, &mut violations);
         for (field, codes) in [
@@ -231,15 +188,8 @@ impl RoutingService for RoutingApi {
                 }
             }
         }
-        if input
-            .fast_track_regions
-            .iter()
-            .any(|code| input.not_fast_track_regions.contains(code))
-        {
-            violations.add(
-                "not_fast_track_regions",
-                "a region cannot be in both fast-track lists",
-            );
+        if input.fast_track_regions.iter().any(|code| input.not_fast_track_regions.contains(code)) {
+            violations.add("not_fast_track_regions", "a region cannot be in both fast-track lists");
         }
         ApiError::check(violations)?;
         let Some(addressee) = addressee else {
@@ -257,12 +207,8 @@ impl RoutingService for RoutingApi {
             not_fast_track_regions: input.not_fast_track_regions,
             active: input.active,
         };
-        let position = store::next_position(&mut tx, Ordered::Facts)
-            .await
-            .map_err(ApiError::from)?;
-        store::upsert_fact(&mut tx, &fact, position, OnConflict::Update)
-            .await
-            .map_err(ApiError::from)?;
+        let position = store::next_position(&mut tx, Ordered::Facts).await.map_err(ApiError::from)?;
+        store::upsert_fact(&mut tx, &fact, position, OnConflict::Update).await.map_err(ApiError::from)?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, fact_id = %fact.id, "fact saved");
         Ok(Response::new(fact.to_proto()))
@@ -279,10 +225,7 @@ impl RoutingService for RoutingApi {
             value => match OrgType::from_proto(value) {
                 Some(org_type) => Some(org_type),
                 None => {
-                    return Err(pos_platform::grpc::invalid_field(
-                        "type",
-                        format!("unknown type {value}"),
-                    ));
+                    return Err(pos_platform::grpc::invalid_field("type", format!("unknown type {value}")));
                 }
             },
         };
@@ -302,16 +245,10 @@ impl RoutingService for RoutingApi {
                     || o.short_name.to_lowercase().contains(&query)
             })
             .collect();
-        organizations.sort_by(|a, b| {
-            a.region_code
-                .cmp(&b.region_code)
-                .then_with(|| a.display_name().cmp(b.display_name()))
-        });
+        organizations
+            .sort_by(|a, b| a.region_code.cmp(&b.region_code).then_with(|| a.display_name().cmp(b.display_name())));
         Ok(Response::new(pb::ListOrganizationsResponse {
-            organizations: organizations
-                .into_iter()
-                .map(Organization::to_proto)
-                .collect(),
+            organizations: organizations.into_iter().map(Organization::to_proto).collect(),
         }))
     }
 
@@ -348,46 +285,25 @@ impl RoutingService for RoutingApi {
         let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
         if input.region_code.is_empty() {
             if org_type.is_some_and(|t| t != OrgType::FederalAgency) {
-                violations.add(
-                    "region_code",
-                    "is required for every organization but a federal body",
-                );
+                violations.add("region_code", "is required for every organization but a federal body");
             }
         } else if snapshot.directory.region(&input.region_code).is_none() {
-            violations.add(
-                "region_code",
-                format!("unknown region {:?}", input.region_code),
-            );
+            violations.add("region_code", format!("unknown region {:?}", input.region_code));
         }
         if !input.parent_id.is_empty() {
             if snapshot.directory.organization(&input.parent_id).is_none() {
-                violations.add(
-                    "parent_id",
-                    format!("unknown organization {:?}", input.parent_id),
-                );
+                violations.add("parent_id", format!("unknown organization {:?}", input.parent_id));
             } else if creates_cycle(&snapshot, &id, &input.parent_id) {
-                violations.add(
-                    "parent_id",
-                    "the organization would become its own ancestor",
-                );
+                violations.add("parent_id", "the organization would become its own ancestor");
             }
         }
         // A region's cabinet is where everything ends up: it must stay a cabinet of its region.
-        if let Some(region) = snapshot
-            .directory
-            .data()
-            .regions
-            .iter()
-            .find(|r| r.cabinet_organization_id == id)
-            && (org_type.is_some_and(|t| t != OrgType::RegionalCabinet)
-                || input.region_code != region.code)
+        if let Some(region) = snapshot.directory.data().regions.iter().find(|r| r.cabinet_organization_id == id)
+            && (org_type.is_some_and(|t| t != OrgType::RegionalCabinet) || input.region_code != region.code)
         {
             violations.add(
                 "type",
-                format!(
-                    "{id} is the cabinet of region {}: it stays a regional_cabinet there",
-                    region.code
-                ),
+                format!("{id} is the cabinet of region {}: it stays a regional_cabinet there", region.code),
             );
         }
         ApiError::check(violations)?;
@@ -405,9 +321,7 @@ impl RoutingService for RoutingApi {
             org_type,
             connected: input.connected,
         };
-        store::upsert_organization(&mut tx, &organization, OnConflict::Update)
-            .await
-            .map_err(ApiError::from)?;
+        store::upsert_organization(&mut tx, &organization, OnConflict::Update).await.map_err(ApiError::from)?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -425,27 +339,17 @@ impl RoutingService for RoutingApi {
         authorize(&request, "ListAutoRules", &Role::ALL)?;
         let organization_id = request.into_inner().organization_id;
         if organization_id.is_empty() {
-            return Err(pos_platform::grpc::invalid_field(
-                "organization_id",
-                "is required",
-            ));
+            return Err(pos_platform::grpc::invalid_field("organization_id", "is required"));
         }
         let snapshot = self.snapshot().await?;
         if snapshot.directory.organization(&organization_id).is_none() {
             return Err(ApiError::not_found("organization", organization_id).into());
         }
-        let rules = snapshot
-            .directory
-            .rules_of(&organization_id)
-            .map(AutoRule::to_proto)
-            .collect();
+        let rules = snapshot.directory.rules_of(&organization_id).map(AutoRule::to_proto).collect();
         Ok(Response::new(pb::ListAutoRulesResponse { rules }))
     }
 
-    async fn upsert_auto_rule(
-        &self,
-        request: Request<pb::AutoRule>,
-    ) -> Result<Response<pb::AutoRule>, Status> {
+    async fn upsert_auto_rule(&self, request: Request<pb::AutoRule>) -> Result<Response<pb::AutoRule>, Status> {
         let caller = authorize(&request, "UpsertAutoRule", &AUTO_RULE_ADMINS)?;
         let input = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -460,11 +364,7 @@ impl RoutingService for RoutingApi {
         if let Some(existing) = snapshot.directory.auto_rule(&id) {
             caller.require_organization(&existing.organization_id, "UpsertAutoRule")?;
         }
-        if snapshot
-            .directory
-            .organization(&input.organization_id)
-            .is_none()
-        {
+        if snapshot.directory.organization(&input.organization_id).is_none() {
             return Err(ApiError::not_found("organization", input.organization_id).into());
         }
         let target = if input.target_organization_id.is_empty() {
@@ -473,24 +373,13 @@ impl RoutingService for RoutingApi {
             input.target_organization_id.clone()
         };
         if snapshot.directory.organization(&target).is_none() {
-            violations.add(
-                "target_organization_id",
-                format!("unknown organization {target:?}"),
-            );
-        } else if !snapshot
-            .directory
-            .is_within(&target, &input.organization_id)
-        {
+            violations.add("target_organization_id", format!("unknown organization {target:?}"));
+        } else if !snapshot.directory.is_within(&target, &input.organization_id) {
             // Delegation goes down the hierarchy: nobody may push work onto a stranger.
-            violations.add(
-                "target_organization_id",
-                "must be the organization itself or one of its subordinates",
-            );
+            violations.add("target_organization_id", "must be the organization itself or one of its subordinates");
         } else if target == input.organization_id && input.target_executor_id.is_empty() {
-            violations.add(
-                "target_executor_id",
-                "a rule that keeps the message in the organization must name an executor",
-            );
+            violations
+                .add("target_executor_id", "a rule that keeps the message in the organization must name an executor");
         }
         if !input.fact_id.is_empty() && snapshot.classifier.fact(&input.fact_id).is_none() {
             violations.add("fact_id", format!("unknown fact {:?}", input.fact_id));
@@ -498,12 +387,8 @@ impl RoutingService for RoutingApi {
         if input.priority < 0 {
             violations.add("priority", "must not be negative");
         }
-        let keywords: Vec<String> = input
-            .keywords
-            .iter()
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .collect();
+        let keywords: Vec<String> =
+            input.keywords.iter().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
         ApiError::check(violations)?;
         let rule = AutoRule {
             id,
@@ -515,9 +400,7 @@ impl RoutingService for RoutingApi {
             target_executor_id: input.target_executor_id.trim().to_owned(),
             active: input.active,
         };
-        store::upsert_auto_rule(&mut tx, &rule)
-            .await
-            .map_err(ApiError::from)?;
+        store::upsert_auto_rule(&mut tx, &rule).await.map_err(ApiError::from)?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -544,10 +427,7 @@ impl RoutingService for RoutingApi {
             return Err(ApiError::not_found("auto-rule", id).into());
         };
         caller.require_organization(&rule.organization_id, "DeleteAutoRule")?;
-        if !store::delete_auto_rule(&mut tx, &id)
-            .await
-            .map_err(ApiError::from)?
-        {
+        if !store::delete_auto_rule(&mut tx, &id).await.map_err(ApiError::from)? {
             return Err(ApiError::not_found("auto-rule", id).into());
         }
         commit_change(tx, Scope::Directory).await?;
@@ -561,13 +441,7 @@ impl RoutingService for RoutingApi {
     ) -> Result<Response<pb::ListRegionsResponse>, Status> {
         authorize(&request, "ListRegions", &Role::ALL)?;
         let snapshot = self.snapshot().await?;
-        let regions = snapshot
-            .directory
-            .data()
-            .regions
-            .iter()
-            .map(|r| r.to_proto())
-            .collect();
+        let regions = snapshot.directory.data().regions.iter().map(|r| r.to_proto()).collect();
         Ok(Response::new(pb::ListRegionsResponse { regions }))
     }
 }
@@ -585,39 +459,20 @@ fn addressee_from_proto(
     let org_type = OrgType::from_proto(rule.organization_type);
     match pb::AddresseeKind::try_from(rule.kind) {
         Ok(pb::AddresseeKind::Picked) | Ok(pb::AddresseeKind::Regional) if org_type.is_none() => {
-            violations.add(
-                "addressee.organization_type",
-                "is required for picked and regional addressees",
-            );
+            violations.add("addressee.organization_type", "is required for picked and regional addressees");
             None
         }
-        Ok(pb::AddresseeKind::Picked) => org_type.map(|t| Addressee::Picked {
-            organization_type: t,
-        }),
-        Ok(pb::AddresseeKind::Regional) => org_type.map(|t| Addressee::Regional {
-            organization_type: t,
-        }),
+        Ok(pb::AddresseeKind::Picked) => org_type.map(|t| Addressee::Picked { organization_type: t }),
+        Ok(pb::AddresseeKind::Regional) => org_type.map(|t| Addressee::Regional { organization_type: t }),
         Ok(pb::AddresseeKind::Federal) => {
             if rule.organization_id.is_empty() {
-                violations.add(
-                    "addressee.organization_id",
-                    "is required for a federal addressee",
-                );
+                violations.add("addressee.organization_id", "is required for a federal addressee");
                 None
-            } else if snapshot
-                .directory
-                .organization(&rule.organization_id)
-                .is_none()
-            {
-                violations.add(
-                    "addressee.organization_id",
-                    format!("unknown organization {:?}", rule.organization_id),
-                );
+            } else if snapshot.directory.organization(&rule.organization_id).is_none() {
+                violations.add("addressee.organization_id", format!("unknown organization {:?}", rule.organization_id));
                 None
             } else {
-                Some(Addressee::Federal {
-                    organization_id: rule.organization_id.clone(),
-                })
+                Some(Addressee::Federal { organization_id: rule.organization_id.clone() })
             }
         }
         Ok(pb::AddresseeKind::Unspecified) | Err(_) => {

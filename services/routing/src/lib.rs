@@ -36,26 +36,20 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The routing schema, for PostgreSQL and SQLite.
-pub static MIGRATIONS: Migrations = Migrations {
-    postgres: &POSTGRES,
-    sqlite: &SQLITE,
-};
+pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &SQLITE };
 
 /// The service's component: the gRPC API and the `appeal.received` consumer. Seeds an empty
 /// database first, so that a fresh deployment routes from its first appeal.
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
-    let config: RoutingConfig =
-        pos_platform::config::section(ctx.config_file.as_deref(), "routing")?;
+    let config: RoutingConfig = pos_platform::config::section(ctx.config_file.as_deref(), "routing")?;
     config.validate()?;
     let db = ctx.db;
     if config.seed_on_start {
         seed_if_empty(&db, &config).await?;
     }
     let config = Arc::new(config);
-    let snapshots = Arc::new(snapshot::Snapshots::new(
-        ctx.infra.cache.clone(),
-        Duration::from_secs(config.cache_ttl_secs),
-    ));
+    let snapshots =
+        Arc::new(snapshot::Snapshots::new(ctx.infra.cache.clone(), Duration::from_secs(config.cache_ttl_secs)));
     warn_about_fallback(&db, &snapshots, &config).await?;
 
     let api = grpc::RoutingApi::new(db.clone(), snapshots.clone(), config.clone());
@@ -66,13 +60,8 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
         QueueSpec::new(consumer::QUEUE, &bindings),
         consumer::AppealReceivedHandler::new(snapshots, config),
     );
-    Ok(Component::new(
-        "routing",
-        db,
-        routes,
-        vec![<RoutingServiceServer<grpc::RoutingApi> as NamedService>::NAME],
-    )
-    .consumer(consumer))
+    Ok(Component::new("routing", db, routes, vec![<RoutingServiceServer<grpc::RoutingApi> as NamedService>::NAME])
+        .consumer(consumer))
 }
 
 /// Loads the seed (the configured directory, else the built-in copy) when the database has
@@ -88,27 +77,17 @@ async fn seed_if_empty(db: &Db, config: &RoutingConfig) -> anyhow::Result<()> {
         Some(dir) => Seed::from_dir(dir)?,
         None => Seed::embedded()?,
     };
-    let report = load_seed(db, &seed, OnConflict::Keep)
-        .await
-        .context("failed to load the routing seed")?;
+    let report = load_seed(db, &seed, OnConflict::Keep).await.context("failed to load the routing seed")?;
     tracing::info!(rows = report.total(), from = ?config.seed_dir, "empty routing database seeded");
     Ok(())
 }
 
 /// The configured fallback should exist; routing still works without it (the appeal is
 /// addressed to the id anyway), but an operator has to know.
-async fn warn_about_fallback(
-    db: &Db,
-    snapshots: &snapshot::Snapshots,
-    config: &RoutingConfig,
-) -> anyhow::Result<()> {
+async fn warn_about_fallback(db: &Db, snapshots: &snapshot::Snapshots, config: &RoutingConfig) -> anyhow::Result<()> {
     let mut conn = db.pool().acquire().await?;
     let snapshot = snapshots.current(&mut conn).await?;
-    if snapshot
-        .directory
-        .organization(&config.fallback_organization_id)
-        .is_none()
-    {
+    if snapshot.directory.organization(&config.fallback_organization_id).is_none() {
         tracing::warn!(
             organization_id = %config.fallback_organization_id,
             "routing.fallback_organization_id is not in the directory"

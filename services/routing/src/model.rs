@@ -62,9 +62,7 @@ impl OrgType {
             pb::OrganizationType::Unspecified => None,
             pb::OrganizationType::School => Some(OrgType::School),
             pb::OrganizationType::College => Some(OrgType::College),
-            pb::OrganizationType::MunicipalEducationDepartment => {
-                Some(OrgType::MunicipalEducationDepartment)
-            }
+            pb::OrganizationType::MunicipalEducationDepartment => Some(OrgType::MunicipalEducationDepartment),
             pb::OrganizationType::RegionalMinistry => Some(OrgType::RegionalMinistry),
             pb::OrganizationType::RegionalCenter => Some(OrgType::RegionalCenter),
             pb::OrganizationType::RegionalCabinet => Some(OrgType::RegionalCabinet),
@@ -78,9 +76,7 @@ impl OrgType {
         match self {
             OrgType::School => pb::OrganizationType::School,
             OrgType::College => pb::OrganizationType::College,
-            OrgType::MunicipalEducationDepartment => {
-                pb::OrganizationType::MunicipalEducationDepartment
-            }
+            OrgType::MunicipalEducationDepartment => pb::OrganizationType::MunicipalEducationDepartment,
             OrgType::RegionalMinistry => pb::OrganizationType::RegionalMinistry,
             OrgType::RegionalCenter => pb::OrganizationType::RegionalCenter,
             OrgType::RegionalCabinet => pb::OrganizationType::RegionalCabinet,
@@ -153,11 +149,7 @@ pub struct Category {
 
 impl Category {
     pub fn to_proto(&self) -> pb::Category {
-        pb::Category {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            active: self.active,
-        }
+        pb::Category { id: self.id.clone(), name: self.name.clone(), active: self.active }
     }
 }
 
@@ -260,11 +252,7 @@ pub struct Organization {
 impl Organization {
     /// The short name where there is one: what cabinets and explanations show.
     pub fn display_name(&self) -> &str {
-        if self.short_name.is_empty() {
-            &self.full_name
-        } else {
-            &self.short_name
-        }
+        if self.short_name.is_empty() { &self.full_name } else { &self.short_name }
     }
 
     pub fn to_ref(&self) -> pb::OrganizationRef {
@@ -336,10 +324,7 @@ impl AutoRule {
         self.active
             && (self.fact_id.is_empty() || self.fact_id == fact_id)
             && (self.keywords.is_empty()
-                || self
-                    .keywords
-                    .iter()
-                    .any(|k| !k.is_empty() && lowercase_text.contains(&k.to_lowercase())))
+                || self.keywords.iter().any(|k| !k.is_empty() && lowercase_text.contains(&k.to_lowercase())))
     }
 
     pub fn to_proto(&self) -> pb::AutoRule {
@@ -393,11 +378,7 @@ pub struct ClassifierData {
 }
 
 fn index_by<T>(items: &[T], key: impl Fn(&T) -> &str) -> HashMap<String, usize> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| (key(item).to_owned(), i))
-        .collect()
+    items.iter().enumerate().map(|(i, item)| (key(item).to_owned(), i)).collect()
 }
 
 impl Classifier {
@@ -423,9 +404,7 @@ impl Classifier {
     }
 
     pub fn subcategory(&self, id: &str) -> Option<&Subcategory> {
-        self.subcategories
-            .get(id)
-            .map(|&i| &self.data.subcategories[i])
+        self.subcategories.get(id).map(|&i| &self.data.subcategories[i])
     }
 
     pub fn category(&self, id: &str) -> Option<&Category> {
@@ -434,18 +413,8 @@ impl Classifier {
 
     pub fn to_proto(&self) -> pb::Classifier {
         pb::Classifier {
-            categories: self
-                .data
-                .categories
-                .iter()
-                .map(Category::to_proto)
-                .collect(),
-            subcategories: self
-                .data
-                .subcategories
-                .iter()
-                .map(Subcategory::to_proto)
-                .collect(),
+            categories: self.data.categories.iter().map(Category::to_proto).collect(),
+            subcategories: self.data.subcategories.iter().map(Subcategory::to_proto).collect(),
             facts: self.data.facts.iter().map(Fact::to_proto).collect(),
             version: self.data.version,
         }
@@ -475,10 +444,7 @@ impl Directory {
     pub fn new(data: DirectoryData) -> Directory {
         let mut rules: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, rule) in data.auto_rules.iter().enumerate() {
-            rules
-                .entry(rule.organization_id.clone())
-                .or_default()
-                .push(i);
+            rules.entry(rule.organization_id.clone()).or_default().push(i);
         }
         for indexes in rules.values_mut() {
             indexes.sort_by(|&a, &b| {
@@ -507,17 +473,11 @@ impl Directory {
     }
 
     pub fn organization(&self, id: &str) -> Option<&Organization> {
-        self.organizations
-            .get(id)
-            .map(|&i| &self.data.organizations[i])
+        self.organizations.get(id).map(|&i| &self.data.organizations[i])
     }
 
     pub fn parent(&self, organization: &Organization) -> Option<&Organization> {
-        if organization.parent_id.is_empty() {
-            None
-        } else {
-            self.organization(&organization.parent_id)
-        }
+        if organization.parent_id.is_empty() { None } else { self.organization(&organization.parent_id) }
     }
 
     /// Whether `descendant` is `ancestor` or lies under it.
@@ -536,23 +496,15 @@ impl Directory {
 
     /// Organizations of `org_type` in `region_code`, connected ones first, then by id.
     pub fn of_type_in_region(&self, region_code: &str, org_type: OrgType) -> Vec<&Organization> {
-        let mut found: Vec<&Organization> = self
-            .data
-            .organizations
-            .iter()
-            .filter(|o| o.region_code == region_code && o.org_type == org_type)
-            .collect();
+        let mut found: Vec<&Organization> =
+            self.data.organizations.iter().filter(|o| o.region_code == region_code && o.org_type == org_type).collect();
         found.sort_by(|a, b| b.connected.cmp(&a.connected).then_with(|| a.id.cmp(&b.id)));
         found
     }
 
     /// The organization's auto-rules in the order they are tried.
     pub fn rules_of(&self, organization_id: &str) -> impl Iterator<Item = &AutoRule> {
-        self.rules
-            .get(organization_id)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.data.auto_rules[i])
+        self.rules.get(organization_id).into_iter().flatten().map(|&i| &self.data.auto_rules[i])
     }
 
     pub fn auto_rule(&self, id: &str) -> Option<&AutoRule> {
@@ -567,10 +519,7 @@ pub fn check_id(id: &str) -> Result<(), &'static str> {
         Err("must not be empty")
     } else if id.len() > 100 {
         Err("must be at most 100 characters")
-    } else if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
+    } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         Err("may contain only latin letters, digits, '-', '_' and '.'")
     } else {
         Ok(())
@@ -583,9 +532,7 @@ pub fn check_period(period_days: i32, working_days: bool) -> Result<(), &'static
     if !(0..=365).contains(&period_days) {
         Err("period_days must be between 0 and 365")
     } else if period_days == 0 && working_days {
-        Err(
-            "working days need a period of their own: the standard and fast-track periods are calendar days",
-        )
+        Err("working days need a period of their own: the standard and fast-track periods are calendar days")
     } else {
         Ok(())
     }

@@ -51,27 +51,12 @@ pub struct Request<'a> {
 /// Something wrong with the request itself, and the field to blame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
-    UnknownRegion {
-        region_code: String,
-    },
-    UnknownFact {
-        fact_id: String,
-    },
-    SubcategoryMismatch {
-        given: String,
-        fact_subcategory: String,
-    },
-    PickedMissing {
-        required: OrgType,
-    },
-    PickedUnknown {
-        id: String,
-    },
-    PickedWrongType {
-        id: String,
-        actual: OrgType,
-        required: OrgType,
-    },
+    UnknownRegion { region_code: String },
+    UnknownFact { fact_id: String },
+    SubcategoryMismatch { given: String, fact_subcategory: String },
+    PickedMissing { required: OrgType },
+    PickedUnknown { id: String },
+    PickedWrongType { id: String, actual: OrgType, required: OrgType },
 }
 
 impl Problem {
@@ -81,9 +66,9 @@ impl Problem {
             Problem::UnknownRegion { .. } => "region_code",
             Problem::UnknownFact { .. } => "fact_id",
             Problem::SubcategoryMismatch { .. } => "subcategory_id",
-            Problem::PickedMissing { .. }
-            | Problem::PickedUnknown { .. }
-            | Problem::PickedWrongType { .. } => "picked_organization_id",
+            Problem::PickedMissing { .. } | Problem::PickedUnknown { .. } | Problem::PickedWrongType { .. } => {
+                "picked_organization_id"
+            }
         }
     }
 
@@ -91,21 +76,14 @@ impl Problem {
         match self {
             Problem::UnknownRegion { region_code } => format!("unknown region {region_code:?}"),
             Problem::UnknownFact { fact_id } => format!("unknown fact {fact_id:?}"),
-            Problem::SubcategoryMismatch {
-                given,
-                fact_subcategory,
-            } => {
+            Problem::SubcategoryMismatch { given, fact_subcategory } => {
                 format!("the fact belongs to subcategory {fact_subcategory:?}, not {given:?}")
             }
             Problem::PickedMissing { required } => {
                 format!("the fact needs a picked organization of type {required}")
             }
             Problem::PickedUnknown { id } => format!("unknown organization {id:?}"),
-            Problem::PickedWrongType {
-                id,
-                actual,
-                required,
-            } => {
+            Problem::PickedWrongType { id, actual, required } => {
                 format!("organization {id:?} is of type {actual}, the fact needs {required}")
             }
         }
@@ -196,9 +174,7 @@ impl Decision {
                 .iter()
                 .map(|step| pb::ResolutionStep {
                     rule: step.rule.as_str().to_owned(),
-                    organization: directory
-                        .organization(&step.organization_id)
-                        .map(Organization::to_ref),
+                    organization: directory.organization(&step.organization_id).map(Organization::to_ref),
                     reason: step.reason.clone(),
                 })
                 .collect(),
@@ -227,13 +203,7 @@ pub fn resolve(
     fallback: &Fallback,
     request: &Request<'_>,
 ) -> Outcome {
-    Resolver {
-        directory,
-        fallback,
-        steps: Vec::new(),
-        problems: Vec::new(),
-    }
-    .run(classifier, periods, request)
+    Resolver { directory, fallback, steps: Vec::new(), problems: Vec::new() }.run(classifier, periods, request)
 }
 
 struct Resolver<'a> {
@@ -249,29 +219,18 @@ fn describe(org: &Organization) -> String {
 
 impl<'a> Resolver<'a> {
     fn step(&mut self, rule: StepRule, organization: Option<&Organization>, reason: String) {
-        self.steps.push(Step {
-            rule,
-            organization_id: organization.map(|o| o.id.clone()).unwrap_or_default(),
-            reason,
-        });
+        self.steps.push(Step { rule, organization_id: organization.map(|o| o.id.clone()).unwrap_or_default(), reason });
     }
 
     fn run(mut self, classifier: &Classifier, periods: Periods, request: &Request<'_>) -> Outcome {
         let region_known = self.directory.region(request.region_code).is_some();
         if !region_known {
-            self.problems.push(Problem::UnknownRegion {
-                region_code: request.region_code.to_owned(),
-            });
+            self.problems.push(Problem::UnknownRegion { region_code: request.region_code.to_owned() });
         }
         let fact = classifier.fact(request.fact_id);
         match fact {
-            None => self.problems.push(Problem::UnknownFact {
-                fact_id: request.fact_id.to_owned(),
-            }),
-            Some(fact)
-                if !request.subcategory_id.is_empty()
-                    && request.subcategory_id != fact.subcategory_id =>
-            {
+            None => self.problems.push(Problem::UnknownFact { fact_id: request.fact_id.to_owned() }),
+            Some(fact) if !request.subcategory_id.is_empty() && request.subcategory_id != fact.subcategory_id => {
                 self.problems.push(Problem::SubcategoryMismatch {
                     given: request.subcategory_id.to_owned(),
                     fact_subcategory: fact.subcategory_id.clone(),
@@ -309,35 +268,22 @@ impl<'a> Resolver<'a> {
         let mut target_executor_id = String::new();
         let mut visited: HashSet<String> = HashSet::from([current.id.clone()]);
         'delegations: for _ in 0..MAX_DELEGATIONS {
-            let rules: Vec<_> = self
-                .directory
-                .rules_of(&current.id)
-                .filter(|r| r.matches(request.fact_id, &lowercase_text))
-                .collect();
+            let rules: Vec<_> =
+                self.directory.rules_of(&current.id).filter(|r| r.matches(request.fact_id, &lowercase_text)).collect();
             for rule in rules {
                 let target = self.directory.organization(&rule.target_organization_id);
                 let skip = match target {
-                    None => Some(format!(
-                        "its target {:?} is not in the directory",
-                        rule.target_organization_id
-                    )),
+                    None => Some(format!("its target {:?} is not in the directory", rule.target_organization_id)),
                     Some(target) if !target.connected => {
                         Some(format!("its target {} is not connected", describe(target)))
                     }
                     Some(target) if target.id != current.id && visited.contains(&target.id) => {
-                        Some(format!(
-                            "its target {} already passed the message on",
-                            describe(target)
-                        ))
+                        Some(format!("its target {} already passed the message on", describe(target)))
                     }
                     Some(_) => None,
                 };
                 if let Some(why) = skip {
-                    let reason = format!(
-                        "rule {} of {} matched but was skipped: {why}",
-                        rule.id,
-                        describe(&current)
-                    );
+                    let reason = format!("rule {} of {} matched but was skipped: {why}", rule.id, describe(&current));
                     self.step(StepRule::AutoRuleSkipped, Some(&current), reason);
                     continue;
                 }
@@ -379,15 +325,11 @@ impl<'a> Resolver<'a> {
 
         // 5: the period.
         let fast_track = fact.is_some_and(|f| f.fast_track_in(request.region_code));
-        let (period_days, working_days) =
-            self.period(fact, fast_track, periods, request.region_code);
+        let (period_days, working_days) = self.period(fact, fast_track, periods, request.region_code);
 
         let time_zone = self.time_zone(&current, request.region_code);
         let subcategory_id = fact.map(|f| f.subcategory_id.clone()).unwrap_or_default();
-        let category_id = classifier
-            .subcategory(&subcategory_id)
-            .map(|s| s.category_id.clone())
-            .unwrap_or_default();
+        let category_id = classifier.subcategory(&subcategory_id).map(|s| s.category_id.clone()).unwrap_or_default();
         let reasons: Vec<&str> = self.steps.iter().map(|s| s.reason.as_str()).collect();
         let explanation = format!("{}. Routed to {}.", reasons.join("; "), describe(&current));
         Outcome {
@@ -419,18 +361,14 @@ impl<'a> Resolver<'a> {
                 let required = *organization_type;
                 if request.picked_organization_id.is_empty() {
                     self.problems.push(Problem::PickedMissing { required });
-                    let reason = format!(
-                        "fact {} goes to the {required} the applicant picks, but none was picked",
-                        fact.id
-                    );
+                    let reason =
+                        format!("fact {} goes to the {required} the applicant picks, but none was picked", fact.id);
                     self.step(StepRule::InvalidAddressee, None, reason);
                     return None;
                 }
                 match directory.organization(request.picked_organization_id) {
                     None => {
-                        self.problems.push(Problem::PickedUnknown {
-                            id: request.picked_organization_id.to_owned(),
-                        });
+                        self.problems.push(Problem::PickedUnknown { id: request.picked_organization_id.to_owned() });
                         let reason = format!(
                             "fact {} goes to the picked {required}, but {:?} is not in the directory",
                             fact.id, request.picked_organization_id
@@ -465,15 +403,11 @@ impl<'a> Resolver<'a> {
                 }
             }
             Addressee::Regional { organization_type } => {
-                let candidates =
-                    directory.of_type_in_region(request.region_code, *organization_type);
+                let candidates = directory.of_type_in_region(request.region_code, *organization_type);
                 match candidates.first() {
                     Some(&org) => {
                         let others = if candidates.len() > 1 {
-                            format!(
-                                " (the first of {}: connected ones first, then by id)",
-                                candidates.len()
-                            )
+                            format!(" (the first of {}: connected ones first, then by id)", candidates.len())
                         } else {
                             String::new()
                         };
@@ -496,14 +430,9 @@ impl<'a> Resolver<'a> {
                     }
                 }
             }
-            Addressee::Federal { organization_id } => match directory.organization(organization_id)
-            {
+            Addressee::Federal { organization_id } => match directory.organization(organization_id) {
                 Some(org) => {
-                    let reason = format!(
-                        "fact {} goes to the federal body {}",
-                        fact.id,
-                        describe(org)
-                    );
+                    let reason = format!("fact {} goes to the federal body {}", fact.id, describe(org));
                     self.step(StepRule::AddresseeRule, Some(org), reason);
                     Some(org)
                 }
@@ -522,15 +451,10 @@ impl<'a> Resolver<'a> {
     /// The cabinet of `region_code`, or the configured fallback when there is none.
     fn region_cabinet(&mut self, region_code: &str) -> Organization {
         let directory = self.directory;
-        let cabinet = directory
-            .region(region_code)
-            .and_then(|r| directory.organization(&r.cabinet_organization_id));
+        let cabinet = directory.region(region_code).and_then(|r| directory.organization(&r.cabinet_organization_id));
         match cabinet {
             Some(cabinet) => {
-                let reason = format!(
-                    "the cabinet of region {region_code} answers instead: {}",
-                    describe(cabinet)
-                );
+                let reason = format!("the cabinet of region {region_code} answers instead: {}", describe(cabinet));
                 self.step(StepRule::RegionCabinet, Some(cabinet), reason);
                 cabinet.clone()
             }
@@ -546,8 +470,7 @@ impl<'a> Resolver<'a> {
                 };
                 match directory.organization(&self.fallback.organization_id) {
                     Some(org) => {
-                        let reason =
-                            format!("{why}; the platform's fallback answers: {}", describe(org));
+                        let reason = format!("{why}; the platform's fallback answers: {}", describe(org));
                         self.step(StepRule::Fallback, Some(org), reason);
                         org.clone()
                     }
@@ -588,10 +511,7 @@ impl<'a> Resolver<'a> {
         let mut visited = HashSet::new();
         while !current.connected {
             visited.insert(current.id.clone());
-            match directory
-                .parent(&current)
-                .filter(|p| !visited.contains(&p.id))
-            {
+            match directory.parent(&current).filter(|p| !visited.contains(&p.id)) {
                 Some(parent) => {
                     let reason = format!(
                         "{} is not connected; its parent takes the message: {}",
@@ -602,16 +522,9 @@ impl<'a> Resolver<'a> {
                     current = parent.clone();
                 }
                 None => {
-                    let reason = format!(
-                        "{} is not connected and has no connected ancestor",
-                        describe(&current)
-                    );
+                    let reason = format!("{} is not connected and has no connected ancestor", describe(&current));
                     self.step(StepRule::NotConnected, None, reason);
-                    let region = if current.region_code.is_empty() {
-                        applicant_region
-                    } else {
-                        &current.region_code
-                    };
+                    let region = if current.region_code.is_empty() { applicant_region } else { &current.region_code };
                     let cabinet = self.region_cabinet(region);
                     // The cabinet is the last resort: it answers even if it is marked otherwise.
                     return cabinet;
@@ -621,20 +534,10 @@ impl<'a> Resolver<'a> {
         current
     }
 
-    fn period(
-        &mut self,
-        fact: Option<&Fact>,
-        fast_track: bool,
-        periods: Periods,
-        region_code: &str,
-    ) -> (i32, bool) {
+    fn period(&mut self, fact: Option<&Fact>, fast_track: bool, periods: Periods, region_code: &str) -> (i32, bool) {
         let (days, working, reason) = match fact {
             Some(fact) if fact.period_days > 0 => {
-                let unit = if fact.working_days {
-                    "working"
-                } else {
-                    "calendar"
-                };
+                let unit = if fact.working_days { "working" } else { "calendar" };
                 (
                     fact.period_days,
                     fact.working_days,
@@ -649,14 +552,9 @@ impl<'a> Resolver<'a> {
                     periods.fast_track_days, fact.id
                 ),
             ),
-            Some(_) | None => (
-                periods.standard_days,
-                false,
-                format!(
-                    "{} calendar days, the standard period",
-                    periods.standard_days
-                ),
-            ),
+            Some(_) | None => {
+                (periods.standard_days, false, format!("{} calendar days, the standard period", periods.standard_days))
+            }
         };
         self.step(StepRule::Period, None, reason);
         (days, working)
@@ -665,11 +563,7 @@ impl<'a> Resolver<'a> {
     /// Deadlines end at local midnight of the addressee's region. Federal bodies have no
     /// region of their own; they answer the applicant, so the applicant's region's day counts.
     fn time_zone(&self, addressee: &Organization, applicant_region: &str) -> String {
-        let region = if addressee.region_code.is_empty() {
-            applicant_region
-        } else {
-            &addressee.region_code
-        };
+        let region = if addressee.region_code.is_empty() { applicant_region } else { &addressee.region_code };
         self.directory
             .region(region)
             .or_else(|| self.directory.region(applicant_region))
@@ -683,13 +577,7 @@ mod tests {
     use super::*;
     use crate::model::{AutoRule, Category, ClassifierData, DirectoryData, Region, Subcategory};
 
-    fn org(
-        id: &str,
-        region: &str,
-        parent: &str,
-        org_type: OrgType,
-        connected: bool,
-    ) -> Organization {
+    fn org(id: &str, region: &str, parent: &str, org_type: OrgType, connected: bool) -> Organization {
         Organization {
             id: id.into(),
             full_name: format!("Full {id}"),
@@ -718,14 +606,7 @@ mod tests {
         }
     }
 
-    fn rule(
-        id: &str,
-        org: &str,
-        priority: i32,
-        fact_id: &str,
-        keywords: &[&str],
-        target: &str,
-    ) -> AutoRule {
+    fn rule(id: &str, org: &str, priority: i32, fact_id: &str, keywords: &[&str], target: &str) -> AutoRule {
         AutoRule {
             id: id.into(),
             organization_id: org.into(),
@@ -739,38 +620,16 @@ mod tests {
     }
 
     fn classifier() -> Classifier {
-        let mut diary = fact(
-            "diary",
-            Addressee::Regional {
-                organization_type: OrgType::RegionalCenter,
-            },
-            0,
-        );
+        let mut diary = fact("diary", Addressee::Regional { organization_type: OrgType::RegionalCenter }, 0);
         diary.fast_track_default = true;
         diary.not_fast_track_regions = vec!["16".into()];
-        let mut meals = fact(
-            "meals",
-            Addressee::Picked {
-                organization_type: OrgType::School,
-            },
-            0,
-        );
+        let mut meals = fact("meals", Addressee::Picked { organization_type: OrgType::School }, 0);
         meals.fast_track_regions = vec!["41".into()];
-        let mut working = fact(
-            "working",
-            Addressee::Regional {
-                organization_type: OrgType::RegionalMinistry,
-            },
-            21,
-        );
+        let mut working = fact("working", Addressee::Regional { organization_type: OrgType::RegionalMinistry }, 21);
         working.working_days = true;
         Classifier::new(ClassifierData {
             version: 1,
-            categories: vec![Category {
-                id: "cat".into(),
-                name: "Cat".into(),
-                active: true,
-            }],
+            categories: vec![Category { id: "cat".into(), name: "Cat".into(), active: true }],
             subcategories: vec![Subcategory {
                 id: "sub".into(),
                 category_id: "cat".into(),
@@ -778,20 +637,8 @@ mod tests {
                 active: true,
             }],
             facts: vec![
-                fact(
-                    "school",
-                    Addressee::Picked {
-                        organization_type: OrgType::School,
-                    },
-                    2,
-                ),
-                fact(
-                    "federal",
-                    Addressee::Federal {
-                        organization_id: "fed".into(),
-                    },
-                    2,
-                ),
+                fact("school", Addressee::Picked { organization_type: OrgType::School }, 2),
+                fact("federal", Addressee::Federal { organization_id: "fed".into() }, 2),
                 diary,
                 meals,
                 working,
@@ -829,20 +676,8 @@ mod tests {
                 org("cab16", "16", "", OrgType::RegionalCabinet, true),
                 org("min41", "41", "cab41", OrgType::RegionalMinistry, true),
                 org("center41", "41", "min41", OrgType::RegionalCenter, true),
-                org(
-                    "dept41",
-                    "41",
-                    "min41",
-                    OrgType::MunicipalEducationDepartment,
-                    true,
-                ),
-                org(
-                    "dept41-off",
-                    "41",
-                    "min41",
-                    OrgType::MunicipalEducationDepartment,
-                    false,
-                ),
+                org("dept41", "41", "min41", OrgType::MunicipalEducationDepartment, true),
+                org("dept41-off", "41", "min41", OrgType::MunicipalEducationDepartment, false),
                 org("school41", "41", "dept41", OrgType::School, true),
                 org("school41-off", "41", "dept41", OrgType::School, false),
                 org("school41-deep", "41", "dept41-off", OrgType::School, false),
@@ -855,24 +690,13 @@ mod tests {
     }
 
     fn run(directory: &Directory, region: &str, fact: &str, picked: &str, text: &str) -> Outcome {
-        let request = Request {
-            region_code: region,
-            fact_id: fact,
-            subcategory_id: "",
-            picked_organization_id: picked,
-            text,
-        };
+        let request =
+            Request { region_code: region, fact_id: fact, subcategory_id: "", picked_organization_id: picked, text };
         resolve(
             &classifier(),
             directory,
-            Periods {
-                standard_days: 30,
-                fast_track_days: 10,
-            },
-            &Fallback {
-                organization_id: "fallback".into(),
-                time_zone: "Europe/Moscow".into(),
-            },
+            Periods { standard_days: 30, fast_track_days: 10 },
+            &Fallback { organization_id: "fallback".into(), time_zone: "Europe/Moscow".into() },
             &request,
         )
     }
@@ -884,15 +708,9 @@ mod tests {
         let d = outcome.decision;
         assert_eq!(d.organization.id, "school41");
         assert!(d.direct);
-        assert_eq!(
-            (d.period_days, d.working_days, d.fast_track),
-            (2, false, false)
-        );
+        assert_eq!((d.period_days, d.working_days, d.fast_track), (2, false, false));
         assert_eq!(d.time_zone, "Asia/Kamchatka");
-        assert_eq!(
-            (d.subcategory_id.as_str(), d.category_id.as_str()),
-            ("sub", "cat")
-        );
+        assert_eq!((d.subcategory_id.as_str(), d.category_id.as_str()), ("sub", "cat"));
         assert_eq!(d.steps[0].rule, StepRule::AddresseeRule);
     }
 
@@ -902,23 +720,10 @@ mod tests {
         assert_eq!(d.organization.id, "dept41");
         assert!(!d.direct);
         let d = run(&directory(vec![]), "41", "school", "school41-deep", "").decision;
-        assert_eq!(
-            d.organization.id, "min41",
-            "two levels up: {}",
-            d.explanation
-        );
-        assert_eq!(
-            d.steps
-                .iter()
-                .filter(|s| s.rule == StepRule::NotConnected)
-                .count(),
-            2
-        );
+        assert_eq!(d.organization.id, "min41", "two levels up: {}", d.explanation);
+        assert_eq!(d.steps.iter().filter(|s| s.rule == StepRule::NotConnected).count(), 2);
         let d = run(&directory(vec![]), "41", "school", "orphan41-off", "").decision;
-        assert_eq!(
-            d.organization.id, "cab41",
-            "no ancestor: the region cabinet"
-        );
+        assert_eq!(d.organization.id, "cab41", "no ancestor: the region cabinet");
         assert!(d.steps.iter().any(|s| s.rule == StepRule::RegionCabinet));
     }
 
@@ -928,18 +733,9 @@ mod tests {
         assert_eq!(outcome.problems.len(), 1);
         assert_eq!(outcome.problems[0].field(), "picked_organization_id");
         assert_eq!(outcome.decision.organization.id, "cab41");
-        assert!(
-            outcome.decision.explanation.contains("college"),
-            "{}",
-            outcome.decision.explanation
-        );
+        assert!(outcome.decision.explanation.contains("college"), "{}", outcome.decision.explanation);
         let outcome = run(&directory(vec![]), "41", "school", "", "");
-        assert!(matches!(
-            outcome.problems[..],
-            [Problem::PickedMissing {
-                required: OrgType::School
-            }]
-        ));
+        assert!(matches!(outcome.problems[..], [Problem::PickedMissing { required: OrgType::School }]));
         let outcome = run(&directory(vec![]), "41", "school", "nope", "");
         assert!(matches!(&outcome.problems[..], [Problem::PickedUnknown { id }] if id == "nope"));
         assert_eq!(outcome.decision.organization.id, "cab41");
@@ -955,18 +751,10 @@ mod tests {
     #[test]
     fn unknown_fact_and_region_still_route() {
         let outcome = run(&directory(vec![]), "41", "nope", "", "");
-        assert!(matches!(
-            &outcome.problems[..],
-            [Problem::UnknownFact { .. }]
-        ));
+        assert!(matches!(&outcome.problems[..], [Problem::UnknownFact { .. }]));
         assert_eq!(outcome.decision.organization.id, "cab41");
         assert_eq!(outcome.decision.period_days, 30);
-        assert!(
-            outcome
-                .decision
-                .explanation
-                .contains("not in the classifier")
-        );
+        assert!(outcome.decision.explanation.contains("not in the classifier"));
 
         let outcome = run(&directory(vec![]), "99", "nope", "", "");
         assert_eq!(outcome.problems.len(), 2);
@@ -976,13 +764,7 @@ mod tests {
         // A region whose cabinet is missing from the directory.
         let outcome = run(&directory(vec![]), "77", "diary", "", "");
         assert_eq!(outcome.decision.organization.id, "fallback");
-        assert!(
-            outcome
-                .decision
-                .steps
-                .iter()
-                .any(|s| s.rule == StepRule::Fallback)
-        );
+        assert!(outcome.decision.steps.iter().any(|s| s.rule == StepRule::Fallback));
     }
 
     #[test]
@@ -1001,26 +783,12 @@ mod tests {
         assert_eq!((d.period_days, d.fast_track), (10, true));
         // Region 16 opts out, and has no regional center: its cabinet answers.
         let d = run(&directory(vec![]), "16", "diary", "", "").decision;
-        assert_eq!(
-            (d.organization.id.as_str(), d.period_days, d.fast_track),
-            ("cab16", 30, false)
-        );
+        assert_eq!((d.organization.id.as_str(), d.period_days, d.fast_track), ("cab16", 30, false));
         // Meals are fast-track only in 41.
-        assert!(
-            run(&directory(vec![]), "41", "meals", "school41", "")
-                .decision
-                .fast_track
-        );
-        assert!(
-            !run(&directory(vec![]), "16", "meals", "school16", "")
-                .decision
-                .fast_track
-        );
+        assert!(run(&directory(vec![]), "41", "meals", "school41", "").decision.fast_track);
+        assert!(!run(&directory(vec![]), "16", "meals", "school16", "").decision.fast_track);
         let d = run(&directory(vec![]), "41", "working", "", "").decision;
-        assert_eq!(
-            (d.organization.id.as_str(), d.period_days, d.working_days),
-            ("min41", 21, true)
-        );
+        assert_eq!((d.organization.id.as_str(), d.period_days, d.working_days), ("min41", 21, true));
     }
 
     #[test]
@@ -1036,10 +804,7 @@ mod tests {
         assert!(d.delegated_by_auto_rule);
         assert_eq!(d.auto_rule_id, "r-keyword");
         let d = run(&directory, "41", "diary", "", "Не вижу оценки").decision;
-        assert_eq!(
-            d.auto_rule_id, "r-late",
-            "the keyword rule does not match, the catch-all does"
-        );
+        assert_eq!(d.auto_rule_id, "r-late", "the keyword rule does not match, the catch-all does");
         assert_eq!(d.organization.id, "college41");
     }
 
@@ -1059,16 +824,9 @@ mod tests {
         assert_eq!(d.target_executor_id, "exec-7");
         assert!(d.steps.iter().any(|s| s.rule == StepRule::AutoRuleSkipped));
 
-        let rules = vec![
-            rule("a", "center41", 1, "", &[], "school41"),
-            rule("b", "school41", 1, "", &[], "center41"),
-        ];
+        let rules = vec![rule("a", "center41", 1, "", &[], "school41"), rule("b", "school41", 1, "", &[], "center41")];
         let d = run(&directory(rules), "41", "diary", "", "").decision;
-        assert_eq!(
-            d.organization.id, "school41",
-            "the loop back is skipped: {}",
-            d.explanation
-        );
+        assert_eq!(d.organization.id, "school41", "the loop back is skipped: {}", d.explanation);
     }
 
     #[test]

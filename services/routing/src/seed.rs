@@ -20,15 +20,9 @@ pub const ORGANIZATIONS_TOML: &str = include_str!("../../../deploy/seed/organiza
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error("failed to read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{file} is not valid seed TOML: {source}")]
-    Parse {
-        file: &'static str,
-        source: Box<toml::de::Error>,
-    },
+    Parse { file: &'static str, source: Box<toml::de::Error> },
     #[error("seed data is inconsistent: {}", .0.join("; "))]
     Invalid(Vec<String>),
     #[error("failed to write the seed data: {0}")]
@@ -86,10 +80,7 @@ impl SeedReport {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(file: &'static str, text: &str) -> Result<T, SeedError> {
-    toml::from_str(text).map_err(|source| SeedError::Parse {
-        file,
-        source: Box::new(source),
-    })
+    toml::from_str(text).map_err(|source| SeedError::Parse { file, source: Box::new(source) })
 }
 
 impl Seed {
@@ -104,22 +95,14 @@ impl Seed {
             let path = dir.join(name);
             std::fs::read_to_string(&path).map_err(|source| SeedError::Read { path, source })
         };
-        Seed::parse(
-            &read("regions.toml")?,
-            &read("classifier.toml")?,
-            &read("organizations.toml")?,
-        )
+        Seed::parse(&read("regions.toml")?, &read("classifier.toml")?, &read("organizations.toml")?)
     }
 
     /// Parses the three files, gives every region without a seeded cabinet a generated one,
     /// and checks that everything refers to something that exists.
     pub fn parse(regions: &str, classifier: &str, organizations: &str) -> Result<Seed, SeedError> {
         let RegionsFile { regions } = parse("regions.toml", regions)?;
-        let ClassifierFile {
-            categories,
-            subcategories,
-            facts,
-        } = parse("classifier.toml", classifier)?;
+        let ClassifierFile { categories, subcategories, facts } = parse("classifier.toml", classifier)?;
         let OrganizationsFile { mut organizations } = parse("organizations.toml", organizations)?;
         let known: HashSet<String> = organizations.iter().map(|o| o.id.clone()).collect();
         for region in &regions {
@@ -127,13 +110,7 @@ impl Seed {
                 organizations.push(generated_cabinet(region));
             }
         }
-        let seed = Seed {
-            regions,
-            categories,
-            subcategories,
-            facts,
-            organizations,
-        };
+        let seed = Seed { regions, categories, subcategories, facts, organizations };
         seed.check()?;
         Ok(seed)
     }
@@ -152,50 +129,30 @@ impl Seed {
             }
         };
         unique("region", &mut self.regions.iter().map(|r| r.code.as_str()));
-        unique(
-            "category",
-            &mut self.categories.iter().map(|c| c.id.as_str()),
-        );
-        unique(
-            "subcategory",
-            &mut self.subcategories.iter().map(|s| s.id.as_str()),
-        );
+        unique("category", &mut self.categories.iter().map(|c| c.id.as_str()));
+        unique("subcategory", &mut self.subcategories.iter().map(|s| s.id.as_str()));
         unique("fact", &mut self.facts.iter().map(|f| f.id.as_str()));
-        unique(
-            "organization",
-            &mut self.organizations.iter().map(|o| o.id.as_str()),
-        );
+        unique("organization", &mut self.organizations.iter().map(|o| o.id.as_str()));
 
         let regions: HashSet<&str> = self.regions.iter().map(|r| r.code.as_str()).collect();
-        let organizations: HashMap<&str, &Organization> = self
-            .organizations
-            .iter()
-            .map(|o| (o.id.as_str(), o))
-            .collect();
+        let organizations: HashMap<&str, &Organization> =
+            self.organizations.iter().map(|o| (o.id.as_str(), o)).collect();
         let categories: HashSet<&str> = self.categories.iter().map(|c| c.id.as_str()).collect();
-        let subcategories: HashSet<&str> =
-            self.subcategories.iter().map(|s| s.id.as_str()).collect();
+        let subcategories: HashSet<&str> = self.subcategories.iter().map(|s| s.id.as_str()).collect();
 
         for region in &self.regions {
             if region.code.len() != 2 || !region.code.chars().all(|c| c.is_ascii_digit()) {
-                problems.push(format!(
-                    "region {:?}: the code must be two digits",
-                    region.code
-                ));
+                problems.push(format!("region {:?}: the code must be two digits", region.code));
             }
             if region.name.trim().is_empty() {
                 problems.push(format!("region {}: the name is empty", region.code));
             }
             if !region.time_zone.contains('/') {
-                problems.push(format!(
-                    "region {}: {:?} is not an IANA zone",
-                    region.code, region.time_zone
-                ));
+                problems.push(format!("region {}: {:?} is not an IANA zone", region.code, region.time_zone));
             }
             match organizations.get(region.cabinet_organization_id.as_str()) {
-                Some(cabinet)
-                    if cabinet.org_type == OrgType::RegionalCabinet
-                        && cabinet.region_code == region.code => {}
+                Some(cabinet) if cabinet.org_type == OrgType::RegionalCabinet && cabinet.region_code == region.code => {
+                }
                 Some(_) => problems.push(format!(
                     "region {}: its cabinet {} must be a regional_cabinet of the region",
                     region.code, region.cabinet_organization_id
@@ -209,40 +166,24 @@ impl Seed {
         }
         for subcategory in &self.subcategories {
             if !categories.contains(subcategory.category_id.as_str()) {
-                problems.push(format!(
-                    "subcategory {}: unknown category {}",
-                    subcategory.id, subcategory.category_id
-                ));
+                problems.push(format!("subcategory {}: unknown category {}", subcategory.id, subcategory.category_id));
             }
         }
         for fact in &self.facts {
             if !subcategories.contains(fact.subcategory_id.as_str()) {
-                problems.push(format!(
-                    "fact {}: unknown subcategory {}",
-                    fact.id, fact.subcategory_id
-                ));
+                problems.push(format!("fact {}: unknown subcategory {}", fact.id, fact.subcategory_id));
             }
             if let Addressee::Federal { organization_id } = &fact.addressee
                 && !organizations.contains_key(organization_id.as_str())
             {
-                problems.push(format!(
-                    "fact {}: unknown federal body {organization_id}",
-                    fact.id
-                ));
+                problems.push(format!("fact {}: unknown federal body {organization_id}", fact.id));
             }
             if let Err(why) = crate::model::check_period(fact.period_days, fact.working_days) {
                 problems.push(format!("fact {}: {why}", fact.id));
             }
-            for code in fact
-                .fast_track_regions
-                .iter()
-                .chain(&fact.not_fast_track_regions)
-            {
+            for code in fact.fast_track_regions.iter().chain(&fact.not_fast_track_regions) {
                 if !regions.contains(code.as_str()) {
-                    problems.push(format!(
-                        "fact {}: unknown region {code} in its fast-track lists",
-                        fact.id
-                    ));
+                    problems.push(format!("fact {}: unknown region {code} in its fast-track lists", fact.id));
                 }
             }
         }
@@ -252,22 +193,13 @@ impl Seed {
             }
             if org.region_code.is_empty() {
                 if org.org_type != OrgType::FederalAgency {
-                    problems.push(format!(
-                        "organization {}: only federal bodies may have no region",
-                        org.id
-                    ));
+                    problems.push(format!("organization {}: only federal bodies may have no region", org.id));
                 }
             } else if !regions.contains(org.region_code.as_str()) {
-                problems.push(format!(
-                    "organization {}: unknown region {}",
-                    org.id, org.region_code
-                ));
+                problems.push(format!("organization {}: unknown region {}", org.id, org.region_code));
             }
             if !org.parent_id.is_empty() && !organizations.contains_key(org.parent_id.as_str()) {
-                problems.push(format!(
-                    "organization {}: unknown parent {}",
-                    org.id, org.parent_id
-                ));
+                problems.push(format!("organization {}: unknown parent {}", org.id, org.parent_id));
             }
             // Walk up: a cycle would send a not-connected organization's messages in circles.
             let mut seen = HashSet::from([org.id.as_str()]);
@@ -280,11 +212,7 @@ impl Seed {
                 current = *parent;
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(SeedError::Invalid(problems))
-        }
+        if problems.is_empty() { Ok(()) } else { Err(SeedError::Invalid(problems)) }
     }
 }
 
@@ -293,10 +221,7 @@ impl Seed {
 fn generated_cabinet(region: &Region) -> Organization {
     Organization {
         id: region.cabinet_organization_id.clone(),
-        full_name: format!(
-            "Региональный кабинет Платформы обратной связи: {}",
-            region.name
-        ),
+        full_name: format!("Региональный кабинет Платформы обратной связи: {}", region.name),
         short_name: format!("ЛКО региона: {}", region.name),
         address: String::new(),
         email: String::new(),
@@ -311,33 +236,25 @@ fn generated_cabinet(region: &Region) -> Organization {
 /// running services see it at once. With [`OnConflict::Keep`] rows that exist (perhaps edited by
 /// an admin since) are left alone; with [`OnConflict::Update`] the seed overwrites them. Either
 /// way nothing is duplicated.
-pub async fn load_seed(
-    db: &Db,
-    seed: &Seed,
-    on_conflict: OnConflict,
-) -> Result<SeedReport, SeedError> {
+pub async fn load_seed(db: &Db, seed: &Seed, on_conflict: OnConflict) -> Result<SeedReport, SeedError> {
     let mut tx = db.begin().await?;
     let mut report = SeedReport::default();
     for region in &seed.regions {
         report.regions += usize::from(store::upsert_region(&mut tx, region, on_conflict).await?);
     }
     for organization in &seed.organizations {
-        report.organizations +=
-            usize::from(store::upsert_organization(&mut tx, organization, on_conflict).await?);
+        report.organizations += usize::from(store::upsert_organization(&mut tx, organization, on_conflict).await?);
     }
     // Positions follow the files, so the classifier lists in the order its authors wrote it.
     for (position, category) in (1..).zip(&seed.categories) {
-        report.categories +=
-            usize::from(store::upsert_category(&mut tx, category, position, on_conflict).await?);
+        report.categories += usize::from(store::upsert_category(&mut tx, category, position, on_conflict).await?);
     }
     for (position, subcategory) in (1..).zip(&seed.subcategories) {
-        report.subcategories += usize::from(
-            store::upsert_subcategory(&mut tx, subcategory, position, on_conflict).await?,
-        );
+        report.subcategories +=
+            usize::from(store::upsert_subcategory(&mut tx, subcategory, position, on_conflict).await?);
     }
     for (position, fact) in (1..).zip(&seed.facts) {
-        report.facts +=
-            usize::from(store::upsert_fact(&mut tx, fact, position, on_conflict).await?);
+        report.facts += usize::from(store::upsert_fact(&mut tx, fact, position, on_conflict).await?);
     }
     if report.regions + report.organizations > 0 {
         store::bump(&mut tx, Scope::Directory).await?;
@@ -397,51 +314,25 @@ mod tests {
         let seed = Seed::embedded().unwrap();
         assert_eq!(seed.regions.len(), 89);
         for region in &seed.regions {
-            assert!(
-                RUSSIAN_ZONES.contains(&region.time_zone.as_str()),
-                "{}: {}",
-                region.code,
-                region.time_zone
-            );
-            assert_eq!(
-                region.cabinet_organization_id,
-                format!("cabinet-{}", region.code)
-            );
+            assert!(RUSSIAN_ZONES.contains(&region.time_zone.as_str()), "{}: {}", region.code, region.time_zone);
+            assert_eq!(region.cabinet_organization_id, format!("cabinet-{}", region.code));
         }
-        let zone = |code: &str| {
-            seed.regions
-                .iter()
-                .find(|r| r.code == code)
-                .map(|r| r.time_zone.as_str())
-        };
+        let zone = |code: &str| seed.regions.iter().find(|r| r.code == code).map(|r| r.time_zone.as_str());
         assert_eq!(zone("41"), Some("Asia/Kamchatka"));
         assert_eq!(zone("39"), Some("Europe/Kaliningrad"));
         assert_eq!(zone("16"), Some("Europe/Moscow"));
         assert_eq!(zone("02"), Some("Asia/Yekaterinburg"));
         assert_eq!(zone("87"), Some("Asia/Anadyr"));
-        let name = |code: &str| {
-            seed.regions
-                .iter()
-                .find(|r| r.code == code)
-                .map(|r| r.name.as_str())
-        };
+        let name = |code: &str| seed.regions.iter().find(|r| r.code == code).map(|r| r.name.as_str());
         assert_eq!(name("93"), Some("Донецкая Народная Республика"));
         assert_eq!(name("94"), Some("Луганская Народная Республика"));
         assert_eq!(name("90"), Some("Запорожская область"));
         assert_eq!(name("95"), Some("Херсонская область"));
         assert_eq!(name("77"), Some("Москва"));
         // 87 regions get a generated cabinet; 41 and 16 have their own.
-        let cabinets = seed
-            .organizations
-            .iter()
-            .filter(|o| o.org_type == OrgType::RegionalCabinet)
-            .count();
+        let cabinets = seed.organizations.iter().filter(|o| o.org_type == OrgType::RegionalCabinet).count();
         assert_eq!(cabinets, 89);
-        assert!(
-            seed.organizations
-                .iter()
-                .any(|o| o.id == "cabinet-41" && o.short_name == "ЦУР Камчатского края")
-        );
+        assert!(seed.organizations.iter().any(|o| o.id == "cabinet-41" && o.short_name == "ЦУР Камчатского края"));
         assert_eq!(seed.facts.len(), 13);
     }
 
@@ -483,8 +374,7 @@ mod tests {
             parent_id = "a"
             type = "school"
         "#;
-        let Err(SeedError::Invalid(problems)) = Seed::parse(regions, classifier, organizations)
-        else {
+        let Err(SeedError::Invalid(problems)) = Seed::parse(regions, classifier, organizations) else {
             panic!("an inconsistent seed was accepted");
         };
         let all = problems.join("\n");
@@ -493,12 +383,6 @@ mod tests {
         assert!(all.contains("working days"), "{all}");
         assert!(all.contains("cycle"), "{all}");
         let error = Seed::parse(regions, "facts = 3", organizations).unwrap_err();
-        assert!(matches!(
-            error,
-            SeedError::Parse {
-                file: "classifier.toml",
-                ..
-            }
-        ));
+        assert!(matches!(error, SeedError::Parse { file: "classifier.toml", .. }));
     }
 }

@@ -49,58 +49,48 @@ fn remember<T>(slot: &Mutex<Option<Arc<T>>>, value: Arc<T>) {
 
 impl Snapshots {
     pub fn new(cache: Arc<dyn Cache>, ttl: Duration) -> Snapshots {
-        Snapshots {
-            cache,
-            ttl,
-            classifier: Mutex::new(None),
-            directory: Mutex::new(None),
-        }
+        Snapshots { cache, ttl, classifier: Mutex::new(None), directory: Mutex::new(None) }
     }
 
     /// The current snapshots. `conn` may be inside a transaction: the consumer reads them in
     /// the transaction that records its decision, so that it needs no second connection.
     pub async fn current(&self, conn: &mut AnyConnection) -> Result<Snapshot, sqlx::Error> {
         let (classifier_version, directory_version) = store::versions(conn).await?;
-        let classifier =
-            match remembered(&self.classifier).filter(|c| c.version() == classifier_version) {
-                Some(classifier) => classifier,
-                None => {
-                    let key = cache_key(Scope::Classifier, classifier_version);
-                    let data = match self.cached::<ClassifierData>(&key).await {
-                        Some(data) => data,
-                        None => {
-                            let data = store::load_classifier(conn, classifier_version).await?;
-                            self.put(&key, &data).await;
-                            data
-                        }
-                    };
-                    let classifier = Arc::new(Classifier::new(data));
-                    remember(&self.classifier, classifier.clone());
-                    classifier
-                }
-            };
-        let directory =
-            match remembered(&self.directory).filter(|d| d.version() == directory_version) {
-                Some(directory) => directory,
-                None => {
-                    let key = cache_key(Scope::Directory, directory_version);
-                    let data = match self.cached::<DirectoryData>(&key).await {
-                        Some(data) => data,
-                        None => {
-                            let data = store::load_directory(conn, directory_version).await?;
-                            self.put(&key, &data).await;
-                            data
-                        }
-                    };
-                    let directory = Arc::new(Directory::new(data));
-                    remember(&self.directory, directory.clone());
-                    directory
-                }
-            };
-        Ok(Snapshot {
-            classifier,
-            directory,
-        })
+        let classifier = match remembered(&self.classifier).filter(|c| c.version() == classifier_version) {
+            Some(classifier) => classifier,
+            None => {
+                let key = cache_key(Scope::Classifier, classifier_version);
+                let data = match self.cached::<ClassifierData>(&key).await {
+                    Some(data) => data,
+                    None => {
+                        let data = store::load_classifier(conn, classifier_version).await?;
+                        self.put(&key, &data).await;
+                        data
+                    }
+                };
+                let classifier = Arc::new(Classifier::new(data));
+                remember(&self.classifier, classifier.clone());
+                classifier
+            }
+        };
+        let directory = match remembered(&self.directory).filter(|d| d.version() == directory_version) {
+            Some(directory) => directory,
+            None => {
+                let key = cache_key(Scope::Directory, directory_version);
+                let data = match self.cached::<DirectoryData>(&key).await {
+                    Some(data) => data,
+                    None => {
+                        let data = store::load_directory(conn, directory_version).await?;
+                        self.put(&key, &data).await;
+                        data
+                    }
+                };
+                let directory = Arc::new(Directory::new(data));
+                remember(&self.directory, directory.clone());
+                directory
+            }
+        };
+        Ok(Snapshot { classifier, directory })
     }
 
     /// The snapshot under `key`, if the cache has a readable one. A cache that fails is only

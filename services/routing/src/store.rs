@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::model::{
-    Addressee, AutoRule, Category, ClassifierData, DirectoryData, Fact, OrgType, Organization,
-    Region, Scope, Subcategory,
+    Addressee, AutoRule, Category, ClassifierData, DirectoryData, Fact, OrgType, Organization, Region, Scope,
+    Subcategory,
 };
 use crate::resolve::Step;
 
@@ -39,8 +39,7 @@ fn from_json(row: &AnyRow, column: &str) -> Result<Vec<String>, sqlx::Error> {
 
 fn org_type(row: &AnyRow, column: &str) -> Result<OrgType, sqlx::Error> {
     let name: String = row.try_get(column)?;
-    OrgType::parse(&name)
-        .ok_or_else(|| decode_error(format!("{column}: unknown organization type {name:?}")))
+    OrgType::parse(&name).ok_or_else(|| decode_error(format!("{column}: unknown organization type {name:?}")))
 }
 
 fn int(row: &AnyRow, column: &str) -> Result<i32, sqlx::Error> {
@@ -52,9 +51,7 @@ fn int(row: &AnyRow, column: &str) -> Result<i32, sqlx::Error> {
 
 /// The current versions of the classifier and the directory.
 pub async fn versions(conn: &mut AnyConnection) -> Result<(i64, i64), sqlx::Error> {
-    let rows = sqlx::query("SELECT scope, version FROM routing_versions")
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query("SELECT scope, version FROM routing_versions").fetch_all(&mut *conn).await?;
     let (mut classifier, mut directory) = (0, 0);
     for row in rows {
         let scope: String = row.try_get("scope")?;
@@ -96,37 +93,26 @@ pub async fn is_empty(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
 // --- Loading the snapshots ---------------------------------------------------------------------
 
 #[tracing::instrument(skip(conn))]
-pub async fn load_classifier(
-    conn: &mut AnyConnection,
-    version: i64,
-) -> Result<ClassifierData, sqlx::Error> {
+pub async fn load_classifier(conn: &mut AnyConnection, version: i64) -> Result<ClassifierData, sqlx::Error> {
     let categories = sqlx::query("SELECT id, name, active FROM categories ORDER BY position, id")
         .fetch_all(&mut *conn)
         .await?
         .iter()
+        .map(|row| Ok(Category { id: row.try_get("id")?, name: row.try_get("name")?, active: row.flag("active")? }))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let subcategories = sqlx::query("SELECT id, category_id, name, active FROM subcategories ORDER BY position, id")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
         .map(|row| {
-            Ok(Category {
+            Ok(Subcategory {
                 id: row.try_get("id")?,
+                category_id: row.try_get("category_id")?,
                 name: row.try_get("name")?,
                 active: row.flag("active")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let subcategories = sqlx::query(
-        "SELECT id, category_id, name, active FROM subcategories ORDER BY position, id",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Subcategory {
-            id: row.try_get("id")?,
-            category_id: row.try_get("category_id")?,
-            name: row.try_get("name")?,
-            active: row.flag("active")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let facts = sqlx::query(
         "SELECT id, subcategory_id, name, addressee_kind, addressee_type, addressee_organization_id, period_days, \
          working_days, fast_track_default, fast_track_regions, not_fast_track_regions, active \
@@ -137,30 +123,17 @@ pub async fn load_classifier(
     .iter()
     .map(fact_from_row)
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(ClassifierData {
-        version,
-        categories,
-        subcategories,
-        facts,
-    })
+    Ok(ClassifierData { version, categories, subcategories, facts })
 }
 
 fn fact_from_row(row: &AnyRow) -> Result<Fact, sqlx::Error> {
     let kind: String = row.try_get("addressee_kind")?;
     let addressee = match kind.as_str() {
-        "picked" => Addressee::Picked {
-            organization_type: org_type(row, "addressee_type")?,
-        },
-        "regional" => Addressee::Regional {
-            organization_type: org_type(row, "addressee_type")?,
-        },
-        "federal" => Addressee::Federal {
-            organization_id: row.try_get("addressee_organization_id")?,
-        },
+        "picked" => Addressee::Picked { organization_type: org_type(row, "addressee_type")? },
+        "regional" => Addressee::Regional { organization_type: org_type(row, "addressee_type")? },
+        "federal" => Addressee::Federal { organization_id: row.try_get("addressee_organization_id")? },
         other => {
-            return Err(decode_error(format!(
-                "addressee_kind: unknown kind {other:?}"
-            )));
+            return Err(decode_error(format!("addressee_kind: unknown kind {other:?}")));
         }
     };
     Ok(Fact {
@@ -178,25 +151,20 @@ fn fact_from_row(row: &AnyRow) -> Result<Fact, sqlx::Error> {
 }
 
 #[tracing::instrument(skip(conn))]
-pub async fn load_directory(
-    conn: &mut AnyConnection,
-    version: i64,
-) -> Result<DirectoryData, sqlx::Error> {
-    let regions = sqlx::query(
-        "SELECT code, name, time_zone, cabinet_organization_id FROM regions ORDER BY code",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Region {
-            code: row.try_get("code")?,
-            name: row.try_get("name")?,
-            time_zone: row.try_get("time_zone")?,
-            cabinet_organization_id: row.try_get("cabinet_organization_id")?,
+pub async fn load_directory(conn: &mut AnyConnection, version: i64) -> Result<DirectoryData, sqlx::Error> {
+    let regions = sqlx::query("SELECT code, name, time_zone, cabinet_organization_id FROM regions ORDER BY code")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Region {
+                code: row.try_get("code")?,
+                name: row.try_get("name")?,
+                time_zone: row.try_get("time_zone")?,
+                cabinet_organization_id: row.try_get("cabinet_organization_id")?,
+            })
         })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let organizations = sqlx::query(
         "SELECT id, full_name, short_name, address, email, region_code, parent_id, type, connected \
          FROM organizations ORDER BY region_code, id",
@@ -238,12 +206,7 @@ pub async fn load_directory(
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(DirectoryData {
-        version,
-        regions,
-        organizations,
-        auto_rules,
-    })
+    Ok(DirectoryData { version, regions, organizations, auto_rules })
 }
 
 // --- Writing the classifier and the directory --------------------------------------------------
@@ -264,11 +227,9 @@ pub async fn next_position(conn: &mut AnyConnection, table: Ordered) -> Result<i
         Ordered::Facts => "facts",
     };
     // The table name is one of three literals above.
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COALESCE(MAX(position), 0) + 1 FROM {table}"
-    )))
-    .fetch_one(&mut *conn)
-    .await
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COALESCE(MAX(position), 0) + 1 FROM {table}")))
+        .fetch_one(&mut *conn)
+        .await
 }
 
 fn conflict_clause(on_conflict: OnConflict, update: &str) -> String {
@@ -441,10 +402,7 @@ pub async fn upsert_region(
     Ok(written > 0)
 }
 
-pub async fn upsert_auto_rule(
-    conn: &mut AnyConnection,
-    rule: &AutoRule,
-) -> Result<(), sqlx::Error> {
+pub async fn upsert_auto_rule(conn: &mut AnyConnection, rule: &AutoRule) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO auto_rules (id, organization_id, priority, fact_id, keywords, target_organization_id, \
          target_executor_id, active, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -468,11 +426,8 @@ pub async fn upsert_auto_rule(
 
 /// Returns whether the rule existed.
 pub async fn delete_auto_rule(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query("DELETE FROM auto_rules WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let deleted =
+        sqlx::query("DELETE FROM auto_rules WHERE id = $1").bind(id).execute(&mut *conn).await?.rows_affected();
     Ok(deleted > 0)
 }
 
@@ -502,12 +457,8 @@ pub struct StoredDecision {
 
 /// Records the decision for an appeal unless one exists; returns whether it was recorded.
 #[tracing::instrument(skip(conn, decision), fields(appeal_id = %decision.appeal_id))]
-pub async fn insert_decision(
-    conn: &mut AnyConnection,
-    decision: &StoredDecision,
-) -> Result<bool, sqlx::Error> {
-    let steps =
-        serde_json::to_string(&decision.steps).map_err(|e| sqlx::Error::Encode(e.into()))?;
+pub async fn insert_decision(conn: &mut AnyConnection, decision: &StoredDecision) -> Result<bool, sqlx::Error> {
+    let steps = serde_json::to_string(&decision.steps).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let inserted = sqlx::query(
         "INSERT INTO routing_decisions (appeal_id, message_id, number, region_code, fact_id, organization_id, \
          organization_region, time_zone, period_days, working_days, fast_track, delegated_by_auto_rule, auto_rule_id, \
@@ -538,10 +489,7 @@ pub async fn insert_decision(
     Ok(inserted > 0)
 }
 
-pub async fn decision(
-    conn: &mut AnyConnection,
-    appeal_id: &str,
-) -> Result<Option<StoredDecision>, sqlx::Error> {
+pub async fn decision(conn: &mut AnyConnection, appeal_id: &str) -> Result<Option<StoredDecision>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT appeal_id, message_id, number, region_code, fact_id, organization_id, organization_region, time_zone, \
          period_days, working_days, fast_track, delegated_by_auto_rule, auto_rule_id, target_executor_id, steps, \

@@ -82,29 +82,37 @@ struct Sla {
 
 #[tonic::async_trait]
 impl SlaService for Sla {
-    async fn get_deadlines(&self, request: Request<pb::GetDeadlinesRequest>) -> Result<Response<pb::Deadlines>, Status> {
+    async fn get_deadlines(
+        &self,
+        request: Request<pb::GetDeadlinesRequest>,
+    ) -> Result<Response<pb::Deadlines>, Status> {
         const METHOD: &str = "pos.v1.SlaService/GetDeadlines";
         let caller = authorize(&request, METHOD, &Role::ALL)?;
         let appeal_id = request.into_inner().appeal_id;
-        let row = sqlx::query(
-            "SELECT organization_id, time_zone, due_at, fast_track FROM clocks WHERE appeal_id = $1",
-        )
-        .bind(&appeal_id)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(|e| internal("failed to read the clock", e))?
-        .ok_or_else(|| Status::not_found("no deadline is armed for this appeal"))?;
+        let row = sqlx::query("SELECT organization_id, time_zone, due_at, fast_track FROM clocks WHERE appeal_id = $1")
+            .bind(&appeal_id)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(|e| internal("failed to read the clock", e))?
+            .ok_or_else(|| Status::not_found("no deadline is armed for this appeal"))?;
         let read = || -> Result<(String, String, Option<i64>, bool), sqlx::Error> {
-            Ok((row.try_get("organization_id")?, row.try_get("time_zone")?, row.try_get("due_at")?, row.flag("fast_track")?))
+            Ok((
+                row.try_get("organization_id")?,
+                row.try_get("time_zone")?,
+                row.try_get("due_at")?,
+                row.flag("fast_track")?,
+            ))
         };
-        let (organization_id, zone, due_at, fast_track) = read().map_err(|e| internal("failed to read the clock", e))?;
+        let (organization_id, zone, due_at, fast_track) =
+            read().map_err(|e| internal("failed to read the clock", e))?;
         // Applicants follow their appeal in intake; deadlines are the cabinet's and systems'.
         if !caller.has(Role::System) {
             caller.require_organization(&organization_id, METHOD)?;
         }
         let zone_tz: Tz = zone.parse().map_err(|_| internal("stored time zone", &zone))?;
-        let due_at = due_at
-            .ok_or_else(|| Status::unavailable("working-day deadlines are counted once production calendars are loaded"))?;
+        let due_at = due_at.ok_or_else(|| {
+            Status::unavailable("working-day deadlines are counted once production calendars are loaded")
+        })?;
         let due = pos_platform::db::from_micros(due_at);
         let now = Utc::now();
         Ok(Response::new(pb::Deadlines {

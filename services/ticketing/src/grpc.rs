@@ -33,7 +33,10 @@ fn check_access(caller: &Caller, ticket: &store::Ticket, method: &str) -> Result
 
 #[tonic::async_trait]
 impl TicketingService for Ticketing {
-    async fn list_tickets(&self, request: Request<pb::ListTicketsRequest>) -> Result<Response<pb::ListTicketsResponse>, Status> {
+    async fn list_tickets(
+        &self,
+        request: Request<pb::ListTicketsRequest>,
+    ) -> Result<Response<pb::ListTicketsResponse>, Status> {
         const METHOD: &str = "pos.v1.TicketingService/ListTickets";
         let caller = authorize(&request, METHOD, &CABINET_ROLES)?;
         let request = request.into_inner();
@@ -109,7 +112,9 @@ impl TicketingService for Ticketing {
         let caller = authorize(&request, METHOD, &CABINET_ROLES)?;
         let found = match request.into_inner().key {
             Some(pb::get_ticket_request::Key::TicketId(id)) if !id.is_empty() => store::get(&self.db, &id).await,
-            Some(pb::get_ticket_request::Key::AppealId(id)) if !id.is_empty() => store::get_by_appeal(&self.db, &id).await,
+            Some(pb::get_ticket_request::Key::AppealId(id)) if !id.is_empty() => {
+                store::get_by_appeal(&self.db, &id).await
+            }
             _ => return Err(pos_platform::grpc::invalid_field("key", "give ticket_id or appeal_id")),
         }
         .map_err(|e| internal("failed to read the ticket", e))?;

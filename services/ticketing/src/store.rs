@@ -115,15 +115,14 @@ impl Ticket {
 /// Creates the ticket for a routed appeal in the addressee's New folder, with its first history
 /// entry. Returns `None` when the appeal already has a ticket (a repeated event).
 #[tracing::instrument(skip_all, fields(appeal_id = %routed.appeal_id))]
-pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn create_from_routed(
+    tx: &mut Tx,
+    routed: &AppealRouted,
+    trace_id: &str,
+) -> Result<Option<Ticket>, sqlx::Error> {
     let organization = routed.organization.clone().unwrap_or_default();
     let now = now_micros();
-    let received_at = routed
-        .registered_at
-        .as_ref()
-        .and_then(pos_proto::time::from_proto)
-        .map(to_micros)
-        .unwrap_or(now);
+    let received_at = routed.registered_at.as_ref().and_then(pos_proto::time::from_proto).map(to_micros).unwrap_or(now);
     let id = uuid::Uuid::now_v7().to_string();
     let inserted = sqlx::query(
         "INSERT INTO tickets (id, appeal_id, number, organization_id, organization_short_name, organization_type, \
@@ -230,25 +229,14 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        hex_encode(format!("{}|{}", self.received_at, self.id).as_bytes())
+        hex::encode(format!("{}|{}", self.received_at, self.id))
     }
 
     pub fn decode(token: &str) -> Option<Cursor> {
-        let text = String::from_utf8(hex_decode(token)?).ok()?;
+        let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
         let (received_at, id) = text.split_once('|')?;
         Some(Cursor { received_at: received_at.parse().ok()?, id: id.to_owned() })
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[derive(Clone, Debug)]

@@ -3,32 +3,10 @@
 
 use std::time::Duration;
 
-use pos_e2e::{Mode, Platform, traced};
+use pos_e2e::{KAMCHATKA_CENTER, Mode, Platform, e_diary_appeal, traced};
 use pos_platform::auth::Role;
 use pos_platform::testing;
 use pos_proto::v1 as pb;
-
-const E_DIARY: &str = "education.e-diary.access";
-const KAMCHATKA_CENTER: &str = "41-kcioko";
-
-fn e_diary_appeal(request_id: &str) -> pb::SubmitAppealRequest {
-    pb::SubmitAppealRequest {
-        request_id: request_id.to_owned(),
-        source: pb::Source::PortalWidget as i32,
-        applicant: Some(pb::Applicant {
-            full_name: "Иванова Мария Петровна".into(),
-            email: "maria@example.org".into(),
-            phone: "+7 914 000-00-00".into(),
-            account_id: "esia-1001".into(),
-        }),
-        region_code: "41".into(),
-        category_id: "education".into(),
-        subcategory_id: "education.e-diary".into(),
-        fact_id: E_DIARY.into(),
-        text: "Здравствуйте. Прошу предоставить доступ к электронному дневнику для сына. СНИЛС 123-345-678 90".into(),
-        ..Default::default()
-    }
-}
 
 async fn submit_reaches_the_new_folder_in_one_trace(mode: Mode) {
     let platform = Platform::start(mode).await.expect("platform starts");

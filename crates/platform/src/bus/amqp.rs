@@ -32,24 +32,20 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event,
-    ExchangeKind,
-};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    Bus, BusError, Delivery, Disposition, Envelope, HEADER_DEATH_REASON, HEADER_RETRY_COUNT,
-    QueueSpec, Settle,
+    Bus, BusError, Delivery, Disposition, Envelope, HEADER_DEATH_REASON, HEADER_RETRY_COUNT, QueueSpec, Settle,
 };
 
 const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -127,9 +123,7 @@ impl Link {
         let mut channel = self.publisher.lock().await;
         if !channel.status().connected() {
             let fresh = self.connection.create_channel().await?;
-            fresh
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
+            fresh.confirm_select(ConfirmSelectOptions::default()).await?;
             *channel = fresh;
         }
         Ok(channel.clone())
@@ -141,9 +135,7 @@ impl AmqpBus {
     /// reached now; once connected, the bus reconnects by itself.
     pub async fn connect(url: &str, exchange: &str) -> Result<AmqpBus, BusError> {
         if exchange.is_empty() || exchange.len() > MAX_NAME {
-            return Err(BusError::Other(format!(
-                "invalid exchange name {exchange:?}: 1 to {MAX_NAME} bytes"
-            )));
+            return Err(BusError::Other(format!("invalid exchange name {exchange:?}: 1 to {MAX_NAME} bytes")));
         }
         let shared = Arc::new(Shared {
             url: url.to_owned(),
@@ -159,10 +151,7 @@ impl AmqpBus {
         shared.link.send_replace(Some(link.clone()));
         tracing::info!(exchange, "amqp bus connected");
         let supervisor = tokio::spawn(supervise(shared.clone(), link, events));
-        Ok(AmqpBus {
-            shared,
-            supervisor: Mutex::new(Some(supervisor)),
-        })
+        Ok(AmqpBus { shared, supervisor: Mutex::new(Some(supervisor)) })
     }
 
     /// The queue receiving messages that no binding matched.
@@ -174,11 +163,7 @@ impl AmqpBus {
     /// their queues. Later calls fail with [`BusError::Closed`].
     pub async fn close(&self) {
         self.shared.shutdown.cancel();
-        let supervisor = self
-            .supervisor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let supervisor = self.supervisor.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(supervisor) = supervisor {
             let _ = supervisor.await;
         }
@@ -209,28 +194,16 @@ impl Shared {
     }
 
     fn specs(&self) -> Vec<QueueSpec> {
-        self.specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.specs.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     fn remember(&self, spec: &QueueSpec) {
-        self.specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(spec.name.clone(), spec.clone());
+        self.specs.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.name.clone(), spec.clone());
     }
 }
 
 async fn next_link(links: &mut watch::Receiver<Option<Arc<Link>>>) -> Option<Arc<Link>> {
-    links
-        .wait_for(Option::is_some)
-        .await
-        .ok()
-        .and_then(|link| link.clone())
+    links.wait_for(Option::is_some).await.ok().and_then(|link| link.clone())
 }
 
 type Events = BoxStream<'static, Event>;
@@ -238,8 +211,8 @@ type Events = BoxStream<'static, Event>;
 /// Connects and declares everything known so far.
 async fn open_link(shared: &Shared, generation: u64) -> Result<(Arc<Link>, Events), lapin::Error> {
     let open = async {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("pos {}", shared.names.exchange).into());
+        let properties =
+            ConnectionProperties::default().with_connection_name(format!("pos {}", shared.names.exchange).into());
         let connection = Connection::connect(&shared.url, properties).await?;
         // Subscribed before anything can fail, so no error event is missed.
         let events = connection.events_listener().boxed();
@@ -250,26 +223,15 @@ async fn open_link(shared: &Shared, generation: u64) -> Result<(Arc<Link>, Event
         }
         let _ = channel.close(200, "OK".into()).await;
         let publisher = connection.create_channel().await?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok((
-            Arc::new(Link {
-                generation,
-                connection,
-                publisher: tokio::sync::Mutex::new(publisher),
-            }),
-            events,
-        ))
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok((Arc::new(Link { generation, connection, publisher: tokio::sync::Mutex::new(publisher) }), events))
     };
     match tokio::time::timeout(OPERATION_TIMEOUT, open).await {
         Ok(result) => result,
-        Err(_) => Err(lapin::Error::from(ErrorKind::IOError(Arc::new(
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connecting to the broker timed out",
-            ),
-        )))),
+        Err(_) => Err(lapin::Error::from(ErrorKind::IOError(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting to the broker timed out",
+        ))))),
     }
 }
 
@@ -281,10 +243,7 @@ async fn supervise(shared: Arc<Shared>, mut link: Arc<Link>, mut events: Events)
         }
         shared.link.send_replace(None);
         let generation = link.generation + 1;
-        tracing::warn!(
-            generation = link.generation,
-            "amqp connection lost, reconnecting"
-        );
+        tracing::warn!(generation = link.generation, "amqp connection lost, reconnecting");
         let mut delay = BACKOFF_MIN;
         (link, events) = loop {
             tokio::select! {
@@ -303,11 +262,7 @@ async fn supervise(shared: Arc<Shared>, mut link: Arc<Link>, mut events: Events)
         tracing::info!(generation, "amqp connection restored");
     }
     shared.link.send_replace(None);
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        link.connection.close(200, "OK".into()),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), link.connection.close(200, "OK".into())).await;
     tracing::info!("amqp bus closed");
 }
 
@@ -350,34 +305,17 @@ fn quorum_arguments() -> FieldTable {
 
 /// Quorum queues must be durable, not exclusive and not auto-delete.
 fn durable_queue() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    }
+    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
 }
 
 async fn declare_exchanges(channel: &Channel, names: &Names) -> Result<(), lapin::Error> {
     // Durable: exchanges must outlive a broker restart with the durable queues bound to them.
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
+    let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     // Fanout: whatever reaches the unroutable exchange is kept, whatever its key.
     channel
-        .exchange_declare(
-            names.unroutable.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
+        .exchange_declare(names.unroutable.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
         .await?;
-    channel
-        .queue_declare(
-            names.unroutable.as_str().into(),
-            durable_queue(),
-            quorum_arguments(),
-        )
-        .await?;
+    channel.queue_declare(names.unroutable.as_str().into(), durable_queue(), quorum_arguments()).await?;
     channel
         .queue_bind(
             names.unroutable.as_str().into(),
@@ -391,31 +329,10 @@ async fn declare_exchanges(channel: &Channel, names: &Names) -> Result<(), lapin
     // Messages no binding matches go to the unroutable queue instead of being dropped.
     main.insert("alternate-exchange".into(), text(&names.unroutable));
     // Topic: consumers bind `<event>.<region>` patterns.
-    channel
-        .exchange_declare(
-            names.exchange.as_str().into(),
-            ExchangeKind::Topic,
-            durable,
-            main,
-        )
-        .await?;
+    channel.exchange_declare(names.exchange.as_str().into(), ExchangeKind::Topic, durable, main).await?;
     // Direct: a dead letter or a retry is addressed to exactly one queue.
-    channel
-        .exchange_declare(
-            names.dlx.as_str().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            names.retry.as_str().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+    channel.exchange_declare(names.dlx.as_str().into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
+    channel.exchange_declare(names.retry.as_str().into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
     Ok(())
 }
 
@@ -426,26 +343,17 @@ const MAX_NAME: usize = 200;
 /// Names are AMQP short strings; checked here so that building them later cannot fail.
 fn validate(spec: &QueueSpec) -> Result<(), BusError> {
     if spec.name.is_empty() || spec.name.len() > MAX_NAME {
-        return Err(BusError::Other(format!(
-            "invalid queue name {:?}: 1 to {MAX_NAME} bytes",
-            spec.name
-        )));
+        return Err(BusError::Other(format!("invalid queue name {:?}: 1 to {MAX_NAME} bytes", spec.name)));
     }
     if let Some(pattern) = spec.bindings.iter().find(|p| p.len() > 255) {
-        return Err(BusError::Other(format!(
-            "binding pattern too long: {pattern:?}"
-        )));
+        return Err(BusError::Other(format!("binding pattern too long: {pattern:?}")));
     }
     Ok(())
 }
 
 /// Distinct retry delays in milliseconds; one retry queue each.
 fn retry_delays_ms(spec: &QueueSpec) -> BTreeSet<u64> {
-    let mut delays: BTreeSet<u64> = spec
-        .retry_delays
-        .iter()
-        .map(|d| (d.as_millis() as u64).max(1))
-        .collect();
+    let mut delays: BTreeSet<u64> = spec.retry_delays.iter().map(|d| (d.as_millis() as u64).max(1)).collect();
     if delays.is_empty() {
         delays.insert(spec.retry_delay(0).as_millis() as u64);
     }
@@ -460,27 +368,15 @@ fn retry_queue(queue: &str, delay_ms: u64) -> String {
 /// (a handler asking for a delay the spec does not list gets the nearest longer one).
 fn pick_retry_delay(delays: &BTreeSet<u64>, delay: Duration) -> u64 {
     let wanted = delay.as_millis() as u64;
-    delays
-        .range(wanted..)
-        .next()
-        .or_else(|| delays.last())
-        .copied()
-        .unwrap_or(1000)
+    delays.range(wanted..).next().or_else(|| delays.last()).copied().unwrap_or(1000)
 }
 
-async fn declare_queue(
-    channel: &Channel,
-    names: &Names,
-    spec: &QueueSpec,
-) -> Result<(), lapin::Error> {
+async fn declare_queue(channel: &Channel, names: &Names, spec: &QueueSpec) -> Result<(), lapin::Error> {
     let name = spec.name.as_str();
     let mut arguments = quorum_arguments();
     // The broker counts returns (crashes, unsettled drops) after the first delivery; retries
     // are new copies and counted by the consumer through the retry-count header.
-    arguments.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongLongInt(i64::from(spec.delivery_limit.max(1) - 1)),
-    );
+    arguments.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(spec.delivery_limit.max(1) - 1)));
     // Messages over the limit, or rejected as malformed, go to this consumer's dead letters.
     arguments.insert("x-dead-letter-exchange".into(), text(&names.dlx));
     arguments.insert("x-dead-letter-routing-key".into(), text(name));
@@ -488,9 +384,7 @@ async fn declare_queue(
     arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
     // Required by at-least-once dead-lettering: refuse publishes rather than drop the oldest.
     arguments.insert("x-overflow".into(), text("reject-publish"));
-    channel
-        .queue_declare(name.into(), durable_queue(), arguments)
-        .await?;
+    channel.queue_declare(name.into(), durable_queue(), arguments).await?;
     for pattern in &spec.bindings {
         channel
             .queue_bind(
@@ -504,9 +398,7 @@ async fn declare_queue(
     }
     let dead = spec.dead_letter_queue();
     // No limit, no dead-letter target: dead letters wait for an operator.
-    channel
-        .queue_declare(dead.as_str().into(), durable_queue(), quorum_arguments())
-        .await?;
+    channel.queue_declare(dead.as_str().into(), durable_queue(), quorum_arguments()).await?;
     // Keyed by the consumer's queue name, so each consumer gets only its own dead letters.
     channel
         .queue_bind(
@@ -521,10 +413,7 @@ async fn declare_queue(
         let retry = retry_queue(name, delay_ms);
         let mut arguments = quorum_arguments();
         // One delay per queue: every message expires in arrival order, none waits behind a longer one.
-        arguments.insert(
-            "x-message-ttl".into(),
-            AMQPValue::LongLongInt(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
-        );
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(i64::try_from(delay_ms).unwrap_or(i64::MAX)));
         // Expired messages go through the default exchange, which routes by queue name...
         arguments.insert("x-dead-letter-exchange".into(), text(""));
         // ...to this consumer's queue only, never to other consumers bound to the same event.
@@ -533,9 +422,7 @@ async fn declare_queue(
         arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
         // Required by at-least-once dead-lettering.
         arguments.insert("x-overflow".into(), text("reject-publish"));
-        channel
-            .queue_declare(retry.as_str().into(), durable_queue(), arguments)
-            .await?;
+        channel.queue_declare(retry.as_str().into(), durable_queue(), arguments).await?;
         // Bound by its own name: a retry is published to exactly this queue.
         channel
             .queue_bind(
@@ -570,10 +457,7 @@ fn properties(outgoing: &Outgoing<'_>) -> Result<BasicProperties, BusError> {
         headers.insert(HEADER_TIMESTAMP_NANOS.into(), AMQPValue::LongLongInt(nanos));
     }
     if let Some(redeliveries) = outgoing.redeliveries {
-        headers.insert(
-            HEADER_REDELIVERIES.into(),
-            AMQPValue::LongLongInt(i64::from(redeliveries)),
-        );
+        headers.insert(HEADER_REDELIVERIES.into(), AMQPValue::LongLongInt(i64::from(redeliveries)));
     }
     Ok(BasicProperties::default()
         .with_message_id(envelope.message_id.to_string().into())
@@ -586,28 +470,17 @@ fn properties(outgoing: &Outgoing<'_>) -> Result<BasicProperties, BusError> {
 }
 
 /// Publishes in order on the confirm channel: every message is sent, then every confirm awaited.
-async fn publish_all(
-    shared: &Shared,
-    link: &Link,
-    items: &[Outgoing<'_>],
-) -> Vec<Result<(), BusError>> {
+async fn publish_all(shared: &Shared, link: &Link, items: &[Outgoing<'_>]) -> Vec<Result<(), BusError>> {
     let channel = match tokio::time::timeout(OPERATION_TIMEOUT, link.publisher()).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(error)) => {
             shared.kick.notify_one();
-            return items
-                .iter()
-                .map(|_| Err(BusError::Unavailable(error.to_string())))
-                .collect();
+            return items.iter().map(|_| Err(BusError::Unavailable(error.to_string()))).collect();
         }
         Err(_) => {
             return items
                 .iter()
-                .map(|_| {
-                    Err(BusError::Unavailable(
-                        "opening a channel timed out".to_owned(),
-                    ))
-                })
+                .map(|_| Err(BusError::Unavailable("opening a channel timed out".to_owned())))
                 .collect();
         }
     };
@@ -620,10 +493,7 @@ async fn publish_all(
                     short(item.exchange)?,
                     short(item.routing_key)?,
                     // Mandatory: a message no queue takes comes back as an error, not silence.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        immediate: false,
-                    },
+                    BasicPublishOptions { mandatory: true, immediate: false },
                     &item.envelope.payload,
                     properties,
                 )
@@ -638,21 +508,18 @@ async fn publish_all(
         let result = match confirm {
             Err(error) => Err(error),
             Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
-                Err(_) => Err(BusError::Unavailable(format!(
-                    "no publisher confirm within {CONFIRM_TIMEOUT:?}"
-                ))),
+                Err(_) => Err(BusError::Unavailable(format!("no publisher confirm within {CONFIRM_TIMEOUT:?}"))),
                 Ok(Err(error)) => Err(BusError::Unavailable(error.to_string())),
                 Ok(Ok(Confirmation::Ack(None))) => Ok(()),
                 Ok(Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)))) => {
                     Err(BusError::Unroutable(item.routing_key.to_owned()))
                 }
-                Ok(Ok(Confirmation::Nack(None))) => Err(BusError::Nacked(format!(
-                    "message {} to {}",
-                    item.envelope.message_id, item.exchange
-                ))),
-                Ok(Ok(Confirmation::NotRequested)) => Err(BusError::Other(
-                    "publisher confirms are not enabled".to_owned(),
-                )),
+                Ok(Ok(Confirmation::Nack(None))) => {
+                    Err(BusError::Nacked(format!("message {} to {}", item.envelope.message_id, item.exchange)))
+                }
+                Ok(Ok(Confirmation::NotRequested)) => {
+                    Err(BusError::Other("publisher confirms are not enabled".to_owned()))
+                }
             },
         };
         if let Err(error) = &result {
@@ -660,10 +527,7 @@ async fn publish_all(
         }
         results.push(result);
     }
-    if results
-        .iter()
-        .any(|r| matches!(r, Err(BusError::Unavailable(_))))
-    {
+    if results.iter().any(|r| matches!(r, Err(BusError::Unavailable(_)))) {
         shared.kick.notify_one();
     }
     results
@@ -720,15 +584,9 @@ impl Bus for AmqpBus {
             }
             Ok(Err(error)) => {
                 self.shared.kick.notify_one();
-                Err(BusError::Other(format!(
-                    "declaring queue {}: {error}",
-                    spec.name
-                )))
+                Err(BusError::Other(format!("declaring queue {}: {error}", spec.name)))
             }
-            Err(_) => Err(BusError::Unavailable(format!(
-                "declaring queue {} timed out",
-                spec.name
-            ))),
+            Err(_) => Err(BusError::Unavailable(format!("declaring queue {} timed out", spec.name))),
         }
     }
 
@@ -739,36 +597,55 @@ impl Bus for AmqpBus {
         Ok(tokio_stream::wrappers::ReceiverStream::new(receiver).boxed())
     }
 
+    async fn delete_declared(&self) -> Result<(), BusError> {
+        let specs: Vec<QueueSpec> = self.shared.specs.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let link = self.shared.link(LINK_WAIT).await?;
+        let names = &self.shared.names;
+        let delete = async {
+            let channel = link.connection.create_channel().await?;
+            for spec in &specs {
+                let mut queues = vec![spec.name.clone(), spec.dead_letter_queue()];
+                queues.extend(retry_delays_ms(spec).into_iter().map(|delay| retry_queue(&spec.name, delay)));
+                for queue in queues {
+                    channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
+                }
+            }
+            channel.queue_delete(names.unroutable.as_str().into(), QueueDeleteOptions::default()).await?;
+            for exchange in [&names.exchange, &names.unroutable, &names.dlx, &names.retry] {
+                channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
+            }
+            let _ = channel.close(200, "OK".into()).await;
+            Ok::<(), lapin::Error>(())
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT * 4, delete).await {
+            Ok(Ok(())) => {
+                self.shared.specs.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                Ok(())
+            }
+            Ok(Err(error)) => Err(BusError::Other(format!("deleting the topology: {error}"))),
+            Err(_) => Err(BusError::Unavailable("deleting the topology timed out".to_owned())),
+        }
+    }
+
     async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {
         let name = short(queue)?;
         let link = self.shared.link(LINK_WAIT).await?;
         let depth = async {
             let channel = link.connection.create_channel().await?;
             // Passive: only reads the queue's state, never creates it.
-            let options = QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            };
-            let declared = channel
-                .queue_declare(name, options, FieldTable::default())
-                .await?;
+            let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+            let declared = channel.queue_declare(name, options, FieldTable::default()).await?;
             let _ = channel.close(200, "OK".into()).await;
             Ok::<u64, lapin::Error>(u64::from(declared.message_count()))
         };
         match tokio::time::timeout(OPERATION_TIMEOUT, depth).await {
             Ok(Ok(depth)) => Ok(depth),
             Ok(Err(error)) => Err(BusError::Other(format!("queue {queue}: {error}"))),
-            Err(_) => Err(BusError::Unavailable(format!(
-                "reading the depth of {queue} timed out"
-            ))),
+            Err(_) => Err(BusError::Unavailable(format!("reading the depth of {queue} timed out"))),
         }
     }
 
-    async fn drain_dead_letters(
-        &self,
-        spec: &QueueSpec,
-        max: usize,
-    ) -> Result<Vec<Envelope>, BusError> {
+    async fn drain_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<Envelope>, BusError> {
         let link = self.shared.link(LINK_WAIT).await?;
         let queue = spec.dead_letter_queue();
         let drain = async {
@@ -777,16 +654,10 @@ impl Bus for AmqpBus {
             let mut last_tag = None;
             while envelopes.len() < max {
                 // Not auto-acked: they are acked together below, once all are in hand.
-                match channel
-                    .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-                    .await
-                {
+                match channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await {
                     Ok(Some(message)) => {
                         last_tag = Some(message.delivery.delivery_tag);
-                        envelopes.push(decode_lenient(
-                            &message.delivery,
-                            spec.delivery_limit.max(1),
-                        ));
+                        envelopes.push(decode_lenient(&message.delivery, spec.delivery_limit.max(1)));
                     }
                     Ok(None) => break,
                     Err(error) if is_not_found(&error) => return Ok(Vec::new()),
@@ -795,9 +666,7 @@ impl Bus for AmqpBus {
             }
             if let Some(tag) = last_tag {
                 // Multiple: one ack for everything taken on this channel.
-                channel
-                    .basic_ack(tag, BasicAckOptions { multiple: true })
-                    .await?;
+                channel.basic_ack(tag, BasicAckOptions { multiple: true }).await?;
             }
             let _ = channel.close(200, "OK".into()).await;
             Ok(envelopes)
@@ -846,27 +715,16 @@ async fn consume_loop(shared: Arc<Shared>, spec: QueueSpec, sender: mpsc::Sender
     }
 }
 
-async fn subscribe(
-    shared: &Shared,
-    link: &Link,
-    spec: &QueueSpec,
-) -> Result<(Channel, lapin::Consumer), lapin::Error> {
+async fn subscribe(shared: &Shared, link: &Link, spec: &QueueSpec) -> Result<(Channel, lapin::Consumer), lapin::Error> {
     let channel = link.connection.create_channel().await?;
     // Declared again so a consumer heals a queue deleted under it.
     declare_queue(&channel, &shared.names, spec).await?;
     // Per consumer (not global): the spec's prefetch bounds this stream's unsettled deliveries.
-    channel
-        .basic_qos(spec.prefetch, BasicQosOptions { global: false })
-        .await?;
+    channel.basic_qos(spec.prefetch, BasicQosOptions { global: false }).await?;
     let tag = format!("pos-{}", Uuid::new_v4().simple());
     // Manual acks (no_ack false) and not exclusive: replicas of a service compete on the queue.
     let consumer = channel
-        .basic_consume(
-            spec.name.as_str().into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+        .basic_consume(spec.name.as_str().into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     Ok((channel, consumer))
 }
@@ -955,14 +813,7 @@ impl AmqpSettle {
                 tracing::error!(queue = %self.queue, %problem, "malformed message, rejecting it to the dead-letter queue");
                 self.settled = true;
                 // Not requeued: the queue's dead-letter target takes it as it is.
-                if let Err(error) = self
-                    .acker
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue: false,
-                    })
-                    .await
-                {
+                if let Err(error) = self.acker.nack(BasicNackOptions { multiple: false, requeue: false }).await {
                     tracing::warn!(%error, queue = %self.queue, "amqp reject failed");
                 }
                 None
@@ -976,12 +827,10 @@ impl AmqpSettle {
         self.settled = true;
         match self.acker.ack(BasicAckOptions::default()).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(BusError::Unavailable(
-                "the channel closed before the ack; it will be redelivered".to_owned(),
-            )),
-            Err(error) => Err(BusError::Unavailable(format!(
-                "ack failed, it will be redelivered: {error}"
-            ))),
+            Ok(false) => {
+                Err(BusError::Unavailable("the channel closed before the ack; it will be redelivered".to_owned()))
+            }
+            Err(error) => Err(BusError::Unavailable(format!("ack failed, it will be redelivered: {error}"))),
         }
     }
 
@@ -990,9 +839,7 @@ impl AmqpSettle {
     async fn forward(self: Box<Self>, outgoing: Outgoing<'_>) -> Result<(), BusError> {
         let link = self.shared.link(LINK_WAIT).await?;
         if link.generation != self.generation {
-            return Err(BusError::Unavailable(
-                "the connection was replaced; it will be redelivered".to_owned(),
-            ));
+            return Err(BusError::Unavailable("the connection was replaced; it will be redelivered".to_owned()));
         }
         publish_all(&self.shared, &link, std::slice::from_ref(&outgoing))
             .await
@@ -1001,25 +848,16 @@ impl AmqpSettle {
         self.ack().await
     }
 
-    async fn retry(
-        self: Box<Self>,
-        envelope: &Envelope,
-        delay: Duration,
-        reason: String,
-    ) -> Result<(), BusError> {
+    async fn retry(self: Box<Self>, envelope: &Envelope, delay: Duration, reason: String) -> Result<(), BusError> {
         let retries = envelope.retry_count();
         if retries + self.redeliveries + 1 >= self.delivery_limit {
-            let reason = format!(
-                "{reason} (delivery limit of {} reached)",
-                self.delivery_limit
-            );
+            let reason = format!("{reason} (delivery limit of {} reached)", self.delivery_limit);
             return self.dead_letter(envelope, reason).await;
         }
         let delay_ms = pick_retry_delay(&self.retry_delays, delay);
         let queue = retry_queue(&self.queue, delay_ms);
         let mut copy = envelope.clone();
-        copy.headers
-            .insert(HEADER_RETRY_COUNT.to_owned(), (retries + 1).to_string());
+        copy.headers.insert(HEADER_RETRY_COUNT.to_owned(), (retries + 1).to_string());
         tracing::debug!(queue = %self.queue, message_id = %envelope.message_id, retry = retries + 1, delay_ms, %reason, "delivery scheduled for retry");
         let shared = self.shared.clone();
         let redeliveries = self.redeliveries;
@@ -1032,32 +870,19 @@ impl AmqpSettle {
         .await
     }
 
-    async fn dead_letter(
-        self: Box<Self>,
-        envelope: &Envelope,
-        reason: String,
-    ) -> Result<(), BusError> {
+    async fn dead_letter(self: Box<Self>, envelope: &Envelope, reason: String) -> Result<(), BusError> {
         let mut copy = envelope.clone();
         copy.headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
         let shared = self.shared.clone();
         let queue = self.queue.clone();
-        self.forward(Outgoing {
-            exchange: &shared.names.dlx,
-            routing_key: &queue,
-            envelope: &copy,
-            redeliveries: None,
-        })
-        .await
+        self.forward(Outgoing { exchange: &shared.names.dlx, routing_key: &queue, envelope: &copy, redeliveries: None })
+            .await
     }
 }
 
 #[async_trait]
 impl Settle for AmqpSettle {
-    async fn settle(
-        self: Box<Self>,
-        envelope: &Envelope,
-        disposition: Disposition,
-    ) -> Result<(), BusError> {
+    async fn settle(self: Box<Self>, envelope: &Envelope, disposition: Disposition) -> Result<(), BusError> {
         match disposition {
             Disposition::Ack => self.ack().await,
             Disposition::Retry { delay, reason } => self.retry(envelope, delay, reason).await,
@@ -1076,12 +901,7 @@ impl Drop for AmqpSettle {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let acker = self.acker.clone();
             runtime.spawn(async move {
-                let _ = acker
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue: true,
-                    })
-                    .await;
+                let _ = acker.nack(BasicNackOptions { multiple: false, requeue: true }).await;
             });
         }
     }
@@ -1111,14 +931,8 @@ fn header_int(value: &AMQPValue) -> Option<i64> {
 
 /// Headers of ours or of the broker's, not the envelope's.
 fn is_transport_header(key: &str) -> bool {
-    matches!(
-        key,
-        HEADER_ROUTING_KEY
-            | HEADER_TIMESTAMP_NANOS
-            | HEADER_REDELIVERIES
-            | HEADER_DELIVERY_COUNT
-            | "x-death"
-    ) || key.starts_with("x-first-death-")
+    matches!(key, HEADER_ROUTING_KEY | HEADER_TIMESTAMP_NANOS | HEADER_REDELIVERIES | HEADER_DELIVERY_COUNT | "x-death")
+        || key.starts_with("x-first-death-")
         || key.starts_with("x-last-death-")
 }
 
@@ -1139,28 +953,15 @@ fn decode(delivery: &lapin::message::Delivery) -> Result<(Envelope, u32), String
     let empty = FieldTable::default();
     let table = properties.headers().as_ref().unwrap_or(&empty);
     let header = |key: &str| table.inner().get(key);
-    let message_id = properties
-        .message_id()
-        .as_ref()
-        .ok_or("no message_id property")?;
-    let message_id = Uuid::parse_str(message_id.as_str())
-        .map_err(|e| format!("message_id {message_id}: {e}"))?;
-    let type_name = properties
-        .kind()
-        .as_ref()
-        .ok_or("no type property")?
-        .to_string();
-    let routing_key = header(HEADER_ROUTING_KEY)
-        .and_then(header_text)
-        .unwrap_or_else(|| delivery.routing_key.to_string());
+    let message_id = properties.message_id().as_ref().ok_or("no message_id property")?;
+    let message_id = Uuid::parse_str(message_id.as_str()).map_err(|e| format!("message_id {message_id}: {e}"))?;
+    let type_name = properties.kind().as_ref().ok_or("no type property")?.to_string();
+    let routing_key =
+        header(HEADER_ROUTING_KEY).and_then(header_text).unwrap_or_else(|| delivery.routing_key.to_string());
     let timestamp = header(HEADER_TIMESTAMP_NANOS)
         .and_then(header_int)
         .map(DateTime::from_timestamp_nanos)
-        .or_else(|| {
-            properties
-                .timestamp()
-                .and_then(|s| Utc.timestamp_opt(i64::try_from(s).ok()?, 0).single())
-        })
+        .or_else(|| properties.timestamp().and_then(|s| Utc.timestamp_opt(i64::try_from(s).ok()?, 0).single()))
         .unwrap_or_else(Utc::now);
     let mut headers = BTreeMap::new();
     for (key, value) in table {
@@ -1171,15 +972,9 @@ fn decode(delivery: &lapin::message::Delivery) -> Result<(Envelope, u32), String
             headers.insert(key.to_string(), value);
         }
     }
-    let count = |key: &str| {
-        header(key)
-            .and_then(header_int)
-            .and_then(|v| u32::try_from(v).ok())
-    };
+    let count = |key: &str| header(key).and_then(header_int).and_then(|v| u32::try_from(v).ok());
     let returned = count(HEADER_DELIVERY_COUNT).unwrap_or(u32::from(delivery.redelivered));
-    let redeliveries = count(HEADER_REDELIVERIES)
-        .unwrap_or(0)
-        .saturating_add(returned);
+    let redeliveries = count(HEADER_REDELIVERIES).unwrap_or(0).saturating_add(returned);
     let envelope = Envelope {
         message_id,
         routing_key,
@@ -1201,11 +996,7 @@ fn broker_death(delivery: &lapin::message::Delivery, delivery_limit: u32) -> Opt
     let AMQPValue::FieldTable(latest) = deaths.as_slice().first()? else {
         return None;
     };
-    latest
-        .inner()
-        .get("reason")
-        .and_then(header_text)
-        .map(|r| broker_death_reason(&r, delivery_limit))
+    latest.inner().get("reason").and_then(header_text).map(|r| broker_death_reason(&r, delivery_limit))
 }
 
 /// For dead letters handed to an operator: whatever can be read, never an error.
@@ -1213,29 +1004,18 @@ fn decode_lenient(delivery: &lapin::message::Delivery, delivery_limit: u32) -> E
     match decode(delivery) {
         Ok((mut envelope, _)) => {
             if !envelope.headers.contains_key(HEADER_DEATH_REASON) {
-                let reason =
-                    broker_death(delivery, delivery_limit).unwrap_or_else(|| "unknown".to_owned());
-                envelope
-                    .headers
-                    .insert(HEADER_DEATH_REASON.to_owned(), reason);
+                let reason = broker_death(delivery, delivery_limit).unwrap_or_else(|| "unknown".to_owned());
+                envelope.headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
             }
             envelope
         }
         Err(problem) => {
             let mut headers = BTreeMap::new();
-            headers.insert(
-                HEADER_DEATH_REASON.to_owned(),
-                format!("malformed: {problem}"),
-            );
+            headers.insert(HEADER_DEATH_REASON.to_owned(), format!("malformed: {problem}"));
             Envelope {
                 message_id: Uuid::nil(),
                 routing_key: delivery.routing_key.to_string(),
-                type_name: delivery
-                    .properties
-                    .kind()
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .unwrap_or_default(),
+                type_name: delivery.properties.kind().as_ref().map(|k| k.to_string()).unwrap_or_default(),
                 timestamp: Utc::now(),
                 headers,
                 payload: Bytes::from(delivery.data.clone()),

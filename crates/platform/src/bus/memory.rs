@@ -28,8 +28,7 @@ use sqlx::any::AnyRow;
 use tokio::sync::Notify;
 
 use super::{
-    Bus, BusError, Delivery, Disposition, Envelope, HEADER_DEATH_REASON, HEADER_RETRY_COUNT,
-    QueueSpec, Settle,
+    Bus, BusError, Delivery, Disposition, Envelope, HEADER_DEATH_REASON, HEADER_RETRY_COUNT, QueueSpec, Settle,
 };
 use crate::db::{Db, Dialect, RowExt, now_micros};
 
@@ -52,11 +51,7 @@ impl MemoryBus {
     /// A volatile bus: everything queued is lost with the process.
     pub fn new() -> MemoryBus {
         MemoryBus {
-            inner: Arc::new(Inner {
-                state: Mutex::new(State::new()),
-                store: None,
-                closed: AtomicBool::new(false),
-            }),
+            inner: Arc::new(Inner { state: Mutex::new(State::new()), store: None, closed: AtomicBool::new(false) }),
         }
     }
 
@@ -78,17 +73,9 @@ impl MemoryBus {
             state.next_id = state.next_id.max(message.id + 1);
             state.queue(&queue).push(message);
         }
-        tracing::info!(
-            queues = state.queues.len(),
-            pending,
-            "memory bus loaded from database"
-        );
+        tracing::info!(queues = state.queues.len(), pending, "memory bus loaded from database");
         Ok(MemoryBus {
-            inner: Arc::new(Inner {
-                state: Mutex::new(state),
-                store: Some(store),
-                closed: AtomicBool::new(false),
-            }),
+            inner: Arc::new(Inner { state: Mutex::new(state), store: Some(store), closed: AtomicBool::new(false) }),
         })
     }
 
@@ -131,11 +118,7 @@ impl Inner {
     }
 
     fn ensure_open(&self) -> Result<(), BusError> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(BusError::Closed)
-        } else {
-            Ok(())
-        }
+        if self.closed.load(Ordering::SeqCst) { Err(BusError::Closed) } else { Ok(()) }
     }
 }
 
@@ -161,8 +144,7 @@ struct Queue {
 
 impl Queue {
     fn push(&mut self, message: Message) {
-        self.ready
-            .insert((message.available_at, message.id), message);
+        self.ready.insert((message.available_at, message.id), message);
         self.signal.notify_waiters();
     }
 
@@ -181,11 +163,7 @@ struct State {
 
 impl State {
     fn new() -> State {
-        let mut state = State {
-            queues: HashMap::new(),
-            next_id: 1,
-            last_publish: 0,
-        };
+        let mut state = State { queues: HashMap::new(), next_id: 1, last_publish: 0 };
         state.queue(UNROUTABLE_QUEUE);
         state
     }
@@ -211,11 +189,10 @@ impl State {
             .queues
             .iter()
             .filter(|(_, queue)| {
-                queue.spec.as_ref().is_some_and(|spec| {
-                    spec.bindings
-                        .iter()
-                        .any(|b| super::topic_matches(b, routing_key))
-                })
+                queue
+                    .spec
+                    .as_ref()
+                    .is_some_and(|spec| spec.bindings.iter().any(|b| super::topic_matches(b, routing_key)))
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -240,15 +217,7 @@ impl Bus for MemoryBus {
                 for queue in state.route(&envelope.routing_key) {
                     let id = state.next_id;
                     state.next_id += 1;
-                    rows.push((
-                        queue,
-                        Message {
-                            id,
-                            envelope: envelope.clone(),
-                            redeliveries: 0,
-                            available_at: now,
-                        },
-                    ));
+                    rows.push((queue, Message { id, envelope: envelope.clone(), redeliveries: 0, available_at: now }));
                 }
             }
             rows
@@ -295,29 +264,29 @@ impl Bus for MemoryBus {
         .boxed())
     }
 
+    async fn delete_declared(&self) -> Result<(), BusError> {
+        self.inner.ensure_open()?;
+        if let Some(store) = &self.inner.store {
+            store.delete_all().await.map_err(store_error)?;
+        }
+        *self.inner.lock() = State::new();
+        Ok(())
+    }
+
     async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {
         let state = self.inner.lock();
-        let queue = state
-            .queues
-            .get(queue)
-            .ok_or_else(|| BusError::Other(format!("queue {queue} does not exist")))?;
+        let queue = state.queues.get(queue).ok_or_else(|| BusError::Other(format!("queue {queue} does not exist")))?;
         Ok(queue.due(now_micros()) as u64)
     }
 
-    async fn drain_dead_letters(
-        &self,
-        spec: &QueueSpec,
-        max: usize,
-    ) -> Result<Vec<Envelope>, BusError> {
+    async fn drain_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<Envelope>, BusError> {
         let dead_letter_queue = spec.dead_letter_queue();
         let taken: Vec<Message> = {
             let mut state = self.inner.lock();
             let Some(queue) = state.queues.get_mut(&dead_letter_queue) else {
                 return Ok(Vec::new());
             };
-            std::iter::from_fn(|| queue.ready.pop_first().map(|(_, message)| message))
-                .take(max)
-                .collect()
+            std::iter::from_fn(|| queue.ready.pop_first().map(|(_, message)| message)).take(max).collect()
         };
         if let Some(store) = &self.inner.store {
             let ids: Vec<i64> = taken.iter().map(|m| m.id).collect();
@@ -431,11 +400,7 @@ impl Consumer {
             return None;
         }
         settle.handed_out = true;
-        Some(Delivery::new(
-            message.envelope,
-            message.redeliveries,
-            settle,
-        ))
+        Some(Delivery::new(message.envelope, message.redeliveries, settle))
     }
 }
 
@@ -486,18 +451,11 @@ impl MemorySettle {
         let mut message = self.message()?;
         let retries = message.envelope.retry_count();
         if retries + self.redeliveries + 1 >= self.delivery_limit {
-            let reason = format!(
-                "{reason} (delivery limit of {} reached)",
-                self.delivery_limit
-            );
+            let reason = format!("{reason} (delivery limit of {} reached)", self.delivery_limit);
             return self.dead_letter(reason).await;
         }
-        message
-            .envelope
-            .headers
-            .insert(HEADER_RETRY_COUNT.to_owned(), (retries + 1).to_string());
-        message.available_at =
-            now_micros().saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX));
+        message.envelope.headers.insert(HEADER_RETRY_COUNT.to_owned(), (retries + 1).to_string());
+        message.available_at = now_micros().saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX));
         if let Some(store) = &self.inner.store {
             store.retry(&message).await.map_err(store_error)?;
         }
@@ -511,17 +469,11 @@ impl MemorySettle {
 
     async fn dead_letter(mut self: Box<Self>, reason: String) -> Result<(), BusError> {
         let mut message = self.message()?;
-        message
-            .envelope
-            .headers
-            .insert(HEADER_DEATH_REASON.to_owned(), reason);
+        message.envelope.headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
         message.redeliveries = 0;
         message.available_at = now_micros();
         if let Some(store) = &self.inner.store {
-            store
-                .dead_letter(&message, &self.dead_letter_queue)
-                .await
-                .map_err(store_error)?;
+            store.dead_letter(&message, &self.dead_letter_queue).await.map_err(store_error)?;
         }
         let inner = self.inner.clone();
         let mut state = inner.lock();
@@ -533,11 +485,7 @@ impl MemorySettle {
 
 #[async_trait]
 impl Settle for MemorySettle {
-    async fn settle(
-        self: Box<Self>,
-        _envelope: &Envelope,
-        disposition: Disposition,
-    ) -> Result<(), BusError> {
+    async fn settle(self: Box<Self>, _envelope: &Envelope, disposition: Disposition) -> Result<(), BusError> {
         match disposition {
             Disposition::Ack => self.ack().await,
             Disposition::Retry { delay, reason } => self.retry(delay, reason).await,
@@ -594,11 +542,7 @@ impl From<&QueueSpec> for StoredSpec {
             name: spec.name.clone(),
             bindings: spec.bindings.clone(),
             delivery_limit: spec.delivery_limit,
-            retry_delays_ms: spec
-                .retry_delays
-                .iter()
-                .map(|d| d.as_millis() as u64)
-                .collect(),
+            retry_delays_ms: spec.retry_delays.iter().map(|d| d.as_millis() as u64).collect(),
             prefetch: spec.prefetch,
         }
     }
@@ -610,18 +554,13 @@ impl From<StoredSpec> for QueueSpec {
             name: stored.name,
             bindings: stored.bindings,
             delivery_limit: stored.delivery_limit,
-            retry_delays: stored
-                .retry_delays_ms
-                .into_iter()
-                .map(Duration::from_millis)
-                .collect(),
+            retry_delays: stored.retry_delays_ms.into_iter().map(Duration::from_millis).collect(),
             prefetch: stored.prefetch,
         }
     }
 }
 
-const CREATE_QUEUES: &str =
-    "CREATE TABLE IF NOT EXISTS pos_bus_queues (name TEXT PRIMARY KEY, spec TEXT NOT NULL)";
+const CREATE_QUEUES: &str = "CREATE TABLE IF NOT EXISTS pos_bus_queues (name TEXT PRIMARY KEY, spec TEXT NOT NULL)";
 
 // Ids are assigned by the bus (one process per database), so no sequence is needed.
 const CREATE_MESSAGES_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS pos_bus_messages (
@@ -661,15 +600,19 @@ impl Store {
         Ok(())
     }
 
+    async fn delete_all(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query("DELETE FROM pos_bus_messages").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM pos_bus_queues").execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
     async fn load_specs(&self) -> Result<Vec<QueueSpec>, sqlx::Error> {
-        let rows = sqlx::query("SELECT spec FROM pos_bus_queues ORDER BY name")
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query("SELECT spec FROM pos_bus_queues ORDER BY name").fetch_all(self.db.pool()).await?;
         let mut specs = Vec::with_capacity(rows.len());
         for row in rows {
             let text: String = row.try_get("spec")?;
-            let stored: StoredSpec =
-                serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            let stored: StoredSpec = serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?;
             specs.push(stored.into());
         }
         Ok(specs)
@@ -682,14 +625,11 @@ impl Store {
         )
         .fetch_all(self.db.pool())
         .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("queue")?, message_from_row(row)?)))
-            .collect()
+        rows.iter().map(|row| Ok((row.try_get("queue")?, message_from_row(row)?))).collect()
     }
 
     async fn save_spec(&self, spec: &QueueSpec) -> Result<(), sqlx::Error> {
-        let text = serde_json::to_string(&StoredSpec::from(spec))
-            .map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let text = serde_json::to_string(&StoredSpec::from(spec)).map_err(|e| sqlx::Error::Encode(e.into()))?;
         sqlx::query(
             "INSERT INTO pos_bus_queues (name, spec) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec",
@@ -729,10 +669,7 @@ impl Store {
     async fn delete(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
         for id in ids {
-            sqlx::query("DELETE FROM pos_bus_messages WHERE id = $1")
-                .bind(*id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM pos_bus_messages WHERE id = $1").bind(*id).execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -756,11 +693,7 @@ impl Store {
         Ok(())
     }
 
-    async fn dead_letter(
-        &self,
-        message: &Message,
-        dead_letter_queue: &str,
-    ) -> Result<(), sqlx::Error> {
+    async fn dead_letter(&self, message: &Message, dead_letter_queue: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE pos_bus_messages SET queue = $1, headers = $2, redeliveries = 0, available_at = $3 WHERE id = $4",
         )

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+pub use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use pos_proto::BusEvent;
@@ -42,15 +42,9 @@ pub struct Envelope {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("expected a {expected} payload, got {actual}")]
-    WrongType {
-        expected: &'static str,
-        actual: String,
-    },
+    WrongType { expected: &'static str, actual: String },
     #[error("payload is not a valid {type_name}: {source}")]
-    Malformed {
-        type_name: &'static str,
-        source: prost::DecodeError,
-    },
+    Malformed { type_name: &'static str, source: prost::DecodeError },
 }
 
 impl Envelope {
@@ -69,35 +63,24 @@ impl Envelope {
     }
 
     pub fn with_appeal(mut self, appeal_id: impl ToString) -> Envelope {
-        self.headers
-            .insert(HEADER_APPEAL_ID.to_owned(), appeal_id.to_string());
+        self.headers.insert(HEADER_APPEAL_ID.to_owned(), appeal_id.to_string());
         self
     }
 
     pub fn decode<E: BusEvent>(&self) -> Result<E, DecodeError> {
         if self.type_name != E::TYPE {
-            return Err(DecodeError::WrongType {
-                expected: E::TYPE,
-                actual: self.type_name.clone(),
-            });
+            return Err(DecodeError::WrongType { expected: E::TYPE, actual: self.type_name.clone() });
         }
-        E::decode(self.payload.as_ref()).map_err(|source| DecodeError::Malformed {
-            type_name: E::TYPE,
-            source,
-        })
+        E::decode(self.payload.as_ref()).map_err(|source| DecodeError::Malformed { type_name: E::TYPE, source })
     }
 
     /// The event name: the routing key without its region.
     pub fn event(&self) -> &str {
-        self.routing_key
-            .rsplit_once('.')
-            .map_or(&self.routing_key, |(event, _)| event)
+        self.routing_key.rsplit_once('.').map_or(&self.routing_key, |(event, _)| event)
     }
 
     pub fn region(&self) -> &str {
-        self.routing_key
-            .rsplit_once('.')
-            .map_or("", |(_, region)| region)
+        self.routing_key.rsplit_once('.').map_or("", |(_, region)| region)
     }
 
     pub fn appeal_id(&self) -> Option<&str> {
@@ -105,10 +88,7 @@ impl Envelope {
     }
 
     pub fn retry_count(&self) -> u32 {
-        self.headers
-            .get(HEADER_RETRY_COUNT)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        self.headers.get(HEADER_RETRY_COUNT).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 }
 
@@ -147,10 +127,7 @@ impl QueueSpec {
     /// The delay before the retry that follows `retries_done` earlier retries.
     pub fn retry_delay(&self, retries_done: u32) -> Duration {
         let index = (retries_done as usize).min(self.retry_delays.len().saturating_sub(1));
-        self.retry_delays
-            .get(index)
-            .copied()
-            .unwrap_or(Duration::from_secs(1))
+        self.retry_delays.get(index).copied().unwrap_or(Duration::from_secs(1))
     }
 
     /// The name of the queue holding this consumer's dead letters.
@@ -187,11 +164,7 @@ pub enum BusError {
 /// Settles one delivery; implemented by each adapter.
 #[async_trait]
 pub trait Settle: Send + Sync {
-    async fn settle(
-        self: Box<Self>,
-        envelope: &Envelope,
-        disposition: Disposition,
-    ) -> Result<(), BusError>;
+    async fn settle(self: Box<Self>, envelope: &Envelope, disposition: Disposition) -> Result<(), BusError>;
 }
 
 /// One message handed to a consumer. Dropping it unsettled makes it come back (as a crash would).
@@ -204,11 +177,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(envelope: Envelope, redeliveries: u32, settle: Box<dyn Settle>) -> Delivery {
-        Delivery {
-            envelope,
-            redeliveries,
-            settle,
-        }
+        Delivery { envelope, redeliveries, settle }
     }
 
     /// Delivery attempts so far for this consumer, this one included.
@@ -241,17 +210,14 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Takes up to `max` messages out of a consumer's dead-letter queue, for inspection and
     /// replay by operators.
-    async fn drain_dead_letters(
-        &self,
-        spec: &QueueSpec,
-        max: usize,
-    ) -> Result<Vec<Envelope>, BusError>;
+    async fn drain_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<Envelope>, BusError>;
+
+    /// Removes every queue (with its retry and dead-letter queues) declared through this bus,
+    /// and the exchanges, messages included: for decommissioning a deployment or a test run.
+    async fn delete_declared(&self) -> Result<(), BusError>;
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.publish_batch(std::slice::from_ref(envelope))
-            .await
-            .pop()
-            .unwrap_or(Err(BusError::Closed))
+        self.publish_batch(std::slice::from_ref(envelope)).await.pop().unwrap_or(Err(BusError::Closed))
     }
 }
 
@@ -260,9 +226,7 @@ pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
     fn matches(pattern: &[&str], key: &[&str]) -> bool {
         match (pattern.first(), key.first()) {
             (None, None) => true,
-            (Some(&"#"), _) => {
-                matches(&pattern[1..], key) || (!key.is_empty() && matches(pattern, &key[1..]))
-            }
+            (Some(&"#"), _) => matches(&pattern[1..], key) || (!key.is_empty() && matches(pattern, &key[1..])),
             (Some(&"*"), Some(_)) => matches(&pattern[1..], &key[1..]),
             (Some(p), Some(k)) if p == k => matches(&pattern[1..], &key[1..]),
             _ => false,

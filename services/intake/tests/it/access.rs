@@ -115,7 +115,8 @@ async fn the_view_follows_routing_and_ticket_events_and_never_goes_back() {
     // An older status arriving late is ignored.
     ticket_status(&app, &id, "new", t0 + chrono::Duration::seconds(2)).await;
     let dead_or_done = || async {
-        app.bus.queue_depth(pos_intake::consumer::STATUS_QUEUE).await.unwrap() == 0 && app.count("inbox").await == 3
+        app.bus.queue_depth(&app.queue(pos_intake::consumer::STATUS_QUEUE)).await.unwrap() == 0
+            && app.count("inbox").await == 3
     };
     eventually("the late event is handled", dead_or_done).await;
     let view = get(&app, &id, &applicant_token()).await.unwrap();

@@ -218,6 +218,8 @@ pub struct TestApp {
     pub bus: Arc<MemoryBus>,
     pub client: IntakeServiceClient<Channel>,
     pub dir: TempDir,
+    /// The exchange, which the host puts before every queue name.
+    pub exchange: String,
     shutdown: CancellationToken,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -246,13 +248,14 @@ impl TestApp {
         let ctx =
             ServiceContext { infra: infra.clone(), db: db.clone(), config_file: None, self_endpoint: endpoint.clone() };
         let component = pos_intake::component_from(ctx, config, source).await.expect("intake builds");
+        let exchange = infra.config.exchange.clone();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({
             let shutdown = shutdown.clone();
             async move { pos_platform::host::run(&infra, vec![component], listener, shutdown).await }
         });
         let client = IntakeServiceClient::new(pos_platform::grpc::channel(&endpoint).expect("channel"));
-        let app = TestApp { db, bus, client, dir, shutdown, server };
+        let app = TestApp { db, bus, client, dir, exchange, shutdown, server };
         app.wait_for_consumers().await;
         app
     }
@@ -261,14 +264,19 @@ impl TestApp {
     /// the unroutable queue.
     async fn wait_for_consumers(&self) {
         for _ in 0..200 {
-            let routed = self.bus.queue_depth(pos_intake::consumer::ROUTED_QUEUE).await;
-            let status = self.bus.queue_depth(pos_intake::consumer::STATUS_QUEUE).await;
+            let routed = self.bus.queue_depth(&self.queue(pos_intake::consumer::ROUTED_QUEUE)).await;
+            let status = self.bus.queue_depth(&self.queue(pos_intake::consumer::STATUS_QUEUE)).await;
             if routed.is_ok() && status.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("intake's consumers did not start");
+    }
+
+    /// The name a consumer's queue has on the bus.
+    pub fn queue(&self, consumer_queue: &str) -> String {
+        format!("{}.{consumer_queue}", self.exchange)
     }
 
     pub async fn stop(self) {

@@ -26,10 +26,7 @@ fn appeal(id: &str, region: &str, fact: &str, picked: &str) -> AppealReceived {
     AppealReceived {
         appeal_id: id.into(),
         number: 251819982,
-        registered_at: Some(prost_types::Timestamp {
-            seconds: 1_736_943_480,
-            nanos: 0,
-        }),
+        registered_at: Some(prost_types::Timestamp { seconds: 1_736_943_480, nanos: 0 }),
         source: pb::Source::PortalWidget as i32,
         applicant: Some(pb::Applicant {
             full_name: "Иванова Мария Петровна".into(),
@@ -53,18 +50,12 @@ fn appeal(id: &str, region: &str, fact: &str, picked: &str) -> AppealReceived {
 async fn a_received_appeal_is_routed_over_the_bus_with_everything_downstream_needs() {
     let app = spawn_app().await;
     // Declared here too, so that the publish below cannot race the consumer's start.
-    app.bus
-        .declare(&QueueSpec::new(QUEUE, &["appeal.received.*"]))
-        .await
-        .unwrap();
+    app.bus.declare(&QueueSpec::new(QUEUE, &["appeal.received.*"])).await.unwrap();
     let watcher = QueueSpec::new("test.appeal-routed", &["appeal.routed.#"]);
     let mut routed_stream = app.bus.consume(&watcher).await.unwrap();
 
     let received = appeal("a-1", "41", "education.e-diary.access", "");
-    app.bus
-        .publish(&Envelope::new(&received, "41").with_appeal("a-1"))
-        .await
-        .unwrap();
+    app.bus.publish(&Envelope::new(&received, "41").with_appeal("a-1")).await.unwrap();
 
     let delivery = tokio::time::timeout(Duration::from_secs(20), routed_stream.next())
         .await
@@ -78,36 +69,23 @@ async fn a_received_appeal_is_routed_over_the_bus_with_everything_downstream_nee
     let organization = routed.organization.clone().unwrap();
     assert_eq!(organization.id, "41-kcioko");
     assert_eq!(routed.time_zone, "Asia/Kamchatka");
-    assert_eq!(
-        (routed.period_days, routed.working_days, routed.fast_track),
-        (10, false, true)
-    );
+    assert_eq!((routed.period_days, routed.working_days, routed.fast_track), (10, false, true));
     assert!(!routed.delegated_by_auto_rule);
     assert_eq!(routed.appeal_id, "a-1");
     assert_eq!(routed.number, received.number);
     assert_eq!(routed.registered_at, received.registered_at);
     assert_eq!(routed.source, received.source);
     assert_eq!(routed.region_code, "41");
-    assert_eq!(
-        (routed.category_id.as_str(), routed.subcategory_id.as_str()),
-        ("education", "education.e-diary")
-    );
+    assert_eq!((routed.category_id.as_str(), routed.subcategory_id.as_str()), ("education", "education.e-diary"));
     assert_eq!(routed.fact_id, "education.e-diary.access");
     assert_eq!(routed.public_text, received.public_text);
     assert_eq!(routed.problem_address, received.problem_address);
     assert_eq!(routed.applicant, received.applicant);
     assert!(routed.routed_at.is_some());
-    assert!(
-        routed.explanation.contains("41-kcioko"),
-        "{}",
-        routed.explanation
-    );
+    assert!(routed.explanation.contains("41-kcioko"), "{}", routed.explanation);
 
     let mut conn = app.db.pool().acquire().await.unwrap();
-    let decision = pos_routing::store::decision(&mut conn, "a-1")
-        .await
-        .unwrap()
-        .expect("decision recorded");
+    let decision = pos_routing::store::decision(&mut conn, "a-1").await.unwrap().expect("decision recorded");
     assert_eq!(decision.organization_id, "41-kcioko");
     assert_eq!(decision.message_id, app_message_id(&app.db, "a-1").await);
     drop(conn);
@@ -129,11 +107,7 @@ struct Recorded(Arc<Mutex<Vec<Disposition>>>);
 
 #[async_trait]
 impl Settle for Recorded {
-    async fn settle(
-        self: Box<Self>,
-        _envelope: &Envelope,
-        disposition: Disposition,
-    ) -> Result<(), BusError> {
+    async fn settle(self: Box<Self>, _envelope: &Envelope, disposition: Disposition) -> Result<(), BusError> {
         self.0.lock().unwrap().push(disposition);
         Ok(())
     }
@@ -149,13 +123,8 @@ struct Harness {
 
 impl Harness {
     async fn new(db: Db) -> Harness {
-        load_seed(&db, &Seed::embedded().unwrap(), OnConflict::Keep)
-            .await
-            .unwrap();
-        let snapshots = Arc::new(Snapshots::new(
-            Arc::new(MemoryCache::new()),
-            Duration::from_secs(60),
-        ));
+        load_seed(&db, &Seed::embedded().unwrap(), OnConflict::Keep).await.unwrap();
+        let snapshots = Arc::new(Snapshots::new(Arc::new(MemoryCache::new()), Duration::from_secs(60)));
         Harness {
             db,
             handler: AppealReceivedHandler::new(snapshots, Arc::new(RoutingConfig::default())),
@@ -166,9 +135,7 @@ impl Harness {
 
     async fn deliver(&self, envelope: &Envelope) -> Outcome {
         let delivery = Delivery::new(envelope.clone(), 0, Box::new(self.settled.clone()));
-        process(&self.db, &self.handler, &self.spec, delivery)
-            .await
-            .unwrap()
+        process(&self.db, &self.handler, &self.spec, delivery).await.unwrap()
     }
 
     /// The routed events in the outbox, with their routing keys.
@@ -181,37 +148,20 @@ impl Harness {
             .map(|row| {
                 assert_eq!(row.get::<String, _>("type_name"), AppealRouted::TYPE);
                 let payload: Vec<u8> = row.get("payload");
-                (
-                    row.get("routing_key"),
-                    AppealRouted::decode(payload.as_slice()).unwrap(),
-                )
+                (row.get("routing_key"), AppealRouted::decode(payload.as_slice()).unwrap())
             })
             .collect()
     }
 
     async fn decisions(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM routing_decisions")
-            .fetch_one(self.db.pool())
-            .await
-            .unwrap()
+        sqlx::query_scalar("SELECT COUNT(*) FROM routing_decisions").fetch_one(self.db.pool()).await.unwrap()
     }
 
     async fn route(&self, appeal: &AppealReceived) -> AppealRouted {
-        let region = if appeal.region_code.is_empty() {
-            "00"
-        } else {
-            appeal.region_code.as_str()
-        };
-        let outcome = self
-            .deliver(&Envelope::new(appeal, region).with_appeal(&appeal.appeal_id))
-            .await;
+        let region = if appeal.region_code.is_empty() { "00" } else { appeal.region_code.as_str() };
+        let outcome = self.deliver(&Envelope::new(appeal, region).with_appeal(&appeal.appeal_id)).await;
         assert_eq!(outcome, Outcome::Done);
-        self.routed()
-            .await
-            .into_iter()
-            .map(|(_, r)| r)
-            .find(|r| r.appeal_id == appeal.appeal_id)
-            .expect("routed")
+        self.routed().await.into_iter().map(|(_, r)| r).find(|r| r.appeal_id == appeal.appeal_id).expect("routed")
     }
 }
 
@@ -222,27 +172,17 @@ async fn postgres() -> Db {
 #[tokio::test]
 async fn the_same_appeal_twice_is_routed_once() {
     let harness = Harness::new(postgres().await).await;
-    let envelope = Envelope::new(&appeal("a-1", "41", "education.e-diary.access", ""), "41")
-        .with_appeal("a-1");
+    let envelope = Envelope::new(&appeal("a-1", "41", "education.e-diary.access", ""), "41").with_appeal("a-1");
     assert_eq!(harness.deliver(&envelope).await, Outcome::Done);
     // Redelivered: the inbox knows the message.
     assert_eq!(harness.deliver(&envelope).await, Outcome::Duplicate);
     // Republished under a new message id: the decision table knows the appeal.
-    let again = Envelope::new(&appeal("a-1", "41", "education.e-diary.access", ""), "41")
-        .with_appeal("a-1");
+    let again = Envelope::new(&appeal("a-1", "41", "education.e-diary.access", ""), "41").with_appeal("a-1");
     assert_ne!(again.message_id, envelope.message_id);
     assert_eq!(harness.deliver(&again).await, Outcome::Done);
     assert_eq!(harness.decisions().await, 1);
     assert_eq!(harness.routed().await.len(), 1);
-    assert!(
-        harness
-            .settled
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|d| *d == Disposition::Ack)
-    );
+    assert!(harness.settled.0.lock().unwrap().iter().all(|d| *d == Disposition::Ack));
     harness.db.drop_schema().await.unwrap();
 }
 
@@ -251,86 +191,36 @@ async fn appeals_that_cannot_be_routed_as_asked_still_reach_a_cabinet_with_the_r
     let harness = Harness::new(postgres().await).await;
 
     // A fact routing does not know: the region's cabinet, standard period.
-    let routed = harness
-        .route(&appeal("unknown-fact", "41", "no-such-fact", ""))
-        .await;
+    let routed = harness.route(&appeal("unknown-fact", "41", "no-such-fact", "")).await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "cabinet-41");
     assert_eq!((routed.period_days, routed.fast_track), (30, false));
     assert_eq!(routed.time_zone, "Asia/Kamchatka");
-    assert!(
-        routed.explanation.contains("not in the classifier"),
-        "{}",
-        routed.explanation
-    );
+    assert!(routed.explanation.contains("not in the classifier"), "{}", routed.explanation);
 
     // A region routing does not know: the platform's fallback, in Moscow time.
-    let routed = harness
-        .route(&appeal(
-            "unknown-region",
-            "42x",
-            "education.e-diary.access",
-            "",
-        ))
-        .await;
+    let routed = harness.route(&appeal("unknown-region", "42x", "education.e-diary.access", "")).await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "mintsifry-sc");
     assert_eq!(routed.time_zone, "Europe/Moscow");
-    assert!(
-        routed.explanation.contains("unknown region"),
-        "{}",
-        routed.explanation
-    );
+    assert!(routed.explanation.contains("unknown region"), "{}", routed.explanation);
 
     // A college picked for a school fact: the region's cabinet, and why.
     let routed = harness
-        .route(&appeal(
-            "wrong-type",
-            "41",
-            "edu-records.documents.school-certificate-missing",
-            "41-college-polytech",
-        ))
+        .route(&appeal("wrong-type", "41", "edu-records.documents.school-certificate-missing", "41-college-polytech"))
         .await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "cabinet-41");
     assert_eq!(routed.period_days, 2, "the fact's period still holds");
-    assert!(
-        routed.explanation.contains("college"),
-        "{}",
-        routed.explanation
-    );
-    assert!(
-        routed.explanation.contains("picked_organization_id"),
-        "{}",
-        routed.explanation
-    );
+    assert!(routed.explanation.contains("college"), "{}", routed.explanation);
+    assert!(routed.explanation.contains("picked_organization_id"), "{}", routed.explanation);
 
     // A school that is not connected: its department answers.
     let routed = harness
-        .route(&appeal(
-            "offline",
-            "41",
-            "edu-records.documents.school-certificate-missing",
-            "41-school-pk-33",
-        ))
+        .route(&appeal("offline", "41", "edu-records.documents.school-certificate-missing", "41-school-pk-33"))
         .await;
-    assert_eq!(
-        routed.organization.as_ref().unwrap().id,
-        "41-uo-petropavlovsk"
-    );
-    assert!(
-        routed.explanation.contains("not connected"),
-        "{}",
-        routed.explanation
-    );
+    assert_eq!(routed.organization.as_ref().unwrap().id, "41-uo-petropavlovsk");
+    assert!(routed.explanation.contains("not connected"), "{}", routed.explanation);
 
     assert_eq!(harness.decisions().await, 4);
-    assert!(
-        harness
-            .settled
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|d| *d == Disposition::Ack)
-    );
+    assert!(harness.settled.0.lock().unwrap().iter().all(|d| *d == Disposition::Ack));
     harness.db.drop_schema().await.unwrap();
 }
 
@@ -339,34 +229,16 @@ async fn the_event_is_keyed_and_timed_by_the_addressees_region() {
     let harness = Harness::new(postgres().await).await;
     // An applicant in Kamchatka whose school is in Tatarstan.
     let routed = harness
-        .route(&appeal(
-            "cross",
-            "41",
-            "edu-records.documents.school-certificate-missing",
-            "16-school-kazan-131",
-        ))
+        .route(&appeal("cross", "41", "edu-records.documents.school-certificate-missing", "16-school-kazan-131"))
         .await;
-    assert_eq!(
-        routed.organization.as_ref().unwrap().id,
-        "16-school-kazan-131"
-    );
+    assert_eq!(routed.organization.as_ref().unwrap().id, "16-school-kazan-131");
     assert_eq!(routed.time_zone, "Europe/Moscow");
-    assert_eq!(
-        routed.region_code, "41",
-        "the applicant's region stays on the appeal"
-    );
+    assert_eq!(routed.region_code, "41", "the applicant's region stays on the appeal");
     // Рособрнадзор has no region: the applicant's zone and region key.
-    let routed = harness
-        .route(&appeal("federal", "41", "edu-records.documents.other", ""))
-        .await;
+    let routed = harness.route(&appeal("federal", "41", "edu-records.documents.other", "")).await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "rosobrnadzor");
     assert_eq!(routed.time_zone, "Asia/Kamchatka");
-    let keys: Vec<String> = harness
-        .routed()
-        .await
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect();
+    let keys: Vec<String> = harness.routed().await.into_iter().map(|(key, _)| key).collect();
     assert_eq!(keys, ["appeal.routed.16", "appeal.routed.41"]);
     harness.db.drop_schema().await.unwrap();
 }
@@ -383,10 +255,7 @@ async fn only_an_unreadable_payload_is_poison() {
     assert!(harness.routed().await.is_empty());
     assert!(matches!(
         harness.settled.0.lock().unwrap()[..],
-        [
-            Disposition::DeadLetter { .. },
-            Disposition::DeadLetter { .. }
-        ]
+        [Disposition::DeadLetter { .. }, Disposition::DeadLetter { .. }]
     ));
     harness.db.drop_schema().await.unwrap();
 }
@@ -395,12 +264,9 @@ async fn only_an_unreadable_payload_is_poison() {
 async fn the_consumer_works_the_same_on_sqlite() {
     let (db, _dir) = pos_platform::testing::sqlite_db("routing", &pos_routing::MIGRATIONS).await;
     let harness = Harness::new(db).await;
-    let routed = harness
-        .route(&appeal("s-1", "41", "education.e-diary.access", ""))
-        .await;
+    let routed = harness.route(&appeal("s-1", "41", "education.e-diary.access", "")).await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "41-kcioko");
-    let envelope = Envelope::new(&appeal("s-1", "41", "education.e-diary.access", ""), "41")
-        .with_appeal("s-1");
+    let envelope = Envelope::new(&appeal("s-1", "41", "education.e-diary.access", ""), "41").with_appeal("s-1");
     assert_eq!(harness.deliver(&envelope).await, Outcome::Done);
     assert_eq!(harness.decisions().await, 1);
     assert_eq!(harness.routed().await.len(), 1);

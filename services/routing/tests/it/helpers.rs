@@ -31,9 +31,7 @@ pub async fn spawn_app() -> App {
     let dir = TempDir::new();
     let db = testing::postgres_db("routing", &pos_routing::MIGRATIONS).await;
     let cache = Arc::new(
-        RedisCache::connect(&testing::redis_url(), &testing::unique("routing"))
-            .await
-            .expect("local Redis is running"),
+        RedisCache::connect(&testing::redis_url(), &testing::unique("routing")).await.expect("local Redis is running"),
     );
     let bus = Arc::new(MemoryBus::new());
     let infra = Infra {
@@ -55,19 +53,9 @@ pub async fn spawn_app() -> App {
     let shutdown = CancellationToken::new();
     let server = {
         let (infra, shutdown) = (infra.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            pos_platform::host::run(&infra, vec![component], listener, shutdown).await
-        })
+        tokio::spawn(async move { pos_platform::host::run(&infra, vec![component], listener, shutdown).await })
     };
-    let app = App {
-        addr,
-        db,
-        bus,
-        cache,
-        shutdown,
-        server,
-        _dir: dir,
-    };
+    let app = App { addr, db, bus, cache, shutdown, server, _dir: dir };
     app.wait_until_serving().await;
     app
 }
@@ -76,10 +64,7 @@ impl App {
     async fn wait_until_serving(&self) {
         let endpoint = format!("http://{}", self.addr);
         for _ in 0..100 {
-            if pos_platform::host::healthcheck(&endpoint, "pos.v1.RoutingService")
-                .await
-                .is_ok()
-            {
+            if pos_platform::host::healthcheck(&endpoint, "pos.v1.RoutingService").await.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -88,9 +73,7 @@ impl App {
     }
 
     pub async fn client(&self) -> RoutingServiceClient<Channel> {
-        RoutingServiceClient::connect(format!("http://{}", self.addr))
-            .await
-            .expect("connect")
+        RoutingServiceClient::connect(format!("http://{}", self.addr)).await.expect("connect")
     }
 
     pub async fn stop(self) {
@@ -121,9 +104,5 @@ pub fn applicant<T>(message: T) -> tonic::Request<T> {
 pub fn assert_invalid(status: &tonic::Status, field: &str) {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     let fields = pos_platform::grpc::violated_fields(status);
-    assert!(
-        fields.iter().any(|f| f == field),
-        "expected a violation of {field}, got {fields:?}: {}",
-        status.message()
-    );
+    assert!(fields.iter().any(|f| f == field), "expected a violation of {field}, got {fields:?}: {}", status.message());
 }
