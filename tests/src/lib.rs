@@ -37,6 +37,8 @@ pub struct Options {
     /// Services to host in-process; empty: all five.
     pub services: Vec<&'static str>,
     pub config_file: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Options {
@@ -48,6 +50,7 @@ impl Options {
             amqp_url: None,
             services: Vec::new(),
             config_file: None,
+            metrics_addr: None,
         }
     }
 }
@@ -101,7 +104,8 @@ impl ServiceProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let endpoint = format!("http://127.0.0.1:{port}");
         let child = std::process::Command::new(binary)
-            .args(["up", "--services", &services.join(",")])
+            .arg("up")
+            .args(if services.is_empty() { Vec::new() } else { vec!["--services".to_owned(), services.join(",")] })
             .envs(config_env(config))
             .env("POS_GRPC_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", std::env::var("TEST_LOG").map(|_| "info").unwrap_or("warn"))
@@ -114,6 +118,20 @@ impl ServiceProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(process)
+    }
+
+    /// SIGTERM, then waits up to `limit` for the process to exit; returns its exit status.
+    pub fn terminate(mut self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let status = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the process did not stop within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: no shutdown, no flushing, as a crash.
@@ -146,8 +164,10 @@ impl Platform {
 
     pub async fn start_with(options: Options) -> anyhow::Result<Platform> {
         testing::init_for_tests_once();
-        let Options { mode, data, run_id, amqp_url, services, config_file } = options;
-        let infra = Infra::connect(config(mode, &data, &run_id, amqp_url.as_deref())).await?;
+        let Options { mode, data, run_id, amqp_url, services, config_file, metrics_addr } = options;
+        let mut config = config(mode, &data, &run_id, amqp_url.as_deref());
+        config.metrics_addr = metrics_addr;
+        let infra = Infra::connect(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let components = pos::up::components(&infra, config_file, &endpoint, &services).await?;

@@ -62,7 +62,8 @@ impl Relay {
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(100);
-        let mut last_purge = std::time::Instant::now();
+        // Housekeeping (purge, backlog gauge) runs at the first idle moment, then every 10 s.
+        let mut last_purge: Option<std::time::Instant> = None;
         loop {
             // Drain whatever is committed; finish the batch in hand even when shutting down.
             match self.publish_batch().await {
@@ -86,8 +87,8 @@ impl Relay {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            if last_purge.elapsed() > Duration::from_secs(10) {
-                last_purge = std::time::Instant::now();
+            if last_purge.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                last_purge = Some(std::time::Instant::now());
                 if let Err(error) = self.purge_sent().await {
                     tracing::warn!(%error, "outbox purge failed");
                 }

@@ -1,4 +1,6 @@
 //! End-to-end: the platform driven over gRPC like an external system.
 
 mod faults;
+mod lifecycle;
+mod observability;
 mod submit_to_ticket;
