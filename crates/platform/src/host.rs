@@ -211,7 +211,11 @@ pub async fn run(
 }
 
 /// Publishes `pos_consumer_lag{queue}` (messages waiting) every few seconds.
-async fn report_consumer_lag(bus: Arc<dyn Bus>, queues: Vec<String>, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn report_consumer_lag(
+    bus: Arc<dyn Bus>,
+    queues: Vec<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {

@@ -212,8 +212,16 @@ fn print_row(header: bool, r: &StepReport) {
     if header {
         println!(
             "{:>8} {:>9} {:>7} {:>10} {:>11} {:>11} {:>9} {:>13} {:>13} {:>13}",
-            "target/s", "submitted", "failed", "achieved/s", "submit p50", "submit p99", "ticketed", "to-ticket p50",
-            "to-ticket p99", "to-ticket max"
+            "target/s",
+            "submitted",
+            "failed",
+            "achieved/s",
+            "submit p50",
+            "submit p99",
+            "ticketed",
+            "to-ticket p50",
+            "to-ticket p99",
+            "to-ticket max"
         );
     }
     println!(

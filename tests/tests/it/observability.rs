@@ -28,7 +28,9 @@ async fn metrics_cover_grpc_consumers_outbox_and_lag() {
     // The gauges are sampled every few seconds.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut text = scrape(addr);
-    while !(text.contains("pos_consumer_lag") && text.contains("pos_outbox_backlog")) && std::time::Instant::now() < deadline {
+    while !(text.contains("pos_consumer_lag") && text.contains("pos_outbox_backlog"))
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(500)).await;
         text = scrape(addr);
     }

@@ -598,7 +598,8 @@ impl Bus for AmqpBus {
     }
 
     async fn delete_declared(&self) -> Result<(), BusError> {
-        let specs: Vec<QueueSpec> = self.shared.specs.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let specs: Vec<QueueSpec> =
+            self.shared.specs.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         let link = self.shared.link(LINK_WAIT).await?;
         let names = &self.shared.names;
         let delete = async {
