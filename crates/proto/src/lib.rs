@@ -45,3 +45,11 @@ macro_rules! bus_event {
 bus_event!(v1::events::AppealReceived, "appeal.received", "pos.v1.events.AppealReceived");
 bus_event!(v1::events::AppealRouted, "appeal.routed", "pos.v1.events.AppealRouted");
 bus_event!(v1::events::TicketStatusChanged, "ticket.status_changed", "pos.v1.events.TicketStatusChanged");
+bus_event!(v1::events::TicketAnswerApproved, "ticket.answer_approved", "pos.v1.events.TicketAnswerApproved");
+bus_event!(v1::events::TicketReopened, "ticket.reopened", "pos.v1.events.TicketReopened");
+bus_event!(v1::events::TicketRerouteRequested, "ticket.reroute_requested", "pos.v1.events.TicketRerouteRequested");
+bus_event!(v1::events::SlaArmed, "sla.armed", "pos.v1.events.SlaArmed");
+bus_event!(v1::events::SlaFastTrack, "sla.fast_track", "pos.v1.events.SlaFastTrack");
+bus_event!(v1::events::SlaWarning, "sla.warning", "pos.v1.events.SlaWarning");
+bus_event!(v1::events::SlaOverdue, "sla.overdue", "pos.v1.events.SlaOverdue");
+bus_event!(v1::events::SlaMet, "sla.met", "pos.v1.events.SlaMet");

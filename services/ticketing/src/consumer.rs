@@ -40,6 +40,10 @@ impl Handler for AppealRoutedHandler {
             actor: "routing".into(),
             at: Some(pos_proto::time::to_proto(ticket.created_at)),
             region_code: ticket.region_code.clone(),
+            action: pos_proto::v1::events::TicketAction::Created as i32,
+            assignee_id: ticket.assignee_id.clone(),
+            time_zone: routed.time_zone.clone(),
+            ..Default::default()
         };
         outbox::enqueue(tx, &Envelope::new(&changed, &ticket.region_code).with_appeal(&ticket.appeal_id)).await?;
         Ok(())
