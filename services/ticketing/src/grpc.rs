@@ -107,6 +107,17 @@ impl TicketingService for Ticketing {
         }))
     }
 
+    async fn list_staff(
+        &self,
+        _request: Request<pb::ListStaffRequest>,
+    ) -> Result<Response<pb::ListStaffResponse>, Status> {
+        Err(Status::unimplemented("the staff directory is not available yet"))
+    }
+
+    async fn upsert_staff(&self, _request: Request<pb::StaffMember>) -> Result<Response<pb::StaffMember>, Status> {
+        Err(Status::unimplemented("the staff directory is not available yet"))
+    }
+
     async fn get_ticket(&self, request: Request<pb::GetTicketRequest>) -> Result<Response<pb::Ticket>, Status> {
         const METHOD: &str = "pos.v1.TicketingService/GetTicket";
         let caller = authorize(&request, METHOD, &CABINET_ROLES)?;
