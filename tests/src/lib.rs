@@ -79,6 +79,9 @@ pub fn config_env(config: &PlatformConfig) -> Vec<(String, String)> {
         ("POS_AUTH__HS256_SECRET".to_owned(), testing::TEST_SECRET.to_owned()),
         ("POS_SHUTDOWN_GRACE_SECS".to_owned(), config.shutdown_grace_secs.to_string()),
     ];
+    if let Some(endpoint) = &config.otlp_endpoint {
+        env.push(("POS_OTLP_ENDPOINT".to_owned(), endpoint.clone()));
+    }
     for (name, value) in [
         ("POS_DATABASE_URL", &config.database_url),
         ("POS_AMQP_URL", &config.amqp_url),
@@ -282,23 +285,7 @@ impl Platform {
 
     /// Every ticket of an organization (all folders), as its system integration sees them.
     pub async fn all_tickets(&self, organization_id: &str) -> anyhow::Result<Vec<pb::Ticket>> {
-        let token = testing::token("e2e-system", organization_id, "", &[Role::System]);
-        let mut tickets = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let request = pb::ListTicketsRequest {
-                organization_id: organization_id.to_owned(),
-                page_size: 500,
-                page_token: page_token.clone(),
-                ..Default::default()
-            };
-            let page = self.ticketing().list_tickets(pos_platform::grpc::outgoing(request, &token)).await?.into_inner();
-            tickets.extend(page.tickets);
-            if page.next_page_token.is_empty() {
-                return Ok(tickets);
-            }
-            page_token = page.next_page_token;
-        }
+        all_tickets(&self.endpoint, organization_id).await
     }
 
     /// Waits until the organization holds `expected` tickets (or the timeout passes) and
@@ -309,14 +296,47 @@ impl Platform {
         expected: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<pb::Ticket>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let tickets = self.all_tickets(organization_id).await?;
-            if tickets.len() >= expected || Instant::now() > deadline {
-                return Ok(tickets);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        wait_for_tickets(&self.endpoint, organization_id, expected, timeout).await
+    }
+}
+
+/// Every ticket of an organization (all folders) at `endpoint`, as a system integration sees them.
+pub async fn all_tickets(endpoint: &str, organization_id: &str) -> anyhow::Result<Vec<pb::Ticket>> {
+    let token = testing::token("e2e-system", organization_id, "", &[Role::System]);
+    let mut client = TicketingServiceClient::new(pos_platform::grpc::channel(endpoint)?);
+    let mut tickets = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListTicketsRequest {
+            organization_id: organization_id.to_owned(),
+            page_size: 500,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let page = client.list_tickets(pos_platform::grpc::outgoing(request, &token)).await?.into_inner();
+        tickets.extend(page.tickets);
+        if page.next_page_token.is_empty() {
+            return Ok(tickets);
         }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Waits until the organization at `endpoint` holds `expected` tickets (or the timeout passes)
+/// and returns what it holds then.
+pub async fn wait_for_tickets(
+    endpoint: &str,
+    organization_id: &str,
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<pb::Ticket>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tickets = all_tickets(endpoint, organization_id).await?;
+        if tickets.len() >= expected || Instant::now() > deadline {
+            return Ok(tickets);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

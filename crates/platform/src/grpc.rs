@@ -110,6 +110,17 @@ pub async fn serve(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, services = ?health_services, "grpc server listening");
+    // Accepted sockets do not inherit the builder's TCP_NODELAY (it applies to `serve(addr)`
+    // only). Without it a response spanning several segments waits for the peer's delayed ACK:
+    // a ~40 ms floor under every larger reply, e.g. a page of tickets.
+    let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |stream| {
+        if let Ok(stream) = &stream
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::warn!(%error, "failed to set TCP_NODELAY on a grpc connection");
+        }
+        stream
+    });
     tonic::transport::Server::builder()
         .trace_fn(|request| {
             let span = tracing::info_span!("grpc", method = %request.uri().path());
@@ -121,7 +132,7 @@ pub async fn serve(
         .add_routes(routes)
         .add_service(health)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+        .serve_with_incoming_shutdown(incoming, stopping)
         .await?;
     tracing::info!(%addr, "grpc server stopped");
     Ok(())

@@ -18,9 +18,6 @@ const ORGANIZATION: &str = "41-kcioko";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// The platform's gRPC endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub endpoint: String,
     /// Target rates (appeals per second), one step each, in order.
     #[arg(long, value_delimiter = ',', default_values_t = [25u32, 50, 100, 200, 400])]
     pub rates: Vec<u32>,
@@ -33,9 +30,6 @@ pub struct BenchArgs {
     /// Seconds to wait after a step for its last tickets.
     #[arg(long, default_value_t = 120)]
     pub drain_seconds: u64,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,24 +46,29 @@ pub struct StepReport {
     pub to_ticket_max_ms: f64,
 }
 
-pub async fn run(args: BenchArgs, authenticator: &Authenticator) -> anyhow::Result<Vec<StepReport>> {
+pub async fn run(
+    args: BenchArgs,
+    endpoint: &str,
+    json: bool,
+    authenticator: &Authenticator,
+) -> anyhow::Result<Vec<StepReport>> {
     let hour = Duration::from_secs(3600);
     let operator = authenticator.mint("bench-operator", "", "41", &[Role::Operator], hour)?;
     let system = authenticator.mint("bench-system", ORGANIZATION, "41", &[Role::System], hour)?;
-    let channel = tonic::transport::Endpoint::from_shared(args.endpoint.clone())?
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
         .connect()
         .await
-        .with_context(|| format!("failed to connect to {}", args.endpoint))?;
+        .with_context(|| format!("failed to connect to {endpoint}"))?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut reports = Vec::new();
     for (step, rate) in args.rates.iter().copied().enumerate() {
         let report = step_at(&args, &channel, &operator, &system, &format!("{run_id}-{step}"), rate).await?;
-        if !args.json {
+        if !json {
             print_row(reports.is_empty(), &report);
         }
         reports.push(report);
     }
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(reports)

@@ -13,6 +13,8 @@ struct Cli {
     /// A TOML configuration file (also `POS_CONFIG`).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    target: crate::ops::Target,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +27,24 @@ enum Command {
         /// Which services to run (all by default), e.g. `--services routing` to scale one alone.
         #[arg(long, value_delimiter = ',', value_parser = up::parse_service)]
         services: Vec<&'static str>,
+    },
+    /// The classifier: categories, subcategories and facts with their periods.
+    Classifier,
+    /// Register an appeal (as an operator taking it by phone).
+    Submit(crate::ops::SubmitArgs),
+    /// An organization's cabinet: folder counts and the list.
+    Tickets(crate::ops::TicketsArgs),
+    /// An appeal with its routing and status.
+    Show { appeal_id: String },
+    /// An appeal's answer and execution deadlines.
+    Deadlines { appeal_id: String },
+    /// Load the seed classifier, directory and regions into the routing database (existing
+    /// rows are updated from the files).
+    Seed {
+        /// A directory with regions.toml, classifier.toml, organizations.toml; the built-in
+        /// seed when omitted.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Submit appeals at rising rates to a running platform and report throughput and latency.
     Bench(crate::bench::BenchArgs),
@@ -48,6 +68,14 @@ enum Command {
     },
 }
 
+async fn client(
+    target: crate::ops::Target,
+    config: &pos_platform::config::PlatformConfig,
+) -> anyhow::Result<crate::ops::Client> {
+    let authenticator = pos_platform::auth::Authenticator::from_config(&config.auth)?;
+    crate::ops::Client::connect(target, authenticator).await
+}
+
 fn parse_role(value: &str) -> Result<Role, String> {
     value.parse()
 }
@@ -61,7 +89,15 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Migrate => up::migrate(config).await,
         Command::Bench(args) => {
             let authenticator = pos_platform::auth::Authenticator::from_config(&config.auth)?;
-            crate::bench::run(args, &authenticator).await.map(|_| ())
+            crate::bench::run(args, &cli.target.endpoint, cli.target.json, &authenticator).await.map(|_| ())
+        }
+        Command::Seed { dir } => up::seed(config, dir.as_deref()).await,
+        Command::Classifier => crate::ops::classifier(&client(cli.target, &config).await?).await,
+        Command::Submit(args) => crate::ops::submit(&client(cli.target, &config).await?, args).await,
+        Command::Tickets(args) => crate::ops::tickets(&client(cli.target, &config).await?, args).await,
+        Command::Show { appeal_id } => crate::ops::show(&client(cli.target, &config).await?, &appeal_id).await,
+        Command::Deadlines { appeal_id } => {
+            crate::ops::deadlines(&client(cli.target, &config).await?, &appeal_id).await
         }
         Command::Token { role, org, region, subject, hours } => {
             let authenticator = pos_platform::auth::Authenticator::from_config(&config.auth)?;

@@ -49,6 +49,22 @@ pub async fn migrate(config: PlatformConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads the routing seed (built in, or from `dir`) into the routing database.
+pub async fn seed(config: PlatformConfig, dir: Option<&Path>) -> anyhow::Result<()> {
+    let infra = Infra::connect(config).await?;
+    let db = infra.database("routing", &pos_routing::MIGRATIONS).await?;
+    let seed = match dir {
+        Some(dir) => pos_routing::Seed::from_dir(dir)?,
+        None => pos_routing::Seed::embedded()?,
+    };
+    let report = pos_routing::load_seed(&db, &seed, pos_routing::OnConflict::Update).await?;
+    println!(
+        "routing seed loaded: {} regions, {} organizations, {} categories, {} subcategories, {} facts written",
+        report.regions, report.organizations, report.categories, report.subcategories, report.facts
+    );
+    Ok(())
+}
+
 fn telemetry(config: &PlatformConfig) -> anyhow::Result<pos_platform::telemetry::TelemetryGuard> {
     pos_platform::telemetry::init(&pos_platform::telemetry::TelemetryConfig {
         service_name: "pos".into(),

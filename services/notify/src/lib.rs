@@ -1,101 +1,169 @@
 //! Notify: turns events into messages to people and systems.
 //!
-//! This first part consumes what notify must act upon into an ordered journal (the source of
-//! deliveries and of the resumable stream for external systems) and serves the delivery log.
+//! - The consumer ([`plan`]) journals every event it follows (the ordered source of the
+//!   resumable `Subscribe` stream) and writes the ledger rows of the e-mails the event causes,
+//!   in the inbox transaction: an event is planned exactly once.
+//! - The sender ([`sender`]) delivers ledger rows through the [`mailer::Mailer`] port (an SMTP
+//!   relay, or a mailbox folder in embedded mode), retrying with backoff and dead-lettering.
+//! - Organizations' admins configure their notifications, quiet hours and digest ([`settings`]).
 
-use async_trait::async_trait;
-use pos_platform::auth::{Role, authorize};
+pub mod digest;
+pub mod directory;
+mod grpc;
+pub mod mailer;
+pub mod plan;
+pub mod sender;
+pub mod settings;
+pub mod template;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use pos_platform::bus::QueueSpec;
-use pos_platform::consumer::{Consumer, HandleError, Handler};
-use pos_platform::db::{Db, Migrations, RowExt, now_micros, to_micros};
-use pos_platform::grpc::internal;
+use pos_platform::config::Secret;
+use pos_platform::consumer::Consumer;
+use pos_platform::db::Migrations;
 use pos_platform::host::{Component, ServiceContext};
-use pos_platform::{Envelope, Tx};
-use pos_proto::v1 as pb;
-use pos_proto::v1::notify_service_server::{NotifyService, NotifyServiceServer};
-use sqlx::Row;
+use pos_proto::v1::notify_service_server::NotifyServiceServer;
+use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
-use tonic::{Request, Response, Status};
+use tokio_util::sync::CancellationToken;
+
+pub use grpc::Notify;
 
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &SQLITE };
 
-/// The events people or systems must hear of.
-const EVENTS: [&str; 3] = ["appeal.received", "appeal.routed", "ticket.status_changed"];
+/// The `[notify]` section (`POS_NOTIFY__…`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NotifyConfig {
+    /// The SMTP relay as lettre reads it (`smtp://127.0.0.1:2525`, `smtps://user:pass@host`);
+    /// unset: e-mails become `.eml` files in `<data_dir>/mailbox/`.
+    pub smtp_url: Option<Secret>,
+    pub from: String,
+    pub smtp_timeout_secs: u64,
+    pub smtp_connections: u32,
+    pub max_attempts: i64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub concurrency: usize,
+    /// Rows claimed per round: a small multiple of `concurrency`, since a claimed row waiting
+    /// for its turn would be sent again after a crash.
+    pub batch: i64,
+    /// A `sending` row older than this is presumed lost in a crash and sent again; keep it
+    /// above the SMTP timeout so a slow relay is not mistaken for a crash.
+    pub lease_secs: u64,
+    pub poll_ms: u64,
+    pub digest_poll_secs: u64,
+    /// Ticketing (staff directory) and routing (organizations); unset: this process.
+    pub ticketing_endpoint: Option<String>,
+    pub routing_endpoint: Option<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> NotifyConfig {
+        NotifyConfig {
+            smtp_url: None,
+            from: "Платформа обратной связи <noreply@pos.local>".into(),
+            smtp_timeout_secs: 15,
+            smtp_connections: 16,
+            max_attempts: 12,
+            retry_base_ms: 1_000,
+            retry_max_ms: 30_000,
+            concurrency: 16,
+            batch: 32,
+            lease_secs: 40,
+            poll_ms: 500,
+            digest_poll_secs: 30,
+            ticketing_endpoint: None,
+            routing_endpoint: None,
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub fn sender(&self) -> sender::SenderConfig {
+        sender::SenderConfig {
+            from: self.from.clone(),
+            batch: self.batch.max(1),
+            concurrency: self.concurrency.max(1),
+            max_attempts: self.max_attempts.max(1),
+            backoff_base: Duration::from_millis(self.retry_base_ms),
+            backoff_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms)),
+            lease: Duration::from_secs(self.lease_secs.max(self.smtp_timeout_secs + 1)),
+            poll: Duration::from_millis(self.poll_ms.max(10)),
+        }
+    }
+
+    pub fn mailer(&self, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn mailer::Mailer>> {
+        match &self.smtp_url {
+            Some(url) => self.mailer_for(url.expose()),
+            None => Ok(Arc::new(mailer::MailboxMailer::new(data_dir.join("mailbox"))?)),
+        }
+    }
+
+    /// The SMTP relay at `url` with this configuration's timeout and pool.
+    pub fn mailer_for(&self, url: &str) -> anyhow::Result<Arc<dyn mailer::Mailer>> {
+        // One pooled connection per message in flight, so none waits for a connection.
+        let connections = self.smtp_connections.max(u32::try_from(self.concurrency).unwrap_or(u32::MAX));
+        Ok(Arc::new(mailer::SmtpMailer::new(url, Duration::from_secs(self.smtp_timeout_secs), connections)?))
+    }
+}
+
+/// Wakes the sender and the stream followers when the consumer wrote something.
+#[derive(Default)]
+pub struct Wake {
+    pub journal: tokio::sync::Notify,
+    pub deliveries: tokio::sync::Notify,
+}
+
+impl Wake {
+    pub fn wake(&self) {
+        self.journal.notify_waiters();
+        self.deliveries.notify_one();
+    }
+}
+
+/// What the component is built from; tests supply their own directory and mailer.
+pub struct Parts {
+    pub config: NotifyConfig,
+    pub directory: Arc<dyn directory::Directory>,
+    pub mailer: Arc<dyn mailer::Mailer>,
+}
 
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
-    let bindings: Vec<String> = EVENTS.iter().flat_map(|event| ctx.infra.config.bindings(event)).collect();
+    let config: NotifyConfig = pos_platform::config::section(ctx.config_file.as_deref(), "notify")?;
+    let token = ctx.infra.service_token("notify")?;
+    let ticketing = config.ticketing_endpoint.clone().unwrap_or_else(|| ctx.self_endpoint.clone());
+    let routing = config.routing_endpoint.clone().unwrap_or_else(|| ctx.self_endpoint.clone());
+    let directory = Arc::new(directory::GrpcDirectory::new(&ticketing, &routing, token)?);
+    let mailer = config.mailer(&ctx.infra.config.data_dir)?;
+    tracing::info!(mailer = mailer.kind(), "notify mail port chosen");
+    Ok(build(ctx, Parts { config, directory, mailer }))
+}
+
+pub fn build(ctx: ServiceContext, parts: Parts) -> Component {
+    let Parts { config, directory, mailer } = parts;
+    let bindings: Vec<String> = plan::EVENTS.iter().flat_map(|event| ctx.infra.config.bindings(event)).collect();
     let bindings: Vec<&str> = bindings.iter().map(String::as_str).collect();
-    let routes = tonic::service::Routes::new(NotifyServiceServer::new(Notify { db: ctx.db.clone() }));
-    Ok(Component::new("notify", ctx.db, routes, vec!["pos.v1.NotifyService"])
-        .consumer(Consumer::new(QueueSpec::new("notify.events", &bindings), Journal)))
-}
-
-struct Journal;
-
-#[async_trait]
-impl Handler for Journal {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
-        sqlx::query(
-            "INSERT INTO journal (message_id, event, region_code, appeal_id, type_name, payload, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(envelope.message_id.to_string())
-        .bind(envelope.event())
-        .bind(envelope.region())
-        .bind(envelope.appeal_id().unwrap_or_default())
-        .bind(&envelope.type_name)
-        .bind(envelope.payload.to_vec())
-        .bind(to_micros(envelope.timestamp).min(now_micros()))
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-}
-
-struct Notify {
-    db: Db,
-}
-
-#[tonic::async_trait]
-impl NotifyService for Notify {
-    async fn list_deliveries(
-        &self,
-        request: Request<pb::ListDeliveriesRequest>,
-    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
-        const METHOD: &str = "pos.v1.NotifyService/ListDeliveries";
-        // The delivery log names recipients: operators and systems only.
-        authorize(&request, METHOD, &[Role::System, Role::OrgAdmin, Role::Curator])?;
-        let request = request.into_inner();
-        let limit = i64::from(request.page_size.clamp(1, 500));
-        let rows = sqlx::query(
-            "SELECT id, message_id, event, channel, recipient, status, attempts, last_error, created_at, delivered_at \
-             FROM deliveries WHERE appeal_id = $1 ORDER BY created_at LIMIT $2",
-        )
-        .bind(&request.appeal_id)
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(|e| internal("failed to read deliveries", e))?;
-        let deliveries = rows
-            .iter()
-            .map(|row| -> Result<pb::Delivery, sqlx::Error> {
-                Ok(pb::Delivery {
-                    id: row.try_get("id")?,
-                    event_id: row.try_get("message_id")?,
-                    event_type: row.try_get("event")?,
-                    channel: row.try_get("channel")?,
-                    recipient: row.try_get("recipient")?,
-                    status: row.try_get("status")?,
-                    attempts: row.try_get::<i64, _>("attempts")? as i32,
-                    last_error: row.try_get("last_error")?,
-                    created_at: Some(pos_proto::time::to_proto(row.time("created_at")?)),
-                    delivered_at: row.time_opt("delivered_at")?.map(pos_proto::time::to_proto),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| internal("failed to read deliveries", e))?;
-        Ok(Response::new(pb::ListDeliveriesResponse { deliveries }))
-    }
+    let wake = Arc::new(Wake::default());
+    // Streams stay open until their subscriber leaves; shutting down must end them too.
+    let streams = CancellationToken::new();
+    let service = Notify { db: ctx.db.clone(), wake: wake.clone(), streams: streams.clone() };
+    let routes = tonic::service::Routes::new(NotifyServiceServer::new(service));
+    let planner = plan::Planner { directory, wake: wake.clone(), dialect: ctx.db.dialect() };
+    let (sender_db, digest_db, sender_wake, digest_wake) = (ctx.db.clone(), ctx.db.clone(), wake.clone(), wake);
+    let sender_config = config.sender();
+    let digest_poll = Duration::from_secs(config.digest_poll_secs.max(1));
+    Component::new("notify", ctx.db, routes, vec!["pos.v1.NotifyService"])
+        .consumer(Consumer::new(QueueSpec::new("notify.events", &bindings), planner))
+        .task("notify.sender", move |token| sender::run(sender_db, mailer, sender_wake, sender_config, token))
+        .task("notify.digest", move |token| digest::run(digest_db, digest_wake, digest_poll, token))
+        .task("notify.streams", move |token| async move {
+            token.cancelled().await;
+            streams.cancel();
+            Ok(())
+        })
 }

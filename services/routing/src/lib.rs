@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod error;
 pub mod grpc;
 pub mod model;
+pub mod reroute;
 pub mod resolve;
 pub mod seed;
 pub mod snapshot;
@@ -58,10 +59,17 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let bindings: Vec<&str> = bindings.iter().map(String::as_str).collect();
     let consumer = Consumer::new(
         QueueSpec::new(consumer::QUEUE, &bindings),
-        consumer::AppealReceivedHandler::new(snapshots, config),
+        consumer::AppealReceivedHandler::new(snapshots.clone(), config.clone()),
+    );
+    let reroute_bindings = ctx.infra.config.bindings("ticket.reroute_requested");
+    let reroute_bindings: Vec<&str> = reroute_bindings.iter().map(String::as_str).collect();
+    let reroutes = Consumer::new(
+        QueueSpec::new(reroute::QUEUE, &reroute_bindings),
+        reroute::RerouteRequestedHandler::new(snapshots, config),
     );
     Ok(Component::new("routing", db, routes, vec![<RoutingServiceServer<grpc::RoutingApi> as NamedService>::NAME])
-        .consumer(consumer))
+        .consumer(consumer)
+        .consumer(reroutes))
 }
 
 /// Loads the seed (the configured directory, else the built-in copy) when the database has

@@ -1,15 +1,105 @@
 //! Deadline arithmetic: a period ends at the end of a local day in the addressee's time zone.
+//! Pure functions over a [`Calendar`]; the clock and the store call them.
 
-use chrono::{DateTime, Days, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
+
+use crate::calendar::Calendar;
+use crate::policy::{Period, WarningPoint};
 
 /// The end of the local day `period_days` calendar days after the local day of `registered_at`.
 pub fn calendar_deadline(registered_at: DateTime<Utc>, zone: Tz, period_days: u32) -> Option<DateTime<Utc>> {
     let local_day = registered_at.with_timezone(&zone).date_naive();
     let last_day = local_day.checked_add_days(Days::new(u64::from(period_days)))?;
-    let end = last_day.and_time(NaiveTime::from_hms_opt(23, 59, 59)?);
+    end_of_local_day(last_day, zone)
+}
+
+/// 23:59:59 of `day` in `zone`, in UTC: the last second a deadline on that day allows.
+pub fn end_of_local_day(day: NaiveDate, zone: Tz) -> Option<DateTime<Utc>> {
+    local_time(day, NaiveTime::from_hms_opt(23, 59, 59)?, zone)
+}
+
+fn local_time(day: NaiveDate, time: NaiveTime, zone: Tz) -> Option<DateTime<Utc>> {
     // Russian zones have had no DST since 2014; `earliest` still handles a historical gap.
-    zone.from_local_datetime(&end).earliest().map(|at| at.with_timezone(&Utc))
+    zone.from_local_datetime(&day.and_time(time)).earliest().map(|at| at.with_timezone(&Utc))
+}
+
+/// The last local day of a period started at `started_at`: the start day is not counted;
+/// calendar days simply add, working days follow the calendar; with `move_to_next_working_day`
+/// a last day that is not a working day becomes the next working day.
+pub fn last_day(
+    started_at: DateTime<Utc>,
+    zone: Tz,
+    period: Period,
+    move_to_next_working_day: bool,
+    calendar: &Calendar,
+) -> Option<NaiveDate> {
+    let start_day = started_at.with_timezone(&zone).date_naive();
+    let day = if period.working_days {
+        calendar.add_working_days(start_day, period.days)?
+    } else {
+        start_day.checked_add_days(Days::new(u64::from(period.days)))?
+    };
+    if move_to_next_working_day { calendar.working_day_on_or_after(day) } else { Some(day) }
+}
+
+/// The deadline of a period started at `started_at` (see [`last_day`]).
+pub fn due(
+    started_at: DateTime<Utc>,
+    zone: Tz,
+    period: Period,
+    move_to_next_working_day: bool,
+    calendar: &Calendar,
+) -> Option<DateTime<Utc>> {
+    end_of_local_day(last_day(started_at, zone, period, move_to_next_working_day, calendar)?, zone)
+}
+
+/// A paused clock resumes with the time that was left when it paused.
+pub fn resumed_due(due: DateTime<Utc>, paused_at: DateTime<Utc>, resumed_at: DateTime<Utc>) -> DateTime<Utc> {
+    let left = (due - paused_at).max(chrono::Duration::zero());
+    resumed_at + left
+}
+
+/// The executor's stage deadline when the coordinator set none: `share_percent` of the answer
+/// period from its start, at the end of that local day, never after the answer deadline.
+pub fn execution_due(
+    started_at: DateTime<Utc>,
+    answer_due: DateTime<Utc>,
+    share_percent: u32,
+    zone: Tz,
+) -> Option<DateTime<Utc>> {
+    let span = answer_due - started_at;
+    let at = started_at + span * i32::try_from(share_percent.min(100)).ok()? / 100;
+    let end = end_of_local_day(at.with_timezone(&zone).date_naive(), zone)?;
+    Some(end.min(answer_due))
+}
+
+/// When warning `point` falls for a deadline `due` whose period spanned `span` when armed.
+/// `None` when the point does not exist (no such working day in the calendar).
+pub fn warning_at(
+    point: WarningPoint,
+    due: DateTime<Utc>,
+    span: chrono::Duration,
+    zone: Tz,
+    calendar: &Calendar,
+) -> Option<DateTime<Utc>> {
+    match point {
+        WarningPoint::PercentOfPeriod { percent_of_period } => {
+            let rest = 100 - i32::try_from(percent_of_period.min(100)).ok()?;
+            Some(due - span * rest / 100)
+        }
+        WarningPoint::WorkingDaysBefore { working_days_before } => {
+            let last_day = due.with_timezone(&zone).date_naive();
+            let day = calendar.sub_working_days(last_day, working_days_before)?;
+            // The start of the working day, so that a person on duty reads it the same day.
+            local_time(day, NaiveTime::from_hms_opt(9, 0, 0)?, zone)
+        }
+    }
+}
+
+/// When a deadline is overdue: the first instant after its last second.
+pub fn overdue_at(due: DateTime<Utc>) -> DateTime<Utc> {
+    due + chrono::Duration::seconds(1)
 }
 
 /// The time left as the cabinet shows it: "9 days 14 h 39 min / until 23:59 25.01.2025".
@@ -55,5 +145,86 @@ mod tests {
         let now = due - chrono::Duration::minutes(9 * 24 * 60 + 14 * 60 + 39) - chrono::Duration::seconds(59);
         assert_eq!(remaining(now, due, zone), "9 days 14 h 39 min / until 23:59 25.01.2025");
         assert!(remaining(due + chrono::Duration::hours(1), due, zone).starts_with("overdue"));
+    }
+
+    fn calendar() -> Calendar {
+        let years = crate::calendar::embedded();
+        Calendar::build(years.iter().filter(|y| y.region == "*"))
+    }
+
+    fn regional(region: &str) -> Calendar {
+        let years = crate::calendar::embedded();
+        Calendar::build(years.iter().filter(|y| y.region == "*" || y.region == region))
+    }
+
+    #[test]
+    fn the_worked_example_is_not_moved_off_saturday() {
+        let received = Utc.with_ymd_and_hms(2025, 1, 15, 11, 18, 0).unwrap();
+        let at = due(received, chrono_tz::Asia::Kamchatka, Period::calendar(10), false, &calendar()).unwrap();
+        assert_eq!(at, Utc.with_ymd_and_hms(2025, 1, 25, 11, 59, 59).unwrap());
+    }
+
+    #[test]
+    fn the_next_working_day_flag_moves_a_saturday_deadline_to_monday() {
+        let received = Utc.with_ymd_and_hms(2025, 1, 15, 11, 18, 0).unwrap();
+        let at = due(received, chrono_tz::Asia::Kamchatka, Period::calendar(10), true, &calendar()).unwrap();
+        assert_eq!(at.with_timezone(&chrono_tz::Asia::Kamchatka).to_rfc3339(), "2025-01-27T23:59:59+12:00");
+    }
+
+    #[test]
+    fn working_days_across_the_new_year_and_a_day_transfer() {
+        let zone = chrono_tz::Europe::Moscow;
+        // Registered Wednesday 25.12.2024 12:00 MSK; 5 working days: 26, 27, 28 (working
+        // Saturday), then Jan 9, 10 (Dec 30–31 and Jan 1–8 off).
+        let registered = Utc.with_ymd_and_hms(2024, 12, 25, 9, 0, 0).unwrap();
+        let at = due(registered, zone, Period::working(5), false, &calendar()).unwrap();
+        assert_eq!(at.with_timezone(&zone).to_rfc3339(), "2025-01-10T23:59:59+03:00");
+        // Across the 2025 November transfer: Friday 31.10.2025 + 2 working days → Sat Nov 1
+        // works, Mon Nov 3 and Tue Nov 4 are off → Wed Nov 5.
+        let registered = Utc.with_ymd_and_hms(2025, 10, 31, 9, 0, 0).unwrap();
+        let at = due(registered, zone, Period::working(2), false, &calendar()).unwrap();
+        assert_eq!(at.with_timezone(&zone).date_naive(), NaiveDate::from_ymd_opt(2025, 11, 5).unwrap());
+    }
+
+    #[test]
+    fn a_regional_holiday_lengthens_a_working_day_period_in_tatarstan_only() {
+        // Registered Wednesday 05.11.2025; 1 working day. Nov 6 is Tatarstan's Constitution Day.
+        let registered = Utc.with_ymd_and_hms(2025, 11, 5, 9, 0, 0).unwrap();
+        let moscow = due(registered, chrono_tz::Europe::Moscow, Period::working(1), false, &regional("77")).unwrap();
+        let kazan = due(registered, chrono_tz::Europe::Moscow, Period::working(1), false, &regional("16")).unwrap();
+        assert_eq!(moscow.with_timezone(&chrono_tz::Europe::Moscow).date_naive().to_string(), "2025-11-06");
+        assert_eq!(kazan.with_timezone(&chrono_tz::Europe::Moscow).date_naive().to_string(), "2025-11-07");
+    }
+
+    #[test]
+    fn a_three_day_pause_moves_the_deadline_by_three_days() {
+        let due_at = Utc.with_ymd_and_hms(2025, 1, 25, 11, 59, 59).unwrap();
+        let paused = Utc.with_ymd_and_hms(2025, 1, 17, 3, 0, 0).unwrap();
+        let resumed = paused + chrono::Duration::days(3);
+        assert_eq!(resumed_due(due_at, paused, resumed), due_at + chrono::Duration::days(3));
+    }
+
+    #[test]
+    fn warnings_fall_before_the_deadline() {
+        let zone = chrono_tz::Asia::Kamchatka;
+        let received = Utc.with_ymd_and_hms(2025, 1, 15, 11, 18, 0).unwrap();
+        let due_at = Utc.with_ymd_and_hms(2025, 1, 25, 11, 59, 59).unwrap();
+        let span = due_at - received;
+        let pct = warning_at(WarningPoint::PercentOfPeriod { percent_of_period: 75 }, due_at, span, zone, &calendar());
+        assert_eq!(pct.unwrap(), due_at - span / 4);
+        // One working day before Saturday 25.01 is Friday 24.01, at 09:00 local.
+        let wd =
+            warning_at(WarningPoint::WorkingDaysBefore { working_days_before: 1 }, due_at, span, zone, &calendar());
+        assert_eq!(wd.unwrap().with_timezone(&zone).to_rfc3339(), "2025-01-24T09:00:00+12:00");
+    }
+
+    #[test]
+    fn the_default_execution_deadline_is_a_share_of_the_period() {
+        let zone = chrono_tz::Europe::Moscow;
+        let start = Utc.with_ymd_and_hms(2025, 3, 3, 9, 0, 0).unwrap();
+        let answer = due(start, zone, Period::calendar(10), false, &calendar()).unwrap();
+        let execution = execution_due(start, answer, 70, zone).unwrap();
+        assert!(execution < answer);
+        assert_eq!(execution.with_timezone(&zone).to_rfc3339(), "2025-03-10T23:59:59+03:00");
     }
 }

@@ -2,6 +2,9 @@
 //! as processes of their own (and kill them).
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    pos::cli::run().await
+async fn main() {
+    if let Err(error) = pos::cli::run().await {
+        eprintln!("pos: {error:#}");
+        std::process::exit(1);
+    }
 }

@@ -1,6 +1,8 @@
 //! End-to-end: the platform driven over gRPC like an external system.
 
+mod embedded_crash;
 mod faults;
 mod lifecycle;
 mod observability;
 mod submit_to_ticket;
+mod tracing_export;

@@ -4,5 +4,6 @@
 mod admin;
 mod consumer;
 mod helpers;
+mod reroute;
 mod resolve;
 mod store;

@@ -1,0 +1,9 @@
+//! notify against real PostgreSQL and SQLite and a real SMTP server (aiosmtpd) on loopback.
+
+mod crash;
+mod delivery;
+mod helpers;
+mod life;
+mod mailer;
+mod settings;
+mod stream;

@@ -1,0 +1,171 @@
+//! `ticket.reroute_requested` → a new decision → `appeal.routed` again for the same appeal.
+//!
+//! The appeal's first decision stays as it was; each reroute is a decision of its own, keyed by
+//! the ticket that asked (a redelivered request decides nothing twice). A redirect goes to the
+//! named organization; a return to coordination goes to the parent. Neither loses the appeal:
+//! an unknown or unconnected addressee sends it further up, to the first connected ancestor,
+//! and at the top to the configured fallback cabinet — with the reason in the explanation.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use pos_platform::consumer::{HandleError, Handler};
+use pos_platform::{Envelope, Tx};
+use pos_proto::v1::events::{AppealRouted, TicketRerouteRequested};
+use sqlx::Row;
+
+use crate::config::RoutingConfig;
+use crate::model::{Directory, Organization};
+use crate::snapshot::Snapshots;
+use crate::store;
+
+pub const QUEUE: &str = "routing.reroute-requested";
+
+pub struct RerouteRequestedHandler {
+    snapshots: Arc<Snapshots>,
+    config: Arc<RoutingConfig>,
+}
+
+impl RerouteRequestedHandler {
+    pub fn new(snapshots: Arc<Snapshots>, config: Arc<RoutingConfig>) -> RerouteRequestedHandler {
+        RerouteRequestedHandler { snapshots, config }
+    }
+}
+
+/// The first connected organization from `start` upwards (itself included).
+fn connected_from<'a>(directory: &'a Directory, start: Option<&'a Organization>) -> Option<&'a Organization> {
+    let mut current = start;
+    // The depth bound guards against a parent cycle in the data.
+    for _ in 0..64 {
+        match current {
+            Some(org) if org.connected => return Some(org),
+            Some(org) => current = directory.parent(org),
+            None => return None,
+        }
+    }
+    None
+}
+
+/// Where the appeal goes, and why (for the cabinet's explanation).
+pub fn target<'a>(
+    directory: &'a Directory,
+    from_organization_id: &str,
+    requested_to: &str,
+) -> Result<(&'a Organization, String), String> {
+    let from = directory.organization(from_organization_id);
+    if !requested_to.is_empty() {
+        match directory.organization(requested_to) {
+            Some(to) if to.connected => return Ok((to, format!("redirected by {from_organization_id}"))),
+            Some(to) => {
+                if let Some(up) = connected_from(directory, directory.parent(to)) {
+                    return Ok((
+                        up,
+                        format!("redirected to {requested_to}, which is not connected; sent to its parent"),
+                    ));
+                }
+            }
+            None => {
+                if let Some(up) = connected_from(directory, from.and_then(|f| directory.parent(f))) {
+                    return Ok((
+                        up,
+                        format!("redirect to unknown organization {requested_to}; returned to coordination"),
+                    ));
+                }
+            }
+        }
+    } else if let Some(up) = connected_from(directory, from.and_then(|f| directory.parent(f))) {
+        return Ok((up, format!("returned to coordination by {from_organization_id}")));
+    }
+    Err(format!("no connected addressee above {from_organization_id}"))
+}
+
+#[async_trait]
+impl Handler for RerouteRequestedHandler {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
+        let request: TicketRerouteRequested = envelope.decode()?;
+        if request.appeal_id.is_empty() || request.ticket_id.is_empty() || request.from_organization_id.is_empty() {
+            return Err(HandleError::poison(anyhow::anyhow!("ticket.reroute_requested without its ids")));
+        }
+        let snapshot = self.snapshots.current(tx).await?;
+        let directory = &snapshot.directory;
+        let fallback = self.config.fallback();
+        let (organization, explanation) =
+            match target(directory, &request.from_organization_id, &request.to_organization_id) {
+                Ok((org, why)) => (org.clone(), why),
+                Err(why) => match directory.organization(&fallback.organization_id) {
+                    Some(org) => (org.clone(), format!("{why}; sent to the fallback cabinet")),
+                    None => return Err(HandleError::poison(anyhow::anyhow!("{why}, and no fallback organization"))),
+                },
+            };
+        let explanation =
+            if request.reason.is_empty() { explanation } else { format!("{explanation}: {}", request.reason) };
+        let now = Utc::now();
+        let inserted = sqlx::query(
+            "INSERT INTO routing_reroutes (ticket_id, appeal_id, from_organization_id, requested_to, organization_id, \
+             explanation, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ticket_id) DO NOTHING",
+        )
+        .bind(&request.ticket_id)
+        .bind(&request.appeal_id)
+        .bind(&request.from_organization_id)
+        .bind(&request.to_organization_id)
+        .bind(&organization.id)
+        .bind(&explanation)
+        .bind(pos_platform::db::to_micros(now))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tracing::info!(ticket_id = %request.ticket_id, "reroute already decided, nothing to do");
+            return Ok(());
+        }
+        // The appeal's deadline terms stay those of its first decision; the cabinet keeps the
+        // appeal's content and received time from the ticket that asked.
+        let first = store::decision(tx, &request.appeal_id).await?;
+        let region_code =
+            if request.region_code.is_empty() { envelope.region().to_owned() } else { request.region_code };
+        let time_zone = directory
+            .region(&organization.region_code)
+            .map(|r| r.time_zone.clone())
+            .or_else(|| first.as_ref().map(|d| d.time_zone.clone()))
+            .unwrap_or(fallback.time_zone);
+        let routed = AppealRouted {
+            appeal_id: request.appeal_id.clone(),
+            number: first.as_ref().map(|d| d.number).unwrap_or_default(),
+            region_code: region_code.clone(),
+            fact_id: first.as_ref().map(|d| d.fact_id.clone()).unwrap_or_default(),
+            organization: Some(organization.to_ref()),
+            time_zone,
+            period_days: first.as_ref().map(|d| d.period_days).unwrap_or_default(),
+            working_days: first.as_ref().is_some_and(|d| d.working_days),
+            fast_track: first.as_ref().is_some_and(|d| d.fast_track),
+            explanation,
+            routed_at: Some(pos_proto::time::to_proto(now)),
+            ..Default::default()
+        };
+        let routing_region =
+            if organization.region_code.is_empty() { region_code.as_str() } else { organization.region_code.as_str() };
+        pos_platform::outbox::enqueue(tx, &Envelope::new(&routed, routing_region).with_appeal(&request.appeal_id))
+            .await?;
+        metrics::counter!("pos_routing_reroutes_total").increment(1);
+        tracing::info!(
+            appeal_id = %request.appeal_id,
+            ticket_id = %request.ticket_id,
+            from_organization_id = %request.from_organization_id,
+            organization_id = %organization.id,
+            "appeal rerouted"
+        );
+        Ok(())
+    }
+}
+
+/// The reroutes of an appeal, oldest first: (ticket that asked, where it went).
+pub async fn reroutes(db: &pos_platform::Db, appeal_id: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT ticket_id, organization_id FROM routing_reroutes WHERE appeal_id = $1 ORDER BY decided_at, ticket_id",
+    )
+    .bind(appeal_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("ticket_id")?, row.try_get("organization_id")?))).collect()
+}

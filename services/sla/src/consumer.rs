@@ -1,0 +1,375 @@
+//! What the SLA service does with the events it consumes: `appeal.routed` arms the answer
+//! deadline (or keeps it through a redirect), `ticket.status_changed` pauses, resumes, stops
+//! and sets the executor's stage, `ticket.reopened` arms a re-review round.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pos_platform::consumer::{HandleError, Handler};
+use pos_platform::db::Dialect;
+use pos_platform::{Envelope, Tx};
+use pos_proto::v1::events::{AppealRouted, TicketAction, TicketReopened, TicketStatusChanged};
+use tokio::sync::Notify;
+
+use crate::deadline;
+use crate::engine::{self, EngineError};
+use crate::store::{self, Clock, ClockKind, LogKind, State};
+
+pub const ROUTED_QUEUE: &str = "sla.appeal-routed";
+pub const STATUS_QUEUE: &str = "sla.ticket-status";
+pub const REOPENED_QUEUE: &str = "sla.ticket-reopened";
+
+impl From<EngineError> for HandleError {
+    fn from(error: EngineError) -> HandleError {
+        match error {
+            EngineError::UnknownZone(_) | EngineError::Uncomputable(_) => HandleError::poison(error),
+            EngineError::Store(error) => HandleError::from(error),
+        }
+    }
+}
+
+/// What every handler shares: the dialect (row locks) and the timer loop's doorbell.
+#[derive(Clone)]
+pub struct Shared {
+    pub dialect: Dialect,
+    pub timers: Arc<Notify>,
+}
+
+impl Shared {
+    /// Rings once the handler's transaction is about to commit; the timer loop rereads the
+    /// next due time (and polls anyway, so a ring before the commit is not lost).
+    fn ring(&self) {
+        self.timers.notify_one();
+    }
+}
+
+fn time(ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    ts.and_then(pos_proto::time::from_proto)
+}
+
+/// `appeal.routed` → the answer deadline, round 1.
+pub struct RoutedHandler(pub Shared);
+
+#[async_trait]
+impl Handler for RoutedHandler {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
+        let mut routed: AppealRouted = envelope.decode()?;
+        let registered_at = time(routed.registered_at.as_ref())
+            .ok_or_else(|| HandleError::poison(anyhow::anyhow!("appeal.routed without registered_at")))?;
+        let organization = routed.organization.clone().unwrap_or_default();
+        // The addressee's region decides the calendar and the policy; the applicant's region
+        // is the fallback for an addressee without one (federal bodies).
+        let region = if organization.region_code.is_empty() {
+            routed.region_code.clone()
+        } else {
+            organization.region_code.clone()
+        };
+        if routed.time_zone.is_empty()
+            && let Some(zone) = crate::regions::zone(&region)
+        {
+            // An event without the addressee's zone: the region's own.
+            routed.time_zone = zone.name().to_owned();
+        }
+        let tz = engine::zone(&routed.time_zone)?;
+        let (answer, execution) = engine::lock_both(tx, self.0.dialect, &routed.appeal_id).await?;
+        let policy = store::policy_for(tx, &region).await?;
+        let calendar = store::calendar_for(tx, &region).await?;
+        let at = time(routed.routed_at.as_ref()).unwrap_or_else(Utc::now);
+
+        if let Some(existing) = answer {
+            if existing.organization_id == organization.id {
+                // The same routing again (a re-publish): nothing changes.
+                return Ok(());
+            }
+            // A redirect or a return to coordination: the executor's stage ends with it.
+            if let Some(execution) = execution {
+                engine::stop(tx, execution, false, at, "the appeal left the organization").await?;
+            }
+            let from = existing.organization_id.clone();
+            if policy.redirect_keeps_deadline || existing.state == State::Stopped {
+                let mut kept = existing;
+                kept.organization_id = organization.id.clone();
+                kept.region_code = region.clone();
+                kept.time_zone = routed.time_zone.clone();
+                store::save_clock(tx, &kept).await?;
+                store::append_log(
+                    tx,
+                    &kept,
+                    LogKind::Kept,
+                    at,
+                    &format!("redirected from {from} to {}: the deadline is kept", organization.id),
+                )
+                .await?;
+                tracing::info!(appeal_id = %routed.appeal_id, from = %from, to = %organization.id, "deadline kept through a redirect");
+                return Ok(());
+            }
+            let decision = policy.resolve(&routed.fact_id, routed.fast_track);
+            let due = deadline::due(at, tz, decision.period, decision.move_to_next_working_day, &calendar)
+                .ok_or_else(|| EngineError::Uncomputable(format!("{} from {at}", decision.period)))?;
+            let clock = Clock {
+                organization_id: organization.id.clone(),
+                region_code: region,
+                time_zone: routed.time_zone.clone(),
+                fact_id: routed.fact_id.clone(),
+                fast_track: decision.fast_track,
+                period: decision.period,
+                started_at: at,
+                due_at: due,
+                span: due - at,
+                warnings: policy.warnings.clone(),
+                ..existing.clone()
+            };
+            let detail = format!("redirected from {from}: a new period, {}", decision.reason);
+            engine::arm(tx, clock, Some(&existing), &calendar, at, &detail).await?;
+            self.0.ring();
+            return Ok(());
+        }
+
+        let decision = policy.resolve(&routed.fact_id, routed.fast_track);
+        let due = deadline::due(registered_at, tz, decision.period, decision.move_to_next_working_day, &calendar)
+            .ok_or_else(|| EngineError::Uncomputable(format!("{} from {registered_at}", decision.period)))?;
+        let mut detail = decision.reason.clone();
+        let routed_period = crate::policy::Period {
+            days: u32::try_from(routed.period_days).unwrap_or(0),
+            working_days: routed.working_days,
+        };
+        if routed_period != decision.period {
+            // The policy decides; a difference from routing's classifier is worth a look.
+            tracing::warn!(
+                appeal_id = %routed.appeal_id, fact_id = %routed.fact_id, routing = %routed_period,
+                sla = %decision.period, "sla policy period differs from the classifier's"
+            );
+            detail.push_str(&format!("; routing proposed {routed_period}"));
+        }
+        let last_year = due.with_timezone(&tz).date_naive();
+        if decision.period.working_days && !calendar.covers(chrono::Datelike::year(&last_year)) {
+            tracing::warn!(appeal_id = %routed.appeal_id, region = %region, "no production calendar for the deadline's year: weekends only");
+            detail.push_str("; no production calendar for the year: only weekends counted");
+        }
+        let clock = Clock {
+            appeal_id: routed.appeal_id.clone(),
+            kind: ClockKind::Answer,
+            ticket_id: String::new(),
+            organization_id: organization.id,
+            region_code: region,
+            time_zone: routed.time_zone.clone(),
+            fact_id: routed.fact_id.clone(),
+            assignee_id: routed.target_executor_id.clone(),
+            round: 1,
+            fast_track: decision.fast_track,
+            period: decision.period,
+            started_at: registered_at,
+            due_at: due,
+            span: due - registered_at,
+            state: State::Running,
+            paused_at: None,
+            overdue: false,
+            met: false,
+            stopped_at: None,
+            generation: 0,
+            warnings: policy.warnings.clone(),
+        };
+        engine::arm(tx, clock, None, &calendar, at, &detail).await?;
+        self.0.ring();
+        Ok(())
+    }
+}
+
+/// `ticket.status_changed` → pause, resume, stop, the executor's stage.
+pub struct StatusHandler(pub Shared);
+
+#[async_trait]
+impl Handler for StatusHandler {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
+        let changed: TicketStatusChanged = envelope.decode()?;
+        let at = time(changed.at.as_ref()).unwrap_or_else(Utc::now);
+        let action = TicketAction::try_from(changed.action).unwrap_or(TicketAction::Unspecified);
+        let (answer, execution) = engine::lock_both(tx, self.0.dialect, &changed.appeal_id).await?;
+        let Some(mut answer) = answer else {
+            if !changes_a_clock(action) {
+                return Ok(());
+            }
+            // Ticketing can only act on a routed appeal, and appeal.routed reaches us first in
+            // the normal flow; a status change that overtook it is retried until it has.
+            return Err(HandleError::Transient(anyhow::anyhow!(
+                "no answer deadline for appeal {} yet",
+                changed.appeal_id
+            )));
+        };
+        if answer.ticket_id.is_empty() && !changed.ticket_id.is_empty() {
+            answer.ticket_id = changed.ticket_id.clone();
+            store::save_clock(tx, &answer).await?;
+        }
+        let region = answer.region_code.clone();
+        match action {
+            TicketAction::ExecutorAssigned => {
+                let calendar = store::calendar_for(tx, &region).await?;
+                let policy = store::policy_for(tx, &region).await?;
+                let tz = engine::zone(&answer.time_zone)?;
+                let (due, source) = match time(changed.execution_due.as_ref()) {
+                    Some(due) => (due.min(answer.due_at), "set by the coordinator".to_owned()),
+                    None => {
+                        let due = deadline::execution_due(
+                            answer.started_at,
+                            answer.due_at,
+                            policy.execution_share_percent,
+                            tz,
+                        )
+                        .ok_or_else(|| EngineError::Uncomputable("execution deadline".into()))?;
+                        (due, format!("{}% of the answer period", policy.execution_share_percent))
+                    }
+                };
+                let clock = Clock {
+                    kind: ClockKind::Execution,
+                    ticket_id: changed.ticket_id.clone(),
+                    assignee_id: changed.assignee_id.clone(),
+                    started_at: at,
+                    due_at: due,
+                    span: due - at,
+                    warnings: Vec::new(),
+                    ..answer.clone()
+                };
+                let detail = format!("executor {} assigned; stage deadline {source}", changed.assignee_id);
+                engine::arm(tx, clock, execution.as_ref(), &calendar, at, &detail).await?;
+                self.0.ring();
+            }
+            TicketAction::InformationRequested => {
+                engine::pause(tx, answer, at, "information requested from the applicant").await?;
+                if let Some(execution) = execution {
+                    engine::pause(tx, execution, at, "information requested from the applicant").await?;
+                }
+            }
+            TicketAction::InformationReceived => {
+                let calendar = store::calendar_for(tx, &region).await?;
+                engine::resume(tx, answer, &calendar, at, "information received").await?;
+                if let Some(execution) = execution {
+                    engine::resume(tx, execution, &calendar, at, "information received").await?;
+                }
+                self.0.ring();
+            }
+            TicketAction::AnswerPrepared | TicketAction::SentForApproval | TicketAction::SentForAgreement => {
+                if let Some(execution) = execution {
+                    engine::stop(tx, execution, true, at, "answer prepared").await?;
+                }
+            }
+            TicketAction::Approved => {
+                if let Some(execution) = execution {
+                    engine::stop(tx, execution, true, at, "answer approved").await?;
+                }
+                engine::stop(tx, answer, true, at, "answer approved").await?;
+            }
+            TicketAction::Rejected | TicketAction::ReviewStopped => {
+                let why =
+                    if action == TicketAction::Rejected { "rejected by the coordinator" } else { "review stopped" };
+                if let Some(execution) = execution {
+                    engine::stop(tx, execution, false, at, why).await?;
+                }
+                engine::stop(tx, answer, false, at, why).await?;
+            }
+            TicketAction::Redirected | TicketAction::ReturnedToCoordination => {
+                // The new addressee arrives with appeal.routed; the policy decides there.
+                store::append_log(tx, &answer, LogKind::Kept, at, "redirect requested; waiting for the new addressee")
+                    .await?;
+            }
+            TicketAction::Unspecified
+            | TicketAction::Created
+            | TicketAction::TakenInWork
+            | TicketAction::HandedOver
+            | TicketAction::ReturnedToCoordinator
+            | TicketAction::Agreed
+            | TicketAction::ReturnedForRework
+            | TicketAction::AcceptedByApplicant
+            | TicketAction::RejectedByApplicant
+            | TicketAction::Escalated => {
+                // No clock changes: the re-review arrives as ticket.reopened.
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `action` changes a clock (and so needs the appeal's clock to exist).
+fn changes_a_clock(action: TicketAction) -> bool {
+    match action {
+        TicketAction::ExecutorAssigned
+        | TicketAction::InformationRequested
+        | TicketAction::InformationReceived
+        | TicketAction::AnswerPrepared
+        | TicketAction::SentForApproval
+        | TicketAction::SentForAgreement
+        | TicketAction::Approved
+        | TicketAction::Rejected
+        | TicketAction::ReviewStopped
+        | TicketAction::Redirected
+        | TicketAction::ReturnedToCoordination => true,
+        TicketAction::Unspecified
+        | TicketAction::Created
+        | TicketAction::TakenInWork
+        | TicketAction::HandedOver
+        | TicketAction::ReturnedToCoordinator
+        | TicketAction::Agreed
+        | TicketAction::ReturnedForRework
+        | TicketAction::AcceptedByApplicant
+        | TicketAction::RejectedByApplicant
+        | TicketAction::Escalated => false,
+    }
+}
+
+/// `ticket.reopened` → a new answer deadline, the next round.
+pub struct ReopenedHandler(pub Shared);
+
+#[async_trait]
+impl Handler for ReopenedHandler {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
+        let reopened: TicketReopened = envelope.decode()?;
+        let at = time(reopened.reopened_at.as_ref()).unwrap_or_else(Utc::now);
+        let (answer, execution) = engine::lock_both(tx, self.0.dialect, &reopened.appeal_id).await?;
+        let Some(previous) = answer else {
+            return Err(HandleError::Transient(anyhow::anyhow!(
+                "no answer deadline for appeal {} yet",
+                reopened.appeal_id
+            )));
+        };
+        let round = reopened.review_round.max(previous.round + 1);
+        if reopened.review_round > 0 && reopened.review_round <= previous.round {
+            // This round is armed already (a duplicate with a new message id).
+            return Ok(());
+        }
+        if let Some(execution) = execution {
+            engine::stop(tx, execution, false, at, "re-review: a new stage follows assignment").await?;
+        }
+        let previous = if previous.state == State::Stopped {
+            previous
+        } else {
+            engine::stop(tx, previous, false, at, "re-review replaces this round").await?
+        };
+        let region = previous.region_code.clone();
+        let policy = store::policy_for(tx, &region).await?;
+        let calendar = store::calendar_for(tx, &region).await?;
+        let zone_name =
+            if reopened.time_zone.is_empty() { previous.time_zone.clone() } else { reopened.time_zone.clone() };
+        let tz = engine::zone(&zone_name)?;
+        let period = policy.rereview_period(previous.period);
+        let due = deadline::due(at, tz, period, policy.move_to_next_working_day, &calendar)
+            .ok_or_else(|| EngineError::Uncomputable(format!("{period} from {at}")))?;
+        let clock = Clock {
+            round,
+            ticket_id: if reopened.ticket_id.is_empty() {
+                previous.ticket_id.clone()
+            } else {
+                reopened.ticket_id.clone()
+            },
+            time_zone: zone_name,
+            period,
+            started_at: at,
+            due_at: due,
+            span: due - at,
+            warnings: policy.warnings.clone(),
+            ..previous.clone()
+        };
+        engine::arm(tx, clock, Some(&previous), &calendar, at, &format!("re-review round {round}: {period}")).await?;
+        self.0.ring();
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! The store's contract, run on PostgreSQL and SQLite alike.
+
+use chrono::Duration;
+use pos_platform::auth::Role;
+use pos_platform::db::{Db, from_micros, to_micros};
+use pos_ticketing::folder::Folder;
+use pos_ticketing::store::{self, ApplyError, Filters, ListQuery, Scope, SortKey, Ticket};
+use pos_ticketing::workflow::{self, Actor, Command, Stage};
+
+use crate::helpers::{REGISTERED_AT, current, databases, deliver, outbox_count, release, routed};
+
+const COORDINATOR: Actor<'static> = Actor { subject: "coord", roles: &[Role::Coordinator] };
+
+async fn command(db: &Db, ticket: &Ticket, command: Command, actor: Actor<'_>) -> Result<Ticket, ApplyError> {
+    let mut tx = db.begin().await.expect("begin");
+    let (after, _) = store::apply(&mut tx, &ticket.id, ticket.version, actor.subject, |t| {
+        workflow::decide(&t.snapshot(), command, actor)
+    })
+    .await?;
+    tx.commit().await.expect("commit");
+    Ok(after)
+}
+
+#[tokio::test]
+async fn a_routed_appeal_becomes_one_ticket_in_new() {
+    for (db, _dir) in databases().await {
+        deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
+        deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
+        let ticket = current(&db, "a-1").await;
+        assert_eq!((ticket.stage, ticket.folder, ticket.version), (Stage::New, Folder::New, 1));
+        assert_eq!(ticket.applicant_account_id, "citizen-1");
+        assert_eq!(ticket.received_at.timestamp(), REGISTERED_AT);
+        assert_eq!(outbox_count(&db, "pos.v1.events.TicketStatusChanged").await, 1, "a repeat changes nothing");
+        release(db).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stale_version_changes_nothing() {
+    for (db, _dir) in databases().await {
+        deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
+        let ticket = current(&db, "a-1").await;
+        let taken = command(&db, &ticket, Command::TakeInWork, COORDINATOR).await.expect("taken");
+        assert_eq!((taken.stage, taken.version), (Stage::InWork, 2));
+        // The same command on the version read before: refused, nothing written.
+        let stale = command(&db, &ticket, Command::Reject { reason: "spam".into() }, COORDINATOR).await;
+        assert!(matches!(stale, Err(ApplyError::StaleVersion { current: 2 })), "{stale:?}");
+        let after = current(&db, "a-1").await;
+        assert_eq!((after.stage, after.version), (Stage::InWork, 2));
+        let history = store::history(&db, &ticket.id).await.expect("history");
+        assert_eq!(history.iter().map(|h| h.action.as_str()).collect::<Vec<_>>(), ["received", "taken in work"]);
+        assert_eq!((history[1].from_status.as_str(), history[1].to_status.as_str()), ("new", "in work"));
+        release(db).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reroute_ends_the_old_ticket_and_opens_a_new_one_keeping_the_received_time() {
+    for (db, _dir) in databases().await {
+        deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
+        let old = current(&db, "a-1").await;
+        let redirect = Command::Redirect { to_organization_id: "school-2".into(), reason: "their pupil".into() };
+        let redirected = command(&db, &old, redirect, COORDINATOR).await.expect("redirected");
+        assert_eq!((redirected.stage, redirected.folder), (Stage::Redirected, Folder::Processed));
+        // Routing answers with a new decision; it is registered later than the first.
+        let mut again = routed("a-1", "school-2", "citizen-1");
+        again.registered_at = Some(prost_types::Timestamp { seconds: REGISTERED_AT + 86_400, nanos: 0 });
+        deliver(&db, &again).await;
+        deliver(&db, &again).await;
+        let new = current(&db, "a-1").await;
+        assert_ne!(new.id, old.id);
+        assert_eq!((new.organization_id.as_str(), new.stage, new.version), ("school-2", Stage::New, 1));
+        assert_eq!(new.received_at, old.received_at, "the original received time is kept");
+        let old = store::get(&db, &old.id).await.expect("read").expect("old ticket kept");
+        assert_eq!((old.superseded_by.as_str(), old.stage), (new.id.as_str(), Stage::Redirected));
+        let history = store::history(&db, &old.id).await.expect("history");
+        assert_eq!(history.last().map(|h| h.action.as_str()), Some("redirected"));
+        // What routing's reroute carries: the addressee, not the content.
+        assert_eq!(
+            (new.public_text.as_str(), new.applicant_account_id.as_str()),
+            (old.public_text.as_str(), "citizen-1")
+        );
+        let bare = pos_proto::v1::events::AppealRouted {
+            appeal_id: "a-2".into(),
+            organization: again.organization.clone(),
+            ..Default::default()
+        };
+        deliver(&db, &routed("a-2", "school-1", "citizen-2")).await;
+        let first = current(&db, "a-2").await;
+        command(&db, &first, Command::ReturnToCoordination { reason: "not ours".into() }, COORDINATOR)
+            .await
+            .expect("returned");
+        deliver(&db, &bare).await;
+        let moved = current(&db, "a-2").await;
+        assert_eq!(moved.organization_id, "school-2");
+        assert_eq!(
+            (moved.number, moved.public_text.as_str(), moved.applicant_account_id.as_str(), moved.period_days),
+            (first.number, first.public_text.as_str(), "citizen-2", first.period_days)
+        );
+        assert_eq!((moved.category_id.as_str(), moved.received_at), (first.category_id.as_str(), first.received_at));
+        // A routing correction without a request also moves the appeal on.
+        deliver(&db, &routed("a-1", "school-3", "citizen-1")).await;
+        let third = current(&db, "a-1").await;
+        assert_eq!(third.organization_id, "school-3");
+        let second = store::get(&db, &new.id).await.expect("read").expect("kept");
+        assert_eq!((second.stage, second.superseded_by.as_str()), (Stage::Redirected, third.id.as_str()));
+        // Returned to coordination, the appeal may even come back to the same organization.
+        let back = command(&db, &third, Command::ReturnToCoordination { reason: "not ours".into() }, COORDINATOR)
+            .await
+            .expect("returned");
+        assert_eq!(back.folder, Folder::ReturnedToCoordination);
+        deliver(&db, &routed("a-1", "school-3", "citizen-1")).await;
+        let fourth = current(&db, "a-1").await;
+        assert_ne!(fourth.id, third.id);
+        assert_eq!(fourth.stage, Stage::New);
+        release(db).await;
+    }
+}
+
+#[tokio::test]
+async fn sla_deadlines_are_mirrored_for_the_list() {
+    for (db, _dir) in databases().await {
+        deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
+        let ticket = current(&db, "a-1").await;
+        let due = to_micros(ticket.received_at + Duration::days(30));
+        let mut tx = db.begin().await.expect("begin");
+        let by_appeal = store::set_due(&mut tx, "", "a-1", "school-1", store::Clock::Answer, due).await.expect("set");
+        let overdue = store::set_overdue(&mut tx, &ticket.id, "", "").await.expect("overdue");
+        tx.commit().await.expect("commit");
+        assert_eq!((by_appeal, overdue), (1, 1));
+        let ticket = current(&db, "a-1").await;
+        assert_eq!(ticket.answer_due, Some(from_micros(due)));
+        assert!(ticket.overdue);
+        release(db).await;
+    }
+}
+
+/// Seeds `n` tickets across two organizations with every filterable attribute varied.
+async fn seed(db: &Db, n: i64) {
+    let base = REGISTERED_AT * 1_000_000;
+    let mut tx = db.begin().await.expect("begin");
+    for i in 0..n {
+        let mut r = routed(&format!("appeal-{i:05}"), if i % 5 == 0 { "other" } else { "school-1" }, "citizen");
+        r.number = 10_000 + i;
+        r.registered_at = Some(pos_proto::time::to_proto(from_micros(base + (i * 7919 % n) * 60_000_000)));
+        r.source = [1, 2, 4, 7][(i % 4) as usize];
+        r.category_id = format!("cat-{}", i % 7);
+        r.fact_id = format!("fact-{}", i % 11);
+        r.region_code = if i % 3 == 0 { "41".into() } else { "25".into() };
+        r.fast_track = i % 13 == 0;
+        r.delegated_by_auto_rule = i % 4 == 1;
+        r.public_text = if i % 17 == 0 {
+            "Холодная ЕДА в столовой".into()
+        } else {
+            "Нет учебников".into()
+        };
+        store::create_from_routed(&mut tx, &r, "").await.expect("seed");
+    }
+    tx.commit().await.expect("commit");
+    // Stages, deadlines and overdue flags spread by number; a tenth have no deadline yet.
+    let stages: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+    for (k, stage) in stages.iter().enumerate() {
+        let folder = Stage::parse(stage).expect("stage").folder().as_str();
+        sqlx::query("UPDATE tickets SET status = $1, folder = $2 WHERE number % 13 = $3")
+            .bind(*stage)
+            .bind(folder)
+            .bind(k as i64)
+            .execute(db.pool())
+            .await
+            .expect("stage");
+    }
+    sqlx::query(
+        "UPDATE tickets SET answer_due = CASE WHEN number % 10 = 0 THEN NULL ELSE received_at + (number % 37) * 86400000000 END, \
+         overdue = (number % 6 = 0)",
+    )
+    .execute(db.pool())
+    .await
+    .expect("deadlines");
+}
+
+async fn all_tickets(db: &Db) -> Vec<Ticket> {
+    let sql = format!("SELECT {} FROM tickets", store::COLUMNS);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db.pool()).await.expect("all tickets");
+    rows.iter().map(|row| Ticket::from_row(row).expect("ticket")).collect()
+}
+
+/// Whether `t` passes `f` (the folder aside), by hand.
+fn passes(t: &Ticket, f: &Filters) -> bool {
+    let due = t.answer_due.map(to_micros);
+    (!f.fast_track_only || t.fast_track)
+        && (!f.delegated_only || t.delegated_by_auto_rule)
+        && (!f.overdue_only || t.overdue)
+        && f.due_from.is_none_or(|from| due.is_some_and(|d| d >= from))
+        && f.due_to.is_none_or(|to| due.is_some_and(|d| d < to))
+        && (f.sources.is_empty() || f.sources.contains(&t.source))
+        && (f.category_ids.is_empty() || f.category_ids.contains(&t.category_id))
+        && (f.fact_ids.is_empty() || f.fact_ids.contains(&t.fact_id))
+        && f.region_code.as_ref().is_none_or(|r| *r == t.region_code)
+        && f.text.as_ref().is_none_or(|q| {
+            t.public_text.to_lowercase().contains(&q.to_lowercase()) || t.number.to_string() == q.trim()
+        })
+}
+
+#[tokio::test]
+async fn folder_counts_and_filters_agree_with_a_brute_force_count() {
+    const N: i64 = 10_000;
+    for (db, _dir) in databases().await {
+        seed(&db, N).await;
+        let all = all_tickets(&db).await;
+        assert_eq!(all.len() as i64, N);
+        let base = REGISTERED_AT * 1_000_000;
+        let day = 86_400_000_000;
+        let filter_sets = vec![
+            Filters::default(),
+            Filters { fast_track_only: true, ..Filters::default() },
+            Filters { delegated_only: true, ..Filters::default() },
+            Filters { overdue_only: true, ..Filters::default() },
+            Filters { due_from: Some(base + 10 * day), due_to: Some(base + 20 * day), ..Filters::default() },
+            Filters { sources: vec![1, 7], ..Filters::default() },
+            Filters { category_ids: vec!["cat-1".into(), "cat-3".into()], ..Filters::default() },
+            Filters { fact_ids: vec!["fact-2".into(), "fact-5".into(), "fact-9".into()], ..Filters::default() },
+            Filters { region_code: Some("41".into()), ..Filters::default() },
+            // ASCII text only: SQLite's LIKE folds ASCII case alone.
+            Filters { text: Some("10042".into()), ..Filters::default() },
+            Filters { text: Some("Нет учебников".into()), ..Filters::default() },
+            Filters {
+                overdue_only: true,
+                sources: vec![2, 4],
+                category_ids: vec!["cat-0".into(), "cat-2".into(), "cat-4".into()],
+                region_code: Some("25".into()),
+                due_from: Some(base),
+                ..Filters::default()
+            },
+        ];
+        for filters in filter_sets {
+            let scope = Scope::Organization("school-1".into());
+            let mine: Vec<&Ticket> =
+                all.iter().filter(|t| t.organization_id == "school-1" && passes(t, &filters)).collect();
+            let counts = store::folder_counts(&db, &scope, &filters).await.expect("counts");
+            for (folder, count) in &counts {
+                let expected = mine.iter().filter(|t| t.folder == *folder).count() as i64;
+                assert_eq!(*count, expected, "{folder:?} under {filters:?}");
+            }
+            // Every folder and sort, paged through with cursors, lists exactly the brute-force set in order.
+            for folder in [None, Some(Folder::InWork), Some(Folder::Processed)] {
+                for (sort, descending) in
+                    [(SortKey::Received, true), (SortKey::Received, false), (SortKey::Due, false), (SortKey::Due, true)]
+                {
+                    let filters = Filters { folder, ..filters.clone() };
+                    let mut expected: Vec<&Ticket> =
+                        mine.iter().copied().filter(|t| folder.is_none_or(|f| t.folder == f)).collect();
+                    let key = |t: &Ticket| match sort {
+                        SortKey::Received => to_micros(t.received_at),
+                        SortKey::Due => t.answer_due.map(to_micros).unwrap_or(i64::MAX),
+                    };
+                    expected.sort_by(|a, b| (key(a), &a.id).cmp(&(key(b), &b.id)));
+                    if descending {
+                        expected.reverse();
+                    }
+                    let mut listed = Vec::new();
+                    let mut after = None;
+                    loop {
+                        let query = ListQuery {
+                            scope: scope.clone(),
+                            filters: filters.clone(),
+                            sort,
+                            descending,
+                            after,
+                            limit: 500,
+                        };
+                        let (page, next) = store::list(&db, &query).await.expect("list");
+                        listed.extend(page.into_iter().map(|t| t.id));
+                        match next {
+                            Some(cursor) => after = Some(cursor),
+                            None => break,
+                        }
+                    }
+                    let expected: Vec<String> = expected.iter().map(|t| t.id.clone()).collect();
+                    assert_eq!(listed.len(), expected.len(), "{sort:?} desc={descending} {filters:?}");
+                    assert_eq!(listed, expected, "{sort:?} desc={descending} {filters:?}");
+                }
+            }
+        }
+        release(db).await;
+    }
+}
+
+#[tokio::test]
+async fn staff_and_templates_round_trip() {
+    for (db, _dir) in databases().await {
+        let member = store::StaffMember {
+            organization_id: "school-1".into(),
+            subject: "exec-1".into(),
+            full_name: "Петрова Анна".into(),
+            email: "petrova@example.org".into(),
+            roles: vec![Role::Executor],
+            active: true,
+        };
+        store::upsert_staff(&db, &member).await.expect("insert");
+        store::upsert_staff(&db, &store::StaffMember { roles: vec![Role::Executor, Role::Head], ..member.clone() })
+            .await
+            .expect("update");
+        assert_eq!(store::list_staff(&db, "school-1", Some(Role::Head)).await.expect("list").len(), 1);
+        assert!(store::list_staff(&db, "school-2", None).await.expect("list").is_empty());
+        assert!(store::is_active_staff(&db, "school-1", "exec-1", Role::Executor).await.expect("check"));
+        store::upsert_staff(&db, &store::StaffMember { active: false, ..member }).await.expect("deactivate");
+        assert!(!store::is_active_staff(&db, "school-1", "exec-1", Role::Executor).await.expect("check"));
+
+        let saved =
+            store::save_template(&db, "school-1", "greeting", "Здравствуйте, {{applicant_name}}!").await.expect("save");
+        let resaved =
+            store::save_template(&db, "school-1", "greeting", "Добрый день, {{applicant_name}}!").await.expect("save");
+        assert_eq!(saved.id, resaved.id);
+        assert_eq!(store::list_templates(&db, "school-1").await.expect("list"), vec![resaved]);
+        release(db).await;
+    }
+}
+
+#[tokio::test]
+async fn the_sla_consumer_mirrors_armed_and_overdue_answer_deadlines() {
+    use pos_platform::consumer::Handler;
+    use pos_proto::v1::events::{SlaArmed, SlaClock, SlaDeadline, SlaOverdue};
+    for (db, _dir) in databases().await {
+        deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
+        let ticket = current(&db, "a-1").await;
+        let due = ticket.received_at + Duration::days(30);
+        let deadline = |clock: SlaClock| SlaDeadline {
+            appeal_id: "a-1".into(),
+            ticket_id: ticket.id.clone(),
+            organization_id: "school-1".into(),
+            clock: clock as i32,
+            due: Some(pos_proto::time::to_proto(due)),
+            round: 1,
+            ..Default::default()
+        };
+        for envelope in [
+            pos_platform::Envelope::new(&SlaArmed { deadline: Some(deadline(SlaClock::Answer)), at: None }, "41"),
+            pos_platform::Envelope::new(&SlaArmed { deadline: Some(deadline(SlaClock::Execution)), at: None }, "41"),
+            pos_platform::Envelope::new(&SlaOverdue { deadline: Some(deadline(SlaClock::Answer)), at: None }, "41"),
+        ] {
+            let mut tx = db.begin().await.expect("begin");
+            pos_ticketing::consumer::SlaHandler.handle(&mut tx, &envelope).await.expect("handled");
+            tx.commit().await.expect("commit");
+        }
+        let ticket = current(&db, "a-1").await;
+        assert_eq!((ticket.answer_due, ticket.execution_due, ticket.overdue), (Some(due), Some(due), true));
+        release(db).await;
+    }
+}
