@@ -28,6 +28,12 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_parser = up::parse_service)]
         services: Vec<&'static str>,
     },
+    /// A workflow command on a ticket: take-in-work, assign, prepare, send-for-approval,
+    /// approve, return-for-rework, redirect, reject, accept, reject-answer.
+    Act(crate::act::ActArgs),
+    /// An organization's staff directory.
+    #[command(subcommand)]
+    Staff(crate::act::StaffCommand),
     /// The classifier: categories, subcategories and facts with their periods.
     Classifier,
     /// Register an appeal (as an operator taking it by phone).
@@ -92,6 +98,8 @@ pub async fn run() -> anyhow::Result<()> {
             crate::bench::run(args, &cli.target.endpoint, cli.target.json, &authenticator).await.map(|_| ())
         }
         Command::Seed { dir } => up::seed(config, dir.as_deref()).await,
+        Command::Act(args) => crate::act::act(&client(cli.target, &config).await?, args).await,
+        Command::Staff(command) => crate::act::staff(&client(cli.target, &config).await?, command).await,
         Command::Classifier => crate::ops::classifier(&client(cli.target, &config).await?).await,
         Command::Submit(args) => crate::ops::submit(&client(cli.target, &config).await?, args).await,
         Command::Tickets(args) => crate::ops::tickets(&client(cli.target, &config).await?, args).await,

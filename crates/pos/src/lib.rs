@@ -1,5 +1,6 @@
 //! The `pos` binary's library: hosting the services in one process, and the command line.
 
+pub mod act;
 pub mod bench;
 pub mod cli;
 pub mod ops;

@@ -58,6 +58,29 @@ impl Client {
         Ok(pos_platform::grpc::outgoing(message, &self.token(role, organization_id)?))
     }
 
+    /// A request as `subject` with `role` in `organization_id` (a minted development token
+    /// unless `--token` was given).
+    pub fn request_as<T>(
+        &self,
+        message: T,
+        role: Role,
+        organization_id: &str,
+        subject: Option<&str>,
+    ) -> anyhow::Result<tonic::Request<T>> {
+        let token = match (&self.target.token, subject) {
+            (Some(token), _) => token.clone(),
+            (None, Some(subject)) => {
+                self.authenticator.mint(subject, organization_id, "", &[role], Duration::from_secs(600))?
+            }
+            (None, None) => self.token(role, organization_id)?,
+        };
+        Ok(pos_platform::grpc::outgoing(message, &token))
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// The category and subcategory a fact belongs to, from the classifier.
     async fn fact_path(&self, fact_id: &str) -> anyhow::Result<(String, String)> {
         let classifier = RoutingServiceClient::new(self.channel.clone())
@@ -226,7 +249,10 @@ pub async fn tickets(client: &Client, args: TicketsArgs) -> anyhow::Result<()> {
     let counts: Vec<String> =
         list.folder_counts.iter().map(|c| format!("{} {}", folder_name(c.folder), c.count)).collect();
     println!("{}: {}", args.org, counts.join(" · "));
-    println!("{:<11} {:<2} {:<26} {:<17} {:<32} TEXT", "NUMBER", "", "FOLDER / STATUS", "RECEIVED (UTC)", "FACT");
+    println!(
+        "{:<11} {:<36} {:<2} {:<26} {:<17} {:<28} TEXT",
+        "NUMBER", "TICKET", "", "FOLDER / STATUS", "RECEIVED (UTC)", "FACT"
+    );
     for t in &list.tickets {
         let received = t
             .received_at
@@ -235,13 +261,14 @@ pub async fn tickets(client: &Client, args: TicketsArgs) -> anyhow::Result<()> {
             .map(|at| at.format("%d.%m.%Y %H:%M").to_string())
             .unwrap_or_default();
         println!(
-            "{:<11} {:<2} {:<26} {:<17} {:<32} {}",
+            "{:<11} {:<36} {:<2} {:<26} {:<17} {:<28} {}",
             t.number,
+            t.id,
             if t.fast_track { "⚡" } else { "" },
             format!("{} / {}", folder_name(t.folder), t.status),
             received,
-            truncate(&t.fact_id, 32),
-            truncate(&t.public_text, 60)
+            truncate(&t.fact_id, 28),
+            truncate(&t.public_text, 48)
         );
     }
     Ok(())
@@ -367,8 +394,27 @@ pub async fn deadlines(client: &Client, appeal_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line for a ticket after a command (or its JSON).
+pub fn print_ticket_line(client: &Client, ticket: &pb::Ticket) -> anyhow::Result<()> {
+    if client.target.json {
+        println!("{}", serde_json::to_string_pretty(&ticket_json(ticket))?);
+    } else {
+        let assignee =
+            if ticket.assignee_id.is_empty() { String::new() } else { format!(", executor {}", ticket.assignee_id) };
+        println!(
+            "ticket {} (№ {}): {} / {}{assignee}, version {}",
+            ticket.id,
+            ticket.number,
+            folder_name(ticket.folder),
+            ticket.status,
+            ticket.version
+        );
+    }
+    Ok(())
+}
+
 /// A gRPC error as an operator should read it: the code, the message, the offending fields.
-fn describe(status: tonic::Status) -> anyhow::Error {
+pub fn describe(status: tonic::Status) -> anyhow::Error {
     let fields = pos_platform::grpc::violated_fields(&status);
     if fields.is_empty() {
         anyhow::anyhow!("{:?}: {}", status.code(), status.message())
