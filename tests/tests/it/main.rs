@@ -6,3 +6,4 @@ mod lifecycle;
 mod observability;
 mod submit_to_ticket;
 mod tracing_export;
+mod walkthrough;
