@@ -148,7 +148,7 @@ fn print_banner(infra: &Infra, endpoint: &str, components: &[Component]) -> anyh
             let token = infra.authenticator.mint(&format!("dev-{role}"), "", "41", &[role], hours)?;
             println!("  {role:<12} {token}");
         }
-        for role in [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin] {
+        for role in [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin, Role::Approver] {
             let token = infra.authenticator.mint(&format!("dev-{role}"), DEMO_ORGANIZATION, "41", &[role], hours)?;
             println!("  {role:<12} {token}  (organization {DEMO_ORGANIZATION})");
         }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use pos_notify::Wake;
 use pos_notify::directory::StaticDirectory;
+use pos_notify::sender::SenderConfig;
 use pos_platform::Db;
 use pos_platform::db::now_micros;
 use pos_platform::testing::{postgres_db, sqlite_db};
@@ -34,31 +35,44 @@ async fn plan_appeals(db: &Db, wake: Arc<Wake>, domain: &str, count: usize) -> V
     recipients
 }
 
+/// E-mails planned while the relay is down.
+const OUTAGE_APPEALS: usize = 1_000;
+/// How long the relay stays down: longer than the first retries' backoff, so rows retry often.
+const OUTAGE: Duration = Duration::from_secs(60);
+
 async fn outage(db: &Db) {
     let mut sink = SmtpSink::down();
     let domain = unique_domain();
     let wake = Arc::new(Wake::default());
-    let sender = RunningSender::start(db, sink.mailer(), wake.clone(), sender_config());
-    let recipients = plan_appeals(db, wake, &domain, 200).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The production retry schedule (1 s doubling to 30 s, 12 attempts) must outlast a minute down.
+    let defaults = pos_notify::NotifyConfig::default().sender();
+    let config = SenderConfig {
+        max_attempts: defaults.max_attempts,
+        backoff_base: defaults.backoff_base,
+        backoff_max: defaults.backoff_max,
+        ..sender_config()
+    };
+    let sender = RunningSender::start(db, sink.mailer(), wake.clone(), config);
+    let recipients = plan_appeals(db, wake, &domain, OUTAGE_APPEALS).await;
+    tokio::time::sleep(OUTAGE).await;
     let during = stats(db).await;
     assert_eq!(during.sent, 0);
     assert_eq!(during.dead, 0);
-    assert_eq!(during.pending + during.sending, 200);
+    assert_eq!((during.pending + during.sending) as usize, OUTAGE_APPEALS);
     sink.resume();
-    eventually(Duration::from_secs(60), "every e-mail after the relay returns", || {
-        sink.message_ids().values().sum::<usize>() >= 200
+    eventually(Duration::from_secs(240), "every e-mail after the relay returns", || {
+        sink.message_ids().values().sum::<usize>() >= OUTAGE_APPEALS
     })
     .await;
     sender.stop().await;
     let ids = sink.message_ids();
-    assert_eq!(ids.len(), 200, "distinct e-mails");
+    assert_eq!(ids.len(), OUTAGE_APPEALS, "distinct e-mails");
     assert!(ids.values().all(|n| *n == 1), "an e-mail arrived twice");
     for recipient in &recipients {
         assert_eq!(sink.messages(recipient).len(), 1, "{recipient}");
     }
     let after = stats(db).await;
-    assert_eq!((after.sent, after.dead, after.pending, after.resent_after_crash), (200, 0, 0, 0));
+    assert_eq!((after.sent as usize, after.dead, after.pending, after.resent_after_crash), (OUTAGE_APPEALS, 0, 0, 0));
 }
 
 #[tokio::test]
