@@ -86,7 +86,9 @@ async fn fault_routing_killed_mid_stream_and_restarted() {
     let tickets = platform.wait_for_tickets(KAMCHATKA_CENTER, APPEALS, Duration::from_secs(180)).await.unwrap();
     assert_one_ticket_per_appeal(&tickets, &appeal_ids);
     drop(routing);
-    platform.adopt_queue("routing.appeal-received").await.unwrap();
+    for queue in ["routing.appeal-received", "routing.reroute-requested"] {
+        platform.adopt_queue(queue).await.unwrap();
+    }
     platform.stop().await.expect("stops");
 }
 

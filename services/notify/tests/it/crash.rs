@@ -71,7 +71,8 @@ async fn notify_killed_mid_stream_loses_no_email() {
     // Declared here too, so that this run's queues are removed with it at the end.
     let bindings: Vec<String> = pos_notify::plan::EVENTS.iter().map(|e| format!("{e}.*")).collect();
     let bindings: Vec<&str> = bindings.iter().map(String::as_str).collect();
-    bus.declare(&QueueSpec::new("notify.events", &bindings)).await.unwrap();
+    // The host names a consumer's queue after the exchange: `<exchange>.notify.events`.
+    bus.declare(&QueueSpec::new(format!("{exchange}.notify.events"), &bindings)).await.unwrap();
     let domain = unique_domain();
     let count = 400;
     let envelopes: Vec<Envelope> = (0..count)
