@@ -15,9 +15,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|name| root.join(format!("pos/v1/{name}.proto")))
         .collect();
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("pos_descriptor.bin");
-    tonic_prost_build::configure()
-        .file_descriptor_set_path(&descriptor)
-        .compile_protos(&files, &[root.clone(), protoc_bin_vendored::include_path()?])?;
+    // Type names (`prost::Name`) give every bus payload its AMQP `type` from the contract itself.
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
+    tonic_prost_build::configure().file_descriptor_set_path(&descriptor).compile_with_config(
+        config,
+        &files,
+        &[root.clone(), protoc_bin_vendored::include_path()?],
+    )?;
     // tonic-prost-build prints no rerun-if-changed of its own once we print any.
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())

@@ -5,18 +5,31 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tonic::Status;
 
 use crate::config::AuthConfig;
+use crate::error::ApiError;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a caller may do; the stored and wire name is snake case (`org_admin`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", parse_err_ty = String, parse_err_fn = unknown_role)]
 pub enum Role {
     Applicant,
     Operator,
@@ -30,35 +43,19 @@ pub enum Role {
     System,
 }
 
+fn unknown_role(name: &str) -> String {
+    format!("unknown role {name:?}")
+}
+
 impl Role {
-    pub const ALL: [Role; 9] = [
-        Role::Applicant,
-        Role::Operator,
-        Role::Coordinator,
-        Role::Executor,
-        Role::Head,
-        Role::Curator,
-        Role::OrgAdmin,
-        Role::Approver,
-        Role::System,
-    ];
+    pub const ALL: &'static [Role] = <Role as strum::VariantArray>::VARIANTS;
 
     /// Roles that work inside an organization's cabinet.
     pub const STAFF: [Role; 6] =
         [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin, Role::Approver];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Applicant => "applicant",
-            Role::Operator => "operator",
-            Role::Coordinator => "coordinator",
-            Role::Executor => "executor",
-            Role::Head => "head",
-            Role::Curator => "curator",
-            Role::OrgAdmin => "org_admin",
-            Role::Approver => "approver",
-            Role::System => "system",
-        }
+        self.into()
     }
 }
 
@@ -66,13 +63,6 @@ impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `pad` honours width and alignment, for tables.
         f.pad(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Role, String> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown role {s:?}"))
     }
 }
 
@@ -118,7 +108,7 @@ impl Caller {
     }
 
     /// Checks the organization and logs a security event when it does not match.
-    pub fn require_organization(&self, organization_id: &str, method: &str) -> Result<(), Status> {
+    pub fn require_organization(&self, organization_id: &str, method: &str) -> Result<(), ApiError> {
         if self.may_access_organization(organization_id) {
             Ok(())
         } else {
@@ -130,7 +120,7 @@ impl Caller {
                 %method,
                 "access denied to another organization's object"
             );
-            Err(Status::permission_denied("the object belongs to another organization"))
+            Err(ApiError::permission_denied("the object belongs to another organization"))
         }
     }
 }
@@ -223,24 +213,24 @@ impl Authenticator {
 }
 
 /// Returns the caller if it holds one of `allowed` roles; logs denials as security events.
-pub fn authorize<T>(request: &tonic::Request<T>, method: &str, allowed: &[Role]) -> Result<Caller, Status> {
+pub fn authorize<T>(request: &tonic::Request<T>, method: &str, allowed: &[Role]) -> Result<Caller, ApiError> {
     let outcome = request.extensions().get::<Authenticated>().map(|a| a.0.clone());
     match outcome {
         Some(Ok(caller)) if caller.has_any(allowed) => Ok(caller),
         Some(Ok(caller)) => {
             tracing::warn!(target: "security", subject = %caller.subject, roles = ?caller.roles, %method, "role not allowed");
-            Err(Status::permission_denied(format!(
+            Err(ApiError::permission_denied(format!(
                 "{method} needs one of the roles {}",
                 allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
             )))
         }
         Some(Err(AuthFailure::Invalid(reason))) => {
             tracing::warn!(target: "security", %method, %reason, "invalid token refused");
-            Err(Status::unauthenticated("invalid or expired token"))
+            Err(ApiError::Unauthenticated("invalid or expired token"))
         }
         Some(Err(AuthFailure::Missing)) | None => {
             tracing::warn!(target: "security", %method, "request without a token refused");
-            Err(Status::unauthenticated("missing bearer token"))
+            Err(ApiError::Unauthenticated("missing bearer token"))
         }
     }
 }

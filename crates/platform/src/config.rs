@@ -194,11 +194,6 @@ impl PlatformConfig {
         }
         Ok(())
     }
-
-    /// The binding patterns for `event` over the configured regions.
-    pub fn bindings(&self, event: &str) -> Vec<String> {
-        self.regions.iter().map(|region| format!("{event}.{region}")).collect()
-    }
 }
 
 /// Reads a service's own section (e.g. `[intake]`, `POS_INTAKE__…`), falling back to defaults.

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::bus::{Bus, Delivery, Disposition, Envelope, QueueSpec};
+use crate::bus::{Bus, Delivery, Disposition, Envelope, EventSet, QueueSpec};
 use crate::db::{Db, Tx, now_micros};
 
 /// Why a handler did not finish; the consumer turns it into a retry or a dead letter.
@@ -42,22 +42,53 @@ impl From<crate::bus::DecodeError> for HandleError {
     }
 }
 
-/// A service's reaction to one event, inside the transaction that records it in the inbox.
+/// A service's reaction to one kind of event (or to an [`EventSet`] of several), inside the
+/// transaction that records it in the inbox. The consumer decodes the payload; one that does not
+/// decode as `Event` is poison and never reaches the handler.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError>;
+    type Event: EventSet;
+
+    async fn handle(&self, tx: &mut Tx, event: Self::Event, envelope: &Envelope) -> Result<(), HandleError>;
+}
+
+/// Decodes the envelope and hands the event to `handler`: what a consumer does with each
+/// delivery inside its transaction (tests call it to deliver as the bus would).
+pub async fn deliver<H: Handler>(handler: &H, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
+    let event = H::Event::decode(envelope)?;
+    handler.handle(tx, event, envelope).await
+}
+
+/// A handler with its event type erased, so that consumers of different events run alike.
+#[async_trait]
+trait Dispatch: Send + Sync + 'static {
+    async fn dispatch(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError>;
+}
+
+#[async_trait]
+impl<H: Handler> Dispatch for H {
+    async fn dispatch(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
+        deliver(self, tx, envelope).await
+    }
 }
 
 /// A queue and the handler for what arrives on it.
 pub struct Consumer {
     pub spec: QueueSpec,
-    pub handler: Arc<dyn Handler>,
+    handler: Arc<dyn Dispatch>,
     /// Deliveries handled at once.
     pub concurrency: usize,
 }
 
 impl Consumer {
-    pub fn new(spec: QueueSpec, handler: impl Handler) -> Consumer {
+    /// Consumer `name` (also its queue and inbox name) of the handler's events about `regions`
+    /// (`*` for all; a deployment's `POS_REGIONS`).
+    pub fn new<H: Handler>(name: &str, regions: &[String], handler: H) -> Consumer {
+        Consumer::with_spec(QueueSpec::for_events::<H::Event>(name, regions), handler)
+    }
+
+    /// A consumer on a queue specified by hand (tests tune delivery limits and delays).
+    pub fn with_spec<H: Handler>(spec: QueueSpec, handler: H) -> Consumer {
         let concurrency = usize::from(spec.prefetch).clamp(1, 16);
         Consumer { spec, handler: Arc::new(handler), concurrency }
     }
@@ -96,7 +127,7 @@ pub async fn run(db: Db, bus: Arc<dyn Bus>, consumer: Consumer, shutdown: Cancel
             let (db, handler, spec) = (db.clone(), handler.clone(), spec.clone());
             async move {
                 let queue = spec.name.clone();
-                if let Err(error) = process(&db, handler.as_ref(), &spec, delivery).await {
+                if let Err(error) = settle(&db, handler.as_ref(), &spec, delivery).await {
                     tracing::warn!(%queue, %error, "delivery left unsettled, it will come back");
                 }
             }
@@ -107,7 +138,7 @@ pub async fn run(db: Db, bus: Arc<dyn Bus>, consumer: Consumer, shutdown: Cancel
 }
 
 /// Handles one delivery and settles it.
-pub async fn process(db: &Db, handler: &dyn Handler, spec: &QueueSpec, delivery: Delivery) -> anyhow::Result<Outcome> {
+async fn settle(db: &Db, handler: &dyn Dispatch, spec: &QueueSpec, delivery: Delivery) -> anyhow::Result<Outcome> {
     let envelope = delivery.envelope.clone();
     let span = tracing::info_span!(
         "consume",
@@ -155,7 +186,7 @@ pub async fn process(db: &Db, handler: &dyn Handler, spec: &QueueSpec, delivery:
 }
 
 /// Runs the handler in a transaction with the inbox row; `Ok(false)` for a duplicate.
-async fn handle_once(db: &Db, handler: &dyn Handler, consumer: &str, envelope: &Envelope) -> Result<bool, HandleError> {
+async fn handle_once(db: &Db, handler: &dyn Dispatch, consumer: &str, envelope: &Envelope) -> Result<bool, HandleError> {
     let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO inbox (consumer, message_id, processed_at) VALUES ($1, $2, $3) \
@@ -171,7 +202,7 @@ async fn handle_once(db: &Db, handler: &dyn Handler, consumer: &str, envelope: &
         tx.rollback().await?;
         return Ok(false);
     }
-    handler.handle(&mut tx, envelope).await?;
+    handler.dispatch(&mut tx, envelope).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -1,81 +1,15 @@
-//! The gRPC server every service runs: health, reflection, metrics, auth and trace context;
-//! and the error details every service returns.
+//! The gRPC server every service runs: health, reflection, metrics, auth and trace context.
+//! What its methods return on failure is [`crate::error`]'s.
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 use tonic::service::Routes;
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::metrics::GrpcMetricsLayer;
-
-/// Collects field violations and turns them into `INVALID_ARGUMENT` with `google.rpc.BadRequest`.
-#[derive(Debug, Default)]
-pub struct FieldViolations {
-    violations: Vec<(String, String)>,
-}
-
-impl FieldViolations {
-    pub fn new() -> FieldViolations {
-        FieldViolations::default()
-    }
-
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.violations.push((field.into(), description.into()));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.violations.is_empty()
-    }
-
-    pub fn fields(&self) -> impl Iterator<Item = &str> {
-        self.violations.iter().map(|(field, _)| field.as_str())
-    }
-
-    /// `Ok` when nothing was violated.
-    pub fn into_result(self) -> Result<(), Status> {
-        if self.violations.is_empty() { Ok(()) } else { Err(self.into_status()) }
-    }
-
-    pub fn into_status(self) -> Status {
-        let message = self
-            .violations
-            .iter()
-            .map(|(field, description)| format!("{field}: {description}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut details = ErrorDetails::new();
-        for (field, description) in self.violations {
-            details.add_bad_request_violation(field, description);
-        }
-        Status::with_error_details(tonic::Code::InvalidArgument, message, details)
-    }
-}
-
-/// `INVALID_ARGUMENT` for one field.
-pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
-    let mut violations = FieldViolations::new();
-    violations.add(field, description);
-    violations.into_status()
-}
-
-/// The field names of a status's `BadRequest` details (for clients and tests).
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
-
-/// Logs an internal error with its cause and returns an opaque `INTERNAL` to the caller.
-pub fn internal(context: &str, error: impl std::fmt::Display) -> Status {
-    tracing::error!(%error, "{context}");
-    Status::internal(format!("{context}: internal error"))
-}
 
 /// Serves `routes` with health, reflection, metrics, authentication and trace propagation
 /// until `shutdown`; health turns NOT_SERVING first, and in-flight calls finish.

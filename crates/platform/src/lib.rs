@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod error;
 pub mod grpc;
 pub mod host;
 pub mod metrics;
@@ -16,5 +17,10 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
 
-pub use bus::{Bus, Envelope, QueueSpec};
+pub use bus::{Bus, Envelope, EventSet, QueueSpec};
+
+// For `event_set!`, expanded in the services.
+#[doc(hidden)]
+pub use pos_proto as __proto;
 pub use db::{Db, Dialect, Tx};
+pub use error::{ApiError, ApiResult};

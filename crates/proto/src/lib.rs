@@ -26,30 +26,50 @@ pub mod time {
     }
 }
 
-/// A bus payload: its event name (the routing key's first part) and its protobuf full name
-/// (the AMQP `type` property).
-pub trait BusEvent: prost::Message + Default {
+/// A bus payload: its event name (the routing key's first part; the wire contract of bindings)
+/// and, from the contract itself, its protobuf full name (the AMQP `type` property).
+pub trait BusEvent: prost::Message + prost::Name + Default {
     const EVENT: &'static str;
-    const TYPE: &'static str;
+
+    /// Whether an AMQP `type` names this payload (without building the full name).
+    fn is_type(type_name: &str) -> bool {
+        type_name.strip_prefix(Self::PACKAGE).and_then(|rest| rest.strip_prefix('.')) == Some(Self::NAME)
+    }
 }
 
 macro_rules! bus_event {
-    ($ty:ty, $event:literal, $name:literal) => {
-        impl BusEvent for $ty {
+    ($($ty:ident => $event:literal),* $(,)?) => {
+        $(impl BusEvent for v1::events::$ty {
             const EVENT: &'static str = $event;
-            const TYPE: &'static str = $name;
-        }
+        })*
     };
 }
 
-bus_event!(v1::events::AppealReceived, "appeal.received", "pos.v1.events.AppealReceived");
-bus_event!(v1::events::AppealRouted, "appeal.routed", "pos.v1.events.AppealRouted");
-bus_event!(v1::events::TicketStatusChanged, "ticket.status_changed", "pos.v1.events.TicketStatusChanged");
-bus_event!(v1::events::TicketAnswerApproved, "ticket.answer_approved", "pos.v1.events.TicketAnswerApproved");
-bus_event!(v1::events::TicketReopened, "ticket.reopened", "pos.v1.events.TicketReopened");
-bus_event!(v1::events::TicketRerouteRequested, "ticket.reroute_requested", "pos.v1.events.TicketRerouteRequested");
-bus_event!(v1::events::SlaArmed, "sla.armed", "pos.v1.events.SlaArmed");
-bus_event!(v1::events::SlaFastTrack, "sla.fast_track", "pos.v1.events.SlaFastTrack");
-bus_event!(v1::events::SlaWarning, "sla.warning", "pos.v1.events.SlaWarning");
-bus_event!(v1::events::SlaOverdue, "sla.overdue", "pos.v1.events.SlaOverdue");
-bus_event!(v1::events::SlaMet, "sla.met", "pos.v1.events.SlaMet");
+bus_event! {
+    AppealReceived => "appeal.received",
+    AppealRouted => "appeal.routed",
+    TicketStatusChanged => "ticket.status_changed",
+    TicketAnswerApproved => "ticket.answer_approved",
+    TicketReopened => "ticket.reopened",
+    TicketRerouteRequested => "ticket.reroute_requested",
+    SlaArmed => "sla.armed",
+    SlaFastTrack => "sla.fast_track",
+    SlaWarning => "sla.warning",
+    SlaOverdue => "sla.overdue",
+    SlaMet => "sla.met",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BusEvent;
+    use super::v1::events::{AppealRouted, TicketStatusChanged};
+    use prost::Name;
+
+    #[test]
+    fn type_names_come_from_the_contract() {
+        assert_eq!(AppealRouted::full_name(), "pos.v1.events.AppealRouted");
+        assert!(AppealRouted::is_type("pos.v1.events.AppealRouted"));
+        assert!(!AppealRouted::is_type("pos.v1.events.AppealRoutedX"));
+        assert!(!AppealRouted::is_type(&TicketStatusChanged::full_name()));
+    }
+}

@@ -41,10 +41,10 @@ pub struct Envelope {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("expected a {expected} payload, got {actual}")]
-    WrongType { expected: &'static str, actual: String },
+    #[error("expected {expected}, got a {actual} payload")]
+    WrongType { expected: String, actual: String },
     #[error("payload is not a valid {type_name}: {source}")]
-    Malformed { type_name: &'static str, source: prost::DecodeError },
+    Malformed { type_name: String, source: prost::DecodeError },
 }
 
 impl Envelope {
@@ -55,7 +55,7 @@ impl Envelope {
         Envelope {
             message_id: Uuid::now_v7(),
             routing_key: format!("{}.{}", E::EVENT, region),
-            type_name: E::TYPE.to_owned(),
+            type_name: E::full_name(),
             timestamp: Utc::now(),
             headers,
             payload: Bytes::from(event.encode_to_vec()),
@@ -68,10 +68,15 @@ impl Envelope {
     }
 
     pub fn decode<E: BusEvent>(&self) -> Result<E, DecodeError> {
-        if self.type_name != E::TYPE {
-            return Err(DecodeError::WrongType { expected: E::TYPE, actual: self.type_name.clone() });
+        if !self.is::<E>() {
+            return Err(DecodeError::WrongType { expected: E::full_name(), actual: self.type_name.clone() });
         }
-        E::decode(self.payload.as_ref()).map_err(|source| DecodeError::Malformed { type_name: E::TYPE, source })
+        E::decode(self.payload.as_ref()).map_err(|source| DecodeError::Malformed { type_name: E::full_name(), source })
+    }
+
+    /// Whether the payload is an `E`.
+    pub fn is<E: BusEvent>(&self) -> bool {
+        E::is_type(&self.type_name)
     }
 
     /// The event name: the routing key without its region.
@@ -109,6 +114,15 @@ pub struct QueueSpec {
 }
 
 impl QueueSpec {
+    /// The queue of consumer `name` for the events of `E` about `regions` (`*` for all).
+    pub fn for_events<E: EventSet>(name: impl Into<String>, regions: &[String]) -> QueueSpec {
+        let bindings: Vec<String> = E::EVENTS
+            .iter()
+            .flat_map(|event| regions.iter().map(move |region| format!("{event}.{region}")))
+            .collect();
+        QueueSpec { bindings, ..QueueSpec::new(name, &[]) }
+    }
+
     pub fn new(name: impl Into<String>, bindings: &[&str]) -> QueueSpec {
         QueueSpec {
             name: name.into(),
@@ -134,6 +148,60 @@ impl QueueSpec {
     pub fn dead_letter_queue(&self) -> String {
         format!("{}.dead", self.name)
     }
+}
+
+/// What a consumer takes off its queue: one bus event, or an enum of several (see
+/// [`event_set!`](crate::event_set)). Decoding picks the variant by the AMQP `type`.
+pub trait EventSet: Sized + Send + 'static {
+    /// The event names (routing-key prefixes) the consumer's queue binds.
+    const EVENTS: &'static [&'static str];
+
+    fn decode(envelope: &Envelope) -> Result<Self, DecodeError>;
+}
+
+impl<E: BusEvent + Send + 'static> EventSet for E {
+    const EVENTS: &'static [&'static str] = &[E::EVENT];
+
+    fn decode(envelope: &Envelope) -> Result<E, DecodeError> {
+        envelope.decode()
+    }
+}
+
+/// An enum of bus events that one consumer takes, decoded by type, so that a handler matches
+/// on it exhaustively: adding a variant is a compile error wherever it is not handled.
+///
+/// ```ignore
+/// pos_platform::event_set! {
+///     /// What the applicant's view follows.
+///     pub enum ViewEvent {
+///         Routed(AppealRouted),
+///         StatusChanged(TicketStatusChanged),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! event_set {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident($event:ty)),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant($event),)+
+        }
+
+        impl $crate::bus::EventSet for $name {
+            const EVENTS: &'static [&'static str] = &[$(<$event as $crate::__proto::BusEvent>::EVENT),+];
+
+            fn decode(envelope: &$crate::bus::Envelope) -> Result<Self, $crate::bus::DecodeError> {
+                $(if envelope.is::<$event>() {
+                    return envelope.decode::<$event>().map($name::$variant);
+                })+
+                Err($crate::bus::DecodeError::WrongType {
+                    expected: stringify!($name).to_owned(),
+                    actual: envelope.type_name.clone(),
+                })
+            }
+        }
+    };
 }
 
 /// What the consumer decided about a delivery.
