@@ -58,13 +58,22 @@ impl Options {
 /// The configuration of a platform under test.
 pub fn config(mode: Mode, data: &TempDir, run_id: &str, amqp_url: Option<&str>) -> PlatformConfig {
     let mut config = testing::platform_config(&data.0);
-    if mode == Mode::Servers {
-        config.database_url = Some(Secret::new(testing::database_url()));
-        config.schema_prefix = format!("{run_id}_");
-        config.amqp_url = Some(Secret::new(amqp_url.map(str::to_owned).unwrap_or_else(testing::amqp_url)));
-        config.exchange = format!("{run_id}.events");
-        config.redis_url = Some(Secret::new(testing::redis_url()));
-        config.cache_prefix = run_id.to_owned();
+    match mode {
+        Mode::Servers => {
+            config.database_url = Some(Secret::new(testing::database_url()));
+            config.schema_prefix = format!("{run_id}_");
+            config.amqp_url = Some(Secret::new(amqp_url.map(str::to_owned).unwrap_or_else(testing::amqp_url)));
+            config.redis_url = Some(Secret::new(testing::redis_url()));
+            // Named after the run, not anew at each start, so that a restart finds its queues.
+            config.exchange = format!("{run_id}.events");
+            config.cache_prefix = run_id.to_owned();
+        }
+        Mode::Embedded => {
+            // The in-process bus and cache are this platform's alone: named as `pos up` names them.
+            let defaults = PlatformConfig::default();
+            config.exchange = defaults.exchange;
+            config.cache_prefix = defaults.cache_prefix;
+        }
     }
     config
 }

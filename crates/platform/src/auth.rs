@@ -120,7 +120,7 @@ impl Caller {
                 %method,
                 "access denied to another organization's object"
             );
-            Err(ApiError::permission_denied("the object belongs to another organization"))
+            Err(ApiError::denied("OTHER_ORGANIZATION", "the object belongs to another organization"))
         }
     }
 }
@@ -219,10 +219,13 @@ pub fn authorize<T>(request: &tonic::Request<T>, method: &str, allowed: &[Role])
         Some(Ok(caller)) if caller.has_any(allowed) => Ok(caller),
         Some(Ok(caller)) => {
             tracing::warn!(target: "security", subject = %caller.subject, roles = ?caller.roles, %method, "role not allowed");
-            Err(ApiError::permission_denied(format!(
-                "{method} needs one of the roles {}",
-                allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
-            )))
+            Err(ApiError::denied(
+                "ROLE_NOT_ALLOWED",
+                format!(
+                    "{method} needs one of the roles {}",
+                    allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ))
         }
         Some(Err(AuthFailure::Invalid(reason))) => {
             tracing::warn!(target: "security", %method, %reason, "invalid token refused");

@@ -137,6 +137,17 @@ pub async fn run(db: Db, bus: Arc<dyn Bus>, consumer: Consumer, shutdown: Cancel
     Ok(())
 }
 
+/// Handles one delivery with `handler` and settles it: what a running consumer does with each
+/// delivery (tests call it to see the outcome).
+pub async fn process<H: Handler>(
+    db: &Db,
+    handler: &H,
+    spec: &QueueSpec,
+    delivery: Delivery,
+) -> anyhow::Result<Outcome> {
+    settle(db, handler, spec, delivery).await
+}
+
 /// Handles one delivery and settles it.
 async fn settle(db: &Db, handler: &dyn Dispatch, spec: &QueueSpec, delivery: Delivery) -> anyhow::Result<Outcome> {
     let envelope = delivery.envelope.clone();
@@ -186,7 +197,12 @@ async fn settle(db: &Db, handler: &dyn Dispatch, spec: &QueueSpec, delivery: Del
 }
 
 /// Runs the handler in a transaction with the inbox row; `Ok(false)` for a duplicate.
-async fn handle_once(db: &Db, handler: &dyn Dispatch, consumer: &str, envelope: &Envelope) -> Result<bool, HandleError> {
+async fn handle_once(
+    db: &Db,
+    handler: &dyn Dispatch,
+    consumer: &str,
+    envelope: &Envelope,
+) -> Result<bool, HandleError> {
     let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO inbox (consumer, message_id, processed_at) VALUES ($1, $2, $3) \

@@ -68,9 +68,10 @@ pub enum ApiError {
     /// No token, or one that does not verify.
     #[error("{0}")]
     Unauthenticated(&'static str),
-    /// The caller's roles or organization do not allow it.
-    #[error("{0}")]
-    PermissionDenied(String),
+    /// The caller's roles or organization do not allow it (`ROLE_NOT_ALLOWED`,
+    /// `OTHER_ORGANIZATION`, or the service's own reason, e.g. `NOT_ASSIGNEE`).
+    #[error("{message}")]
+    PermissionDenied { reason: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
     /// The object exists already in another form (e.g. a request id reused for another appeal).
@@ -108,7 +109,12 @@ impl ApiError {
     }
 
     pub fn permission_denied(message: impl Into<String>) -> ApiError {
-        ApiError::PermissionDenied(message.into())
+        ApiError::PermissionDenied { reason: "PERMISSION_DENIED", message: message.into() }
+    }
+
+    /// `PERMISSION_DENIED` with a reason of its own.
+    pub fn denied(reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::PermissionDenied { reason, message: message.into() }
     }
 
     pub fn already_exists(reason: &'static str, message: impl Into<String>) -> ApiError {
@@ -188,9 +194,7 @@ impl From<ApiError> for Status {
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             ApiError::Unauthenticated(message) => with_info(Code::Unauthenticated, message, "UNAUTHENTICATED", false),
-            ApiError::PermissionDenied(message) => {
-                with_info(Code::PermissionDenied, message, "PERMISSION_DENIED", false)
-            }
+            ApiError::PermissionDenied { reason, message } => with_info(Code::PermissionDenied, message, reason, false),
             ApiError::NotFound(message) => with_info(Code::NotFound, message, "NOT_FOUND", false),
             ApiError::AlreadyExists { reason, message } => with_info(Code::AlreadyExists, message, reason, false),
             ApiError::FailedPrecondition { reason, message } => {

@@ -20,7 +20,7 @@ pub mod testing;
 pub use bus::{Bus, Envelope, EventSet, QueueSpec};
 
 // For `event_set!`, expanded in the services.
-#[doc(hidden)]
-pub use pos_proto as __proto;
 pub use db::{Db, Dialect, Tx};
 pub use error::{ApiError, ApiResult};
+#[doc(hidden)]
+pub use pos_proto as __proto;

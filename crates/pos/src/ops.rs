@@ -415,7 +415,7 @@ pub fn print_ticket_line(client: &Client, ticket: &pb::Ticket) -> anyhow::Result
 
 /// A gRPC error as an operator should read it: the code, the message, the offending fields.
 pub fn describe(status: tonic::Status) -> anyhow::Error {
-    let fields = pos_platform::grpc::violated_fields(&status);
+    let fields = pos_platform::error::violated_fields(&status);
     if fields.is_empty() {
         anyhow::anyhow!("{:?}: {}", status.code(), status.message())
     } else {

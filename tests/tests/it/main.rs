@@ -4,6 +4,7 @@ mod embedded_crash;
 mod faults;
 mod lifecycle;
 mod observability;
+mod schema_parity;
 mod submit_to_ticket;
 mod tracing_export;
 mod walkthrough;

@@ -116,10 +116,8 @@ pub struct QueueSpec {
 impl QueueSpec {
     /// The queue of consumer `name` for the events of `E` about `regions` (`*` for all).
     pub fn for_events<E: EventSet>(name: impl Into<String>, regions: &[String]) -> QueueSpec {
-        let bindings: Vec<String> = E::EVENTS
-            .iter()
-            .flat_map(|event| regions.iter().map(move |region| format!("{event}.{region}")))
-            .collect();
+        let bindings: Vec<String> =
+            E::EVENTS.iter().flat_map(|event| regions.iter().map(move |region| format!("{event}.{region}"))).collect();
         QueueSpec { bindings, ..QueueSpec::new(name, &[]) }
     }
 
