@@ -15,7 +15,7 @@ use chrono::{DateTime, Datelike, Utc};
 use futures::{Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
-use pos_platform::grpc::FieldViolations;
+use pos_platform::error::{ApiError, FieldViolations};
 use pos_proto::v1::UploadAttachmentRequest;
 use pos_proto::v1::upload_attachment_request::Part;
 use sha2::{Digest, Sha256};
@@ -333,9 +333,9 @@ where
     let meta = match parts.next().await {
         Some(Ok(UploadAttachmentRequest { part: Some(Part::Meta(meta)) })) => meta,
         Some(Ok(_)) | None => {
-            return Err(invalid("meta", "the first message must carry the file's metadata"));
+            return Err(IntakeError::invalid("meta", "the first message must carry the file's metadata"));
         }
-        Some(Err(status)) => return Err(IntakeError::Stream(status)),
+        Some(Err(status)) => return Err(ApiError::Stream(status).into()),
     };
     let mut violations = FieldViolations::new();
     let file_name = match clean_file_name(&meta.file_name) {
@@ -351,7 +351,7 @@ where
         violations.add("meta.size", format!("{} bytes is over the limit of {max_bytes} bytes", meta.size));
     }
     if !violations.is_empty() {
-        return Err(IntakeError::Invalid(violations));
+        return Err(ApiError::Invalid(violations).into());
     }
     let declared = meta.size as u64;
     let id = uuid::Uuid::now_v7().to_string();
@@ -377,16 +377,19 @@ where
     let mut received: u64 = 0;
     let mut stage = Stage::Sniffing(Vec::new());
     while let Some(part) = parts.next().await {
-        let chunk = match part.map_err(IntakeError::Stream)?.part {
+        let chunk = match part.map_err(ApiError::Stream)?.part {
             Some(Part::Chunk(chunk)) => chunk,
             Some(Part::Meta(_)) => {
-                return Err(invalid("meta", "the metadata may only be sent first, once"));
+                return Err(IntakeError::invalid("meta", "the metadata may only be sent first, once"));
             }
             None => continue,
         };
         received += chunk.len() as u64;
         if received > declared {
-            return Err(invalid("chunk", format!("more bytes than the declared size of {declared} bytes")));
+            return Err(IntakeError::invalid(
+                "chunk",
+                format!("more bytes than the declared size of {declared} bytes"),
+            ));
         }
         hasher.update(&chunk);
         stage = match stage {
@@ -410,10 +413,10 @@ where
         };
     }
     if received == 0 {
-        return Err(invalid("chunk", "the file is empty"));
+        return Err(IntakeError::invalid("chunk", "the file is empty"));
     }
     if received != declared {
-        return Err(invalid("meta.size", format!("declared {declared} bytes, received {received}")));
+        return Err(IntakeError::invalid("meta.size", format!("declared {declared} bytes, received {received}")));
     }
     let kind = match stage {
         Stage::Sniffing(all) | Stage::Buffering(all) => match detect(&all, true) {
@@ -455,14 +458,8 @@ async fn decide_early(sink: &mut Sink<'_>, head: Vec<u8>) -> Result<Stage, Intak
     }
 }
 
-fn invalid(field: &str, description: impl Into<String>) -> IntakeError {
-    let mut violations = FieldViolations::new();
-    violations.add(field, description);
-    IntakeError::Invalid(violations)
-}
-
 fn refused(what: &str) -> IntakeError {
-    invalid(
+    IntakeError::invalid(
         "chunk",
         format!(
             "the content is {what}; allowed are .txt .odt .ods .odp .odf .xls .xlsx .ppt .pptx .doc .docx .rtf .pdf .jpeg"

@@ -419,7 +419,10 @@ mod tests {
 
     #[test]
     fn transport_failures_are_unavailable_and_refusals_are_failures() {
-        assert!(matches!(SourceError::from(tonic::Status::unavailable("down")), SourceError::Unavailable(_)));
-        assert!(matches!(SourceError::from(tonic::Status::permission_denied("no")), SourceError::Failed(_)));
+        // What routing answers when its database is down, and when the token does not allow it.
+        let down = tonic::Status::from(pos_platform::ApiError::Db(sqlx::Error::PoolClosed));
+        assert!(matches!(SourceError::from(down), SourceError::Unavailable(_)));
+        let refused = tonic::Status::from(pos_platform::ApiError::permission_denied("no"));
+        assert!(matches!(SourceError::from(refused), SourceError::Failed(_)));
     }
 }

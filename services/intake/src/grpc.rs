@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::{from_micros, to_micros};
-use pos_platform::grpc::FieldViolations;
+use pos_platform::error::{ApiError, FieldViolations};
 use pos_proto::v1::intake_service_server::IntakeService;
 use pos_proto::v1::{
     Appeal, AppealRouting, Attachment, GetAppealRequest, SubmitAppealRequest, SubmitAppealResponse,
@@ -79,7 +79,7 @@ impl IntakeApi {
         if !caller.has_any(&[Role::Operator, Role::System]) {
             request.applicant.get_or_insert_default().account_id = caller.subject.clone();
         }
-        validate::request_id(&request.request_id).map_err(IntakeError::Invalid)?;
+        validate::request_id(&request.request_id).map_err(ApiError::Invalid)?;
         let request_sha256 = request_hash(&request);
         if let Some((registered, first_sha256)) =
             self.store.find_registration(&caller.subject, &request.request_id).await?
@@ -90,7 +90,7 @@ impl IntakeApi {
         let mut snapshot = match self.catalog.snapshot().filter(|s| !s.is_empty()) {
             Some(snapshot) => snapshot,
             None => self.catalog.refresh_on_demand().await.filter(|s| !s.is_empty()).ok_or_else(|| {
-                IntakeError::Unavailable(
+                IntakeError::ClassifierUnavailable(
                     "the classifier is not loaded yet (routing has not answered since start-up); retry shortly".into(),
                 )
             })?,
@@ -117,7 +117,7 @@ impl IntakeApi {
         }
         let classified = match classified {
             Some(classified) if violations.is_empty() => classified,
-            _ => return Err(IntakeError::Invalid(violations)),
+            _ => return Err(ApiError::Invalid(violations).into()),
         };
 
         let applicant = request.applicant.clone().unwrap_or_default();
@@ -200,7 +200,8 @@ impl IntakeApi {
         let received = match attachments::receive(&self.storage, self.config.max_attachment_bytes, parts).await {
             Ok(received) => received,
             Err(error) => {
-                let outcome = if matches!(error, IntakeError::Invalid(_)) { "refused" } else { "failed" };
+                let outcome =
+                    if matches!(error, IntakeError::Api(ApiError::Invalid(_))) { "refused" } else { "failed" };
                 metrics::counter!("pos_intake_attachments_total", "outcome" => outcome).increment(1);
                 return Err(error);
             }
@@ -243,8 +244,7 @@ impl IntakeApi {
         if uuid::Uuid::parse_str(appeal_id).is_err() {
             return Err(IntakeError::invalid("appeal_id", "not an appeal id"));
         }
-        let appeal =
-            self.store.appeal(appeal_id).await?.ok_or_else(|| IntakeError::NotFound("no such appeal".into()))?;
+        let appeal = self.store.appeal(appeal_id).await?.ok_or_else(|| ApiError::not_found("no such appeal"))?;
         may_read(caller, &appeal)?;
         Ok(to_proto(appeal))
     }
@@ -261,19 +261,26 @@ impl IntakeService for IntakeApi {
         let outcome = match &result {
             Ok((_, Submitted::Registered)) => "registered",
             Ok((_, Submitted::Replayed)) => "replayed",
-            Err(IntakeError::Invalid(_)) => "invalid",
+            Err(IntakeError::Api(ApiError::Invalid(_))) => "invalid",
             Err(IntakeError::RequestIdReused(_)) => "request_id_reused",
-            Err(IntakeError::Unavailable(_)) => "unavailable",
+            Err(IntakeError::ClassifierUnavailable(_)) => "unavailable",
             Err(
-                IntakeError::NotFound(_)
-                | IntakeError::PermissionDenied(_)
-                | IntakeError::Stream(_)
-                | IntakeError::Db(_)
-                | IntakeError::ObjectStore(_),
+                IntakeError::ObjectStore(_)
+                | IntakeError::Api(
+                    ApiError::Unauthenticated(_)
+                    | ApiError::PermissionDenied { .. }
+                    | ApiError::NotFound(_)
+                    | ApiError::AlreadyExists { .. }
+                    | ApiError::FailedPrecondition { .. }
+                    | ApiError::Unavailable { .. }
+                    | ApiError::Stream(_)
+                    | ApiError::Db(_)
+                    | ApiError::Internal { .. },
+                ),
             ) => "failed",
         };
         metrics::counter!("pos_intake_submissions_total", "outcome" => outcome).increment(1);
-        Ok(Response::new(result?.0))
+        Ok(Response::new(result.map_err(ApiError::from)?.0))
     }
 
     async fn upload_attachment(
@@ -281,18 +288,18 @@ impl IntakeService for IntakeApi {
         request: Request<Streaming<UploadAttachmentRequest>>,
     ) -> Result<Response<UploadAttachmentResponse>, Status> {
         let caller = authorize(&request, "UploadAttachment", &SUBMITTERS)?;
-        Ok(Response::new(self.upload(&caller, request.into_inner()).await?))
+        Ok(Response::new(self.upload(&caller, request.into_inner()).await.map_err(ApiError::from)?))
     }
 
     async fn get_appeal(&self, request: Request<GetAppealRequest>) -> Result<Response<Appeal>, Status> {
         let caller = authorize(&request, "GetAppeal", &READERS)?;
-        Ok(Response::new(self.get(&caller, &request.get_ref().appeal_id).await?))
+        Ok(Response::new(self.get(&caller, &request.get_ref().appeal_id).await.map_err(ApiError::from)?))
     }
 }
 
 /// The applicant who owns it, operators and systems, or staff of the organization it is
 /// routed to.
-fn may_read(caller: &Caller, appeal: &AppealRecord) -> Result<(), IntakeError> {
+fn may_read(caller: &Caller, appeal: &AppealRecord) -> Result<(), ApiError> {
     if caller.has_any(&[Role::Operator, Role::System]) {
         return Ok(());
     }
@@ -305,12 +312,10 @@ fn may_read(caller: &Caller, appeal: &AppealRecord) -> Result<(), IntakeError> {
     if caller.has_any(&Role::STAFF)
         && let Some(routing) = &appeal.routing
     {
-        return caller
-            .require_organization(&routing.organization.id, "GetAppeal")
-            .map_err(|status| IntakeError::PermissionDenied(status.message().to_owned()));
+        return caller.require_organization(&routing.organization.id, "GetAppeal");
     }
     tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "access denied to another applicant's appeal");
-    Err(IntakeError::PermissionDenied("the appeal is not yours to read".into()))
+    Err(ApiError::permission_denied("the appeal is not yours to read"))
 }
 
 /// A repeated request gets the first answer; a different request under a used id is refused.

@@ -1,7 +1,7 @@
 //! Checks a submission against the classifier snapshot and the limits, naming every offending
 //! field. Descriptions never quote the text: it may hold personal data.
 
-use pos_platform::grpc::FieldViolations;
+use pos_platform::error::FieldViolations;
 use pos_proto::v1::{AddresseeKind, Fact, OrganizationType, Source, SubmitAppealRequest};
 
 use crate::classifier::{ClassifierSnapshot, OrganizationLookup};
@@ -367,7 +367,7 @@ mod tests {
             Organization { id: "c1".into(), r#type: OrganizationType::College as i32, ..Organization::default() };
         let mut violations = FieldViolations::new();
         picked_organization("c1", &OrganizationLookup::Found(college), Some(OrganizationType::School), &mut violations);
-        let status = violations.into_status();
+        let status = tonic::Status::from(pos_platform::ApiError::Invalid(violations));
         assert!(status.message().contains("is a college, the fact is addressed to a school"), "{}", status.message());
         let mut violations = FieldViolations::new();
         picked_organization("x", &OrganizationLookup::NotFound, None, &mut violations);

@@ -37,8 +37,9 @@ impl AppealReceivedHandler {
 
 #[async_trait]
 impl Handler for AppealReceivedHandler {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
-        let appeal: AppealReceived = envelope.decode()?;
+    type Event = AppealReceived;
+
+    async fn handle(&self, tx: &mut Tx, appeal: AppealReceived, envelope: &Envelope) -> Result<(), HandleError> {
         if appeal.appeal_id.is_empty() {
             // Without its id an appeal can be neither recorded once nor found by anyone
             // downstream: the payload breaks the contract, like an undecodable one.

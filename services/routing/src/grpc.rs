@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use pos_platform::auth::{Role, authorize};
 use pos_platform::db::Db;
-use pos_platform::grpc::FieldViolations;
+use pos_platform::error::{ApiError, ApiResult, FieldViolations};
 use pos_proto::v1 as pb;
 use pos_proto::v1::routing_service_server::RoutingService;
 use sqlx::AnyConnection;
 use tonic::{Request, Response, Status};
 
 use crate::config::RoutingConfig;
-use crate::error::ApiError;
 use crate::model::{
     Addressee, AutoRule, Category, Fact, OrgType, Organization, Scope, Subcategory, check_id, check_period,
 };
@@ -36,10 +35,15 @@ impl RoutingApi {
         RoutingApi { db, snapshots, config }
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, ApiError> {
+    async fn snapshot(&self) -> ApiResult<Snapshot> {
         let mut conn = self.db.pool().acquire().await?;
         Ok(self.snapshots.current(&mut conn).await?)
     }
+}
+
+/// `NOT_FOUND` for the `kind` of object (e.g. "organization") with `id`.
+fn not_found(kind: &str, id: impl std::fmt::Debug) -> ApiError {
+    ApiError::not_found(format!("{kind} {id:?} not found"))
 }
 
 /// The id to store: the one given, checked, or a new one.
@@ -64,25 +68,25 @@ fn creates_cycle(snapshot: &Snapshot, id: &str, parent_id: &str) -> bool {
     parent_id == id || snapshot.directory.is_within(parent_id, id)
 }
 
-async fn commit_change(mut tx: pos_platform::Tx, scope: Scope) -> Result<(), ApiError> {
+async fn commit_change(mut tx: pos_platform::Tx, scope: Scope) -> ApiResult<()> {
     store::bump(&mut tx, scope).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn snapshot_in(snapshots: &Snapshots, conn: &mut AnyConnection) -> Result<Snapshot, ApiError> {
+async fn snapshot_in(snapshots: &Snapshots, conn: &mut AnyConnection) -> ApiResult<Snapshot> {
     Ok(snapshots.current(conn).await?)
 }
 
-#[tonic::async_trait]
-impl RoutingService for RoutingApi {
-    async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Result<Response<pb::Resolution>, Status> {
-        authorize(&request, "Resolve", &Role::ALL)?;
+/// The methods, in the one error model; [`RoutingService`] below only converts their errors.
+impl RoutingApi {
+    async fn dry_run(&self, request: Request<pb::ResolveRequest>) -> ApiResult<pb::Resolution> {
+        authorize(&request, "Resolve", Role::ALL)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         required(&mut violations, "region_code", &request.region_code);
         required(&mut violations, "fact_id", &request.fact_id);
-        ApiError::check(violations)?;
+        violations.into_result()?;
         let snapshot = self.snapshot().await?;
         let outcome = resolve(
             &snapshot.classifier,
@@ -104,20 +108,17 @@ impl RoutingService for RoutingApi {
             for problem in &outcome.problems {
                 violations.add(problem.field(), problem.description());
             }
-            return Err(violations.into_status());
+            return Err(ApiError::Invalid(violations));
         }
-        Ok(Response::new(outcome.decision.to_proto(&snapshot.directory)))
+        Ok(outcome.decision.to_proto(&snapshot.directory))
     }
 
-    async fn list_classifier(
-        &self,
-        request: Request<pb::ListClassifierRequest>,
-    ) -> Result<Response<pb::Classifier>, Status> {
-        authorize(&request, "ListClassifier", &Role::ALL)?;
-        Ok(Response::new(self.snapshot().await?.classifier.to_proto()))
+    async fn classifier(&self, request: Request<pb::ListClassifierRequest>) -> ApiResult<pb::Classifier> {
+        authorize(&request, "ListClassifier", Role::ALL)?;
+        Ok(self.snapshot().await?.classifier.to_proto())
     }
 
-    async fn upsert_category(&self, request: Request<pb::Category>) -> Result<Response<pb::Category>, Status> {
+    async fn save_category(&self, request: Request<pb::Category>) -> ApiResult<pb::Category> {
         let caller = authorize(&request, "UpsertCategory", &[Role::System])?;
         let input = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -127,16 +128,16 @@ impl RoutingService for RoutingApi {
             active: input.active,
         };
         required(&mut violations, "name", &category.name);
-        ApiError::check(violations)?;
-        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
-        let position = store::next_position(&mut tx, Ordered::Categories).await.map_err(ApiError::from)?;
-        store::upsert_category(&mut tx, &category, position, OnConflict::Update).await.map_err(ApiError::from)?;
+        violations.into_result()?;
+        let mut tx = self.db.begin().await?;
+        let position = store::next_position(&mut tx, Ordered::Categories).await?;
+        store::upsert_category(&mut tx, &category, position, OnConflict::Update).await?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, category_id = %category.id, "category saved");
-        Ok(Response::new(category.to_proto()))
+        Ok(category.to_proto())
     }
 
-    async fn upsert_subcategory(&self, request: Request<pb::Subcategory>) -> Result<Response<pb::Subcategory>, Status> {
+    async fn save_subcategory(&self, request: Request<pb::Subcategory>) -> ApiResult<pb::Subcategory> {
         let caller = authorize(&request, "UpsertSubcategory", &[Role::System])?;
         let input = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -148,20 +149,20 @@ impl RoutingService for RoutingApi {
         };
         required(&mut violations, "name", &subcategory.name);
         required(&mut violations, "category_id", &subcategory.category_id);
-        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let mut tx = self.db.begin().await?;
         let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
         if !subcategory.category_id.is_empty() && snapshot.classifier.category(&subcategory.category_id).is_none() {
             violations.add("category_id", format!("unknown category {:?}", subcategory.category_id));
         }
-        ApiError::check(violations)?;
-        let position = store::next_position(&mut tx, Ordered::Subcategories).await.map_err(ApiError::from)?;
-        store::upsert_subcategory(&mut tx, &subcategory, position, OnConflict::Update).await.map_err(ApiError::from)?;
+        violations.into_result()?;
+        let position = store::next_position(&mut tx, Ordered::Subcategories).await?;
+        store::upsert_subcategory(&mut tx, &subcategory, position, OnConflict::Update).await?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, subcategory_id = %subcategory.id, "subcategory saved");
-        Ok(Response::new(subcategory.to_proto()))
+        Ok(subcategory.to_proto())
     }
 
-    async fn upsert_fact(&self, request: Request<pb::Fact>) -> Result<Response<pb::Fact>, Status> {
+    async fn save_fact(&self, request: Request<pb::Fact>) -> ApiResult<pb::Fact> {
         let caller = authorize(&request, "UpsertFact", &[Role::System])?;
         let input = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -172,7 +173,7 @@ impl RoutingService for RoutingApi {
         if let Err(why) = check_period(input.period_days, input.working_days) {
             violations.add("period_days", why);
         }
-        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let mut tx = self.db.begin().await?;
         let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
         if !input.subcategory_id.is_empty() && snapshot.classifier.subcategory(&input.subcategory_id).is_none() {
             violations.add("subcategory_id", format!("unknown subcategory {:?}", input.subcategory_id));
@@ -191,10 +192,9 @@ impl RoutingService for RoutingApi {
         if input.fast_track_regions.iter().any(|code| input.not_fast_track_regions.contains(code)) {
             violations.add("not_fast_track_regions", "a region cannot be in both fast-track lists");
         }
-        ApiError::check(violations)?;
-        let Some(addressee) = addressee else {
-            return Err(Status::internal("addressee missing after validation"));
-        };
+        // `addressee_from_proto` names the offending field whenever it gives no addressee.
+        let Some(addressee) = addressee else { return Err(ApiError::Invalid(violations)) };
+        violations.into_result()?;
         let fact = Fact {
             id,
             subcategory_id: input.subcategory_id,
@@ -207,25 +207,25 @@ impl RoutingService for RoutingApi {
             not_fast_track_regions: input.not_fast_track_regions,
             active: input.active,
         };
-        let position = store::next_position(&mut tx, Ordered::Facts).await.map_err(ApiError::from)?;
-        store::upsert_fact(&mut tx, &fact, position, OnConflict::Update).await.map_err(ApiError::from)?;
+        let position = store::next_position(&mut tx, Ordered::Facts).await?;
+        store::upsert_fact(&mut tx, &fact, position, OnConflict::Update).await?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, fact_id = %fact.id, "fact saved");
-        Ok(Response::new(fact.to_proto()))
+        Ok(fact.to_proto())
     }
 
-    async fn list_organizations(
+    async fn organizations(
         &self,
         request: Request<pb::ListOrganizationsRequest>,
-    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
-        authorize(&request, "ListOrganizations", &Role::ALL)?;
+    ) -> ApiResult<pb::ListOrganizationsResponse> {
+        authorize(&request, "ListOrganizations", Role::ALL)?;
         let filter = request.into_inner();
         let org_type = match filter.r#type {
             0 => None,
             value => match OrgType::from_proto(value) {
                 Some(org_type) => Some(org_type),
                 None => {
-                    return Err(pos_platform::grpc::invalid_field("type", format!("unknown type {value}")));
+                    return Err(ApiError::invalid("type", format!("unknown type {value}")));
                 }
             },
         };
@@ -247,31 +247,25 @@ impl RoutingService for RoutingApi {
             .collect();
         organizations
             .sort_by(|a, b| a.region_code.cmp(&b.region_code).then_with(|| a.display_name().cmp(b.display_name())));
-        Ok(Response::new(pb::ListOrganizationsResponse {
+        Ok(pb::ListOrganizationsResponse {
             organizations: organizations.into_iter().map(Organization::to_proto).collect(),
-        }))
+        })
     }
 
-    async fn get_organization(
-        &self,
-        request: Request<pb::GetOrganizationRequest>,
-    ) -> Result<Response<pb::Organization>, Status> {
-        authorize(&request, "GetOrganization", &Role::ALL)?;
+    async fn organization(&self, request: Request<pb::GetOrganizationRequest>) -> ApiResult<pb::Organization> {
+        authorize(&request, "GetOrganization", Role::ALL)?;
         let id = request.into_inner().id;
         if id.is_empty() {
-            return Err(pos_platform::grpc::invalid_field("id", "is required"));
+            return Err(ApiError::invalid("id", "is required"));
         }
         let snapshot = self.snapshot().await?;
         match snapshot.directory.organization(&id) {
-            Some(organization) => Ok(Response::new(organization.to_proto())),
-            None => Err(ApiError::not_found("organization", id).into()),
+            Some(organization) => Ok(organization.to_proto()),
+            None => Err(not_found("organization", id)),
         }
     }
 
-    async fn upsert_organization(
-        &self,
-        request: Request<pb::Organization>,
-    ) -> Result<Response<pb::Organization>, Status> {
+    async fn save_organization(&self, request: Request<pb::Organization>) -> ApiResult<pb::Organization> {
         let caller = authorize(&request, "UpsertOrganization", &[Role::System])?;
         let input = request.into_inner();
         let mut violations = FieldViolations::new();
@@ -281,7 +275,7 @@ impl RoutingService for RoutingApi {
         if org_type.is_none() {
             violations.add("type", "is required");
         }
-        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let mut tx = self.db.begin().await?;
         let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
         if input.region_code.is_empty() {
             if org_type.is_some_and(|t| t != OrgType::FederalAgency) {
@@ -306,10 +300,9 @@ impl RoutingService for RoutingApi {
                 format!("{id} is the cabinet of region {}: it stays a regional_cabinet there", region.code),
             );
         }
-        ApiError::check(violations)?;
-        let Some(org_type) = org_type else {
-            return Err(Status::internal("type missing after validation"));
-        };
+        // A missing type was named as a violation above.
+        let Some(org_type) = org_type else { return Err(ApiError::Invalid(violations)) };
+        violations.into_result()?;
         let organization = Organization {
             id,
             full_name: input.full_name.trim().to_owned(),
@@ -321,7 +314,7 @@ impl RoutingService for RoutingApi {
             org_type,
             connected: input.connected,
         };
-        store::upsert_organization(&mut tx, &organization, OnConflict::Update).await.map_err(ApiError::from)?;
+        store::upsert_organization(&mut tx, &organization, OnConflict::Update).await?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -329,43 +322,42 @@ impl RoutingService for RoutingApi {
             connected = organization.connected,
             "organization saved"
         );
-        Ok(Response::new(organization.to_proto()))
+        Ok(organization.to_proto())
     }
 
-    async fn list_auto_rules(
-        &self,
-        request: Request<pb::ListAutoRulesRequest>,
-    ) -> Result<Response<pb::ListAutoRulesResponse>, Status> {
-        authorize(&request, "ListAutoRules", &Role::ALL)?;
+    async fn auto_rules(&self, request: Request<pb::ListAutoRulesRequest>) -> ApiResult<pb::ListAutoRulesResponse> {
+        authorize(&request, "ListAutoRules", Role::ALL)?;
         let organization_id = request.into_inner().organization_id;
         if organization_id.is_empty() {
-            return Err(pos_platform::grpc::invalid_field("organization_id", "is required"));
+            return Err(ApiError::invalid("organization_id", "is required"));
         }
         let snapshot = self.snapshot().await?;
         if snapshot.directory.organization(&organization_id).is_none() {
-            return Err(ApiError::not_found("organization", organization_id).into());
+            return Err(not_found("organization", organization_id));
         }
         let rules = snapshot.directory.rules_of(&organization_id).map(AutoRule::to_proto).collect();
-        Ok(Response::new(pb::ListAutoRulesResponse { rules }))
+        Ok(pb::ListAutoRulesResponse { rules })
     }
 
-    async fn upsert_auto_rule(&self, request: Request<pb::AutoRule>) -> Result<Response<pb::AutoRule>, Status> {
+    async fn save_auto_rule(&self, request: Request<pb::AutoRule>) -> ApiResult<pb::AutoRule> {
         let caller = authorize(&request, "UpsertAutoRule", &AUTO_RULE_ADMINS)?;
         let input = request.into_inner();
-        let mut violations = FieldViolations::new();
-        required(&mut violations, "organization_id", &input.organization_id);
-        ApiError::check(violations)?;
+        // Whose rule it is comes before what it says: an admin learns nothing about another
+        // organization's rules, not even what a valid one would be.
         caller.require_organization(&input.organization_id, "UpsertAutoRule")?;
         let mut violations = FieldViolations::new();
+        required(&mut violations, "organization_id", &input.organization_id);
+        violations.into_result()?;
+        let mut violations = FieldViolations::new();
         let id = id_or_new(&input.id, &mut violations);
-        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let mut tx = self.db.begin().await?;
         let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
         // Editing a rule must not move another organization's rule into the caller's.
         if let Some(existing) = snapshot.directory.auto_rule(&id) {
             caller.require_organization(&existing.organization_id, "UpsertAutoRule")?;
         }
         if snapshot.directory.organization(&input.organization_id).is_none() {
-            return Err(ApiError::not_found("organization", input.organization_id).into());
+            return Err(not_found("organization", input.organization_id));
         }
         let target = if input.target_organization_id.is_empty() {
             input.organization_id.clone()
@@ -389,7 +381,7 @@ impl RoutingService for RoutingApi {
         }
         let keywords: Vec<String> =
             input.keywords.iter().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
-        ApiError::check(violations)?;
+        violations.into_result()?;
         let rule = AutoRule {
             id,
             organization_id: input.organization_id,
@@ -400,7 +392,7 @@ impl RoutingService for RoutingApi {
             target_executor_id: input.target_executor_id.trim().to_owned(),
             active: input.active,
         };
-        store::upsert_auto_rule(&mut tx, &rule).await.map_err(ApiError::from)?;
+        store::upsert_auto_rule(&mut tx, &rule).await?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -409,40 +401,109 @@ impl RoutingService for RoutingApi {
             target_organization_id = %rule.target_organization_id,
             "auto-rule saved"
         );
-        Ok(Response::new(rule.to_proto()))
+        Ok(rule.to_proto())
+    }
+
+    async fn remove_auto_rule(
+        &self,
+        request: Request<pb::DeleteAutoRuleRequest>,
+    ) -> ApiResult<pb::DeleteAutoRuleResponse> {
+        let caller = authorize(&request, "DeleteAutoRule", &AUTO_RULE_ADMINS)?;
+        let id = request.into_inner().id;
+        if id.is_empty() {
+            return Err(ApiError::invalid("id", "is required"));
+        }
+        let mut tx = self.db.begin().await?;
+        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
+        let Some(rule) = snapshot.directory.auto_rule(&id) else {
+            return Err(not_found("auto-rule", id));
+        };
+        caller.require_organization(&rule.organization_id, "DeleteAutoRule")?;
+        if !store::delete_auto_rule(&mut tx, &id).await? {
+            return Err(not_found("auto-rule", id));
+        }
+        commit_change(tx, Scope::Directory).await?;
+        tracing::info!(subject = %caller.subject, auto_rule_id = %id, "auto-rule deleted");
+        Ok(pb::DeleteAutoRuleResponse {})
+    }
+
+    async fn regions(&self, request: Request<pb::ListRegionsRequest>) -> ApiResult<pb::ListRegionsResponse> {
+        authorize(&request, "ListRegions", Role::ALL)?;
+        let snapshot = self.snapshot().await?;
+        let regions = snapshot.directory.data().regions.iter().map(|r| r.to_proto()).collect();
+        Ok(pb::ListRegionsResponse { regions })
+    }
+}
+
+#[tonic::async_trait]
+impl RoutingService for RoutingApi {
+    async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Result<Response<pb::Resolution>, Status> {
+        Ok(Response::new(self.dry_run(request).await?))
+    }
+
+    async fn list_classifier(
+        &self,
+        request: Request<pb::ListClassifierRequest>,
+    ) -> Result<Response<pb::Classifier>, Status> {
+        Ok(Response::new(self.classifier(request).await?))
+    }
+
+    async fn upsert_category(&self, request: Request<pb::Category>) -> Result<Response<pb::Category>, Status> {
+        Ok(Response::new(self.save_category(request).await?))
+    }
+
+    async fn upsert_subcategory(&self, request: Request<pb::Subcategory>) -> Result<Response<pb::Subcategory>, Status> {
+        Ok(Response::new(self.save_subcategory(request).await?))
+    }
+
+    async fn upsert_fact(&self, request: Request<pb::Fact>) -> Result<Response<pb::Fact>, Status> {
+        Ok(Response::new(self.save_fact(request).await?))
+    }
+
+    async fn list_organizations(
+        &self,
+        request: Request<pb::ListOrganizationsRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        Ok(Response::new(self.organizations(request).await?))
+    }
+
+    async fn get_organization(
+        &self,
+        request: Request<pb::GetOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        Ok(Response::new(self.organization(request).await?))
+    }
+
+    async fn upsert_organization(
+        &self,
+        request: Request<pb::Organization>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        Ok(Response::new(self.save_organization(request).await?))
+    }
+
+    async fn list_auto_rules(
+        &self,
+        request: Request<pb::ListAutoRulesRequest>,
+    ) -> Result<Response<pb::ListAutoRulesResponse>, Status> {
+        Ok(Response::new(self.auto_rules(request).await?))
+    }
+
+    async fn upsert_auto_rule(&self, request: Request<pb::AutoRule>) -> Result<Response<pb::AutoRule>, Status> {
+        Ok(Response::new(self.save_auto_rule(request).await?))
     }
 
     async fn delete_auto_rule(
         &self,
         request: Request<pb::DeleteAutoRuleRequest>,
     ) -> Result<Response<pb::DeleteAutoRuleResponse>, Status> {
-        let caller = authorize(&request, "DeleteAutoRule", &AUTO_RULE_ADMINS)?;
-        let id = request.into_inner().id;
-        if id.is_empty() {
-            return Err(pos_platform::grpc::invalid_field("id", "is required"));
-        }
-        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
-        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
-        let Some(rule) = snapshot.directory.auto_rule(&id) else {
-            return Err(ApiError::not_found("auto-rule", id).into());
-        };
-        caller.require_organization(&rule.organization_id, "DeleteAutoRule")?;
-        if !store::delete_auto_rule(&mut tx, &id).await.map_err(ApiError::from)? {
-            return Err(ApiError::not_found("auto-rule", id).into());
-        }
-        commit_change(tx, Scope::Directory).await?;
-        tracing::info!(subject = %caller.subject, auto_rule_id = %id, "auto-rule deleted");
-        Ok(Response::new(pb::DeleteAutoRuleResponse {}))
+        Ok(Response::new(self.remove_auto_rule(request).await?))
     }
 
     async fn list_regions(
         &self,
         request: Request<pb::ListRegionsRequest>,
     ) -> Result<Response<pb::ListRegionsResponse>, Status> {
-        authorize(&request, "ListRegions", &Role::ALL)?;
-        let snapshot = self.snapshot().await?;
-        let regions = snapshot.directory.data().regions.iter().map(|r| r.to_proto()).collect();
-        Ok(Response::new(pb::ListRegionsResponse { regions }))
+        Ok(Response::new(self.regions(request).await?))
     }
 }
 

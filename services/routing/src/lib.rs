@@ -7,7 +7,6 @@
 
 pub mod config;
 pub mod consumer;
-pub mod error;
 pub mod grpc;
 pub mod model;
 pub mod reroute;
@@ -20,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pos_platform::QueueSpec;
 use pos_platform::consumer::Consumer;
 use pos_platform::db::{Db, Migrations};
 use pos_platform::host::{Component, ServiceContext};
@@ -55,18 +53,13 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
 
     let api = grpc::RoutingApi::new(db.clone(), snapshots.clone(), config.clone());
     let routes = Routes::new(RoutingServiceServer::new(api));
-    let bindings = ctx.infra.config.bindings("appeal.received");
-    let bindings: Vec<&str> = bindings.iter().map(String::as_str).collect();
+    let regions = &ctx.infra.config.regions;
     let consumer = Consumer::new(
-        QueueSpec::new(consumer::QUEUE, &bindings),
+        consumer::QUEUE,
+        regions,
         consumer::AppealReceivedHandler::new(snapshots.clone(), config.clone()),
     );
-    let reroute_bindings = ctx.infra.config.bindings("ticket.reroute_requested");
-    let reroute_bindings: Vec<&str> = reroute_bindings.iter().map(String::as_str).collect();
-    let reroutes = Consumer::new(
-        QueueSpec::new(reroute::QUEUE, &reroute_bindings),
-        reroute::RerouteRequestedHandler::new(snapshots, config),
-    );
+    let reroutes = Consumer::new(reroute::QUEUE, regions, reroute::RerouteRequestedHandler::new(snapshots, config));
     Ok(Component::new("routing", db, routes, vec![<RoutingServiceServer<grpc::RoutingApi> as NamedService>::NAME])
         .consumer(consumer)
         .consumer(reroutes))

@@ -8,9 +8,23 @@ use std::fmt;
 use pos_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-/// Kinds of organizations in the directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Kinds of organizations in the directory; stored in the database and written in seed files in
+/// snake case (`municipal_education_department`), by serde and strum alike.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OrgType {
     School,
     College,
@@ -25,35 +39,11 @@ pub enum OrgType {
 }
 
 impl OrgType {
-    pub const ALL: [OrgType; 9] = [
-        OrgType::School,
-        OrgType::College,
-        OrgType::MunicipalEducationDepartment,
-        OrgType::RegionalMinistry,
-        OrgType::RegionalCenter,
-        OrgType::RegionalCabinet,
-        OrgType::FederalAgency,
-        OrgType::Clinic,
-        OrgType::Other,
-    ];
+    pub const ALL: &'static [OrgType] = <OrgType as strum::VariantArray>::VARIANTS;
 
     /// The name stored in the database and written in seed files.
     pub fn as_str(self) -> &'static str {
-        match self {
-            OrgType::School => "school",
-            OrgType::College => "college",
-            OrgType::MunicipalEducationDepartment => "municipal_education_department",
-            OrgType::RegionalMinistry => "regional_ministry",
-            OrgType::RegionalCenter => "regional_center",
-            OrgType::RegionalCabinet => "regional_cabinet",
-            OrgType::FederalAgency => "federal_agency",
-            OrgType::Clinic => "clinic",
-            OrgType::Other => "other",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<OrgType> {
-        OrgType::ALL.into_iter().find(|t| t.as_str() == name)
+        self.into()
     }
 
     /// `None` for `ORGANIZATION_TYPE_UNSPECIFIED` and values this build does not know.
@@ -93,9 +83,15 @@ impl fmt::Display for OrgType {
     }
 }
 
-/// Whom a fact is addressed to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Whom a fact is addressed to. Its kind is stored as `picked` / `regional` / `federal`
+/// ([`AddresseeKind`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::EnumDiscriminants)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[strum_discriminants(
+    name(AddresseeKind),
+    derive(strum::VariantArray, strum::IntoStaticStr, strum::EnumString),
+    strum(serialize_all = "snake_case")
+)]
 pub enum Addressee {
     /// The organization the applicant picked, which must be of this type.
     Picked { organization_type: OrgType },
@@ -105,13 +101,16 @@ pub enum Addressee {
     Federal { organization_id: String },
 }
 
+impl AddresseeKind {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 impl Addressee {
+    /// The stored name of the kind, e.g. `picked`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Addressee::Picked { .. } => "picked",
-            Addressee::Regional { .. } => "regional",
-            Addressee::Federal { .. } => "federal",
-        }
+        AddresseeKind::from(self).as_str()
     }
 
     pub fn to_proto(&self) -> pb::AddresseeRule {
@@ -341,8 +340,10 @@ impl AutoRule {
     }
 }
 
-/// What the snapshots are versioned by: each scope has its own counter in the database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the snapshots are versioned by: each scope has its own counter in the database, in a
+/// row named `classifier` / `directory` (also part of the cache keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum Scope {
     /// Categories, subcategories and facts.
     Classifier,
@@ -352,10 +353,7 @@ pub enum Scope {
 
 impl Scope {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Classifier => "classifier",
-            Scope::Directory => "directory",
-        }
+        self.into()
     }
 }
 
@@ -535,5 +533,54 @@ pub fn check_period(period_days: i32, working_days: bool) -> Result<(), &'static
         Err("working days need a period of their own: the standard and fast-track periods are calendar days")
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strum::VariantArray;
+
+    use super::*;
+
+    /// Stored and seed-file names are a contract with existing rows and files.
+    #[test]
+    fn stored_names_round_trip() {
+        let types: Vec<&str> = OrgType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "school",
+                "college",
+                "municipal_education_department",
+                "regional_ministry",
+                "regional_center",
+                "regional_cabinet",
+                "federal_agency",
+                "clinic",
+                "other",
+            ]
+        );
+        for org_type in OrgType::ALL {
+            assert_eq!(org_type.as_str().parse::<OrgType>(), Ok(*org_type));
+            // serde (seed files, cached snapshots) writes the same name.
+            assert_eq!(serde_json::to_string(org_type).unwrap(), format!("\"{}\"", org_type.as_str()));
+            assert_eq!(OrgType::from_proto(org_type.to_proto() as i32), Some(*org_type));
+        }
+        assert!("School".parse::<OrgType>().is_err());
+
+        let kinds: Vec<&str> = AddresseeKind::VARIANTS.iter().map(|k| k.as_str()).collect();
+        assert_eq!(kinds, ["picked", "regional", "federal"]);
+        for kind in AddresseeKind::VARIANTS {
+            assert_eq!(kind.as_str().parse::<AddresseeKind>(), Ok(*kind));
+        }
+        let federal = Addressee::Federal { organization_id: "fed".into() };
+        assert_eq!(federal.kind(), "federal");
+        assert!(serde_json::to_string(&federal).unwrap().contains("\"kind\":\"federal\""));
+
+        let scopes: Vec<&str> = Scope::VARIANTS.iter().map(|s| s.as_str()).collect();
+        assert_eq!(scopes, ["classifier", "directory"]);
+        for scope in Scope::VARIANTS {
+            assert_eq!(scope.as_str().parse::<Scope>(), Ok(*scope));
+        }
     }
 }

@@ -82,8 +82,14 @@ pub fn target<'a>(
 
 #[async_trait]
 impl Handler for RerouteRequestedHandler {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
-        let request: TicketRerouteRequested = envelope.decode()?;
+    type Event = TicketRerouteRequested;
+
+    async fn handle(
+        &self,
+        tx: &mut Tx,
+        request: TicketRerouteRequested,
+        envelope: &Envelope,
+    ) -> Result<(), HandleError> {
         if request.appeal_id.is_empty() || request.ticket_id.is_empty() || request.from_organization_id.is_empty() {
             return Err(HandleError::poison(anyhow::anyhow!("ticket.reroute_requested without its ids")));
         }

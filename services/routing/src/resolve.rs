@@ -90,40 +90,52 @@ impl Problem {
     }
 }
 
-/// Which part of the algorithm took a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Which part of the algorithm took a step. Stored (in a decision's JSON) in snake case by
+/// serde; shown to callers (`ResolutionStep.rule`) in words by strum.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StepRule {
     /// The fact's addressee rule named an organization.
+    #[strum(serialize = "addressee rule")]
     AddresseeRule,
     /// The rule could not name one; why.
+    #[strum(serialize = "invalid addressee")]
     InvalidAddressee,
     /// The organization is not connected; the message goes up.
+    #[strum(serialize = "not connected")]
     NotConnected,
     /// The region's cabinet answers.
+    #[strum(serialize = "region cabinet")]
     RegionCabinet,
     /// Not even a region cabinet: the configured fallback answers.
+    #[strum(serialize = "fallback")]
     Fallback,
     /// An auto-rule delegated the message.
+    #[strum(serialize = "auto-rule")]
     AutoRule,
     /// An auto-rule matched but could not delegate.
+    #[strum(serialize = "auto-rule skipped")]
     AutoRuleSkipped,
     /// How the review period was chosen.
+    #[strum(serialize = "period")]
     Period,
 }
 
 impl StepRule {
+    /// The name callers read in a resolution's steps.
     pub fn as_str(self) -> &'static str {
-        match self {
-            StepRule::AddresseeRule => "addressee rule",
-            StepRule::InvalidAddressee => "invalid addressee",
-            StepRule::NotConnected => "not connected",
-            StepRule::RegionCabinet => "region cabinet",
-            StepRule::Fallback => "fallback",
-            StepRule::AutoRule => "auto-rule",
-            StepRule::AutoRuleSkipped => "auto-rule skipped",
-            StepRule::Period => "period",
-        }
+        self.into()
     }
 }
 
@@ -576,6 +588,32 @@ impl<'a> Resolver<'a> {
 mod tests {
     use super::*;
     use crate::model::{AutoRule, Category, ClassifierData, DirectoryData, Region, Subcategory};
+
+    /// What callers read in a resolution's steps, and the snake case stored decisions carry.
+    #[test]
+    fn step_rule_names_round_trip() {
+        use strum::VariantArray;
+        let shown: Vec<&str> = StepRule::VARIANTS.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            shown,
+            [
+                "addressee rule",
+                "invalid addressee",
+                "not connected",
+                "region cabinet",
+                "fallback",
+                "auto-rule",
+                "auto-rule skipped",
+                "period",
+            ]
+        );
+        for rule in StepRule::VARIANTS {
+            assert_eq!(rule.as_str().parse::<StepRule>(), Ok(*rule));
+            let stored = serde_json::to_string(rule).unwrap();
+            assert_eq!(serde_json::from_str::<StepRule>(&stored).unwrap(), *rule);
+        }
+        assert_eq!(serde_json::to_string(&StepRule::AutoRuleSkipped).unwrap(), "\"auto_rule_skipped\"");
+    }
 
     fn org(id: &str, region: &str, parent: &str, org_type: OrgType, connected: bool) -> Organization {
         Organization {

@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::model::{
-    Addressee, AutoRule, Category, ClassifierData, DirectoryData, Fact, OrgType, Organization, Region, Scope,
-    Subcategory,
+    Addressee, AddresseeKind, AutoRule, Category, ClassifierData, DirectoryData, Fact, OrgType, Organization, Region,
+    Scope, Subcategory,
 };
 use crate::resolve::Step;
 
@@ -39,7 +39,7 @@ fn from_json(row: &AnyRow, column: &str) -> Result<Vec<String>, sqlx::Error> {
 
 fn org_type(row: &AnyRow, column: &str) -> Result<OrgType, sqlx::Error> {
     let name: String = row.try_get(column)?;
-    OrgType::parse(&name).ok_or_else(|| decode_error(format!("{column}: unknown organization type {name:?}")))
+    name.parse().map_err(|_| decode_error(format!("{column}: unknown organization type {name:?}")))
 }
 
 fn int(row: &AnyRow, column: &str) -> Result<i32, sqlx::Error> {
@@ -56,10 +56,11 @@ pub async fn versions(conn: &mut AnyConnection) -> Result<(i64, i64), sqlx::Erro
     for row in rows {
         let scope: String = row.try_get("scope")?;
         let version: i64 = row.try_get("version")?;
-        match scope.as_str() {
-            "classifier" => classifier = version,
-            "directory" => directory = version,
-            _ => {}
+        match scope.parse::<Scope>() {
+            Ok(Scope::Classifier) => classifier = version,
+            Ok(Scope::Directory) => directory = version,
+            // A scope of a newer build: nothing this one reads.
+            Err(_) => {}
         }
     }
     Ok((classifier, directory))
@@ -128,13 +129,12 @@ pub async fn load_classifier(conn: &mut AnyConnection, version: i64) -> Result<C
 
 fn fact_from_row(row: &AnyRow) -> Result<Fact, sqlx::Error> {
     let kind: String = row.try_get("addressee_kind")?;
-    let addressee = match kind.as_str() {
-        "picked" => Addressee::Picked { organization_type: org_type(row, "addressee_type")? },
-        "regional" => Addressee::Regional { organization_type: org_type(row, "addressee_type")? },
-        "federal" => Addressee::Federal { organization_id: row.try_get("addressee_organization_id")? },
-        other => {
-            return Err(decode_error(format!("addressee_kind: unknown kind {other:?}")));
-        }
+    let kind: AddresseeKind =
+        kind.parse().map_err(|_| decode_error(format!("addressee_kind: unknown kind {kind:?}")))?;
+    let addressee = match kind {
+        AddresseeKind::Picked => Addressee::Picked { organization_type: org_type(row, "addressee_type")? },
+        AddresseeKind::Regional => Addressee::Regional { organization_type: org_type(row, "addressee_type")? },
+        AddresseeKind::Federal => Addressee::Federal { organization_id: row.try_get("addressee_organization_id")? },
     };
     Ok(Fact {
         id: row.try_get("id")?,

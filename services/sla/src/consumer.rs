@@ -53,8 +53,9 @@ pub struct RoutedHandler(pub Shared);
 
 #[async_trait]
 impl Handler for RoutedHandler {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
-        let mut routed: AppealRouted = envelope.decode()?;
+    type Event = AppealRouted;
+
+    async fn handle(&self, tx: &mut Tx, mut routed: AppealRouted, _: &Envelope) -> Result<(), HandleError> {
         let registered_at = time(routed.registered_at.as_ref())
             .ok_or_else(|| HandleError::poison(anyhow::anyhow!("appeal.routed without registered_at")))?;
         let organization = routed.organization.clone().unwrap_or_default();
@@ -181,8 +182,9 @@ pub struct StatusHandler(pub Shared);
 
 #[async_trait]
 impl Handler for StatusHandler {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
-        let changed: TicketStatusChanged = envelope.decode()?;
+    type Event = TicketStatusChanged;
+
+    async fn handle(&self, tx: &mut Tx, changed: TicketStatusChanged, _: &Envelope) -> Result<(), HandleError> {
         let at = time(changed.at.as_ref()).unwrap_or_else(Utc::now);
         let action = TicketAction::try_from(changed.action).unwrap_or(TicketAction::Unspecified);
         let (answer, execution) = engine::lock_both(tx, self.0.dialect, &changed.appeal_id).await?;
@@ -321,8 +323,9 @@ pub struct ReopenedHandler(pub Shared);
 
 #[async_trait]
 impl Handler for ReopenedHandler {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
-        let reopened: TicketReopened = envelope.decode()?;
+    type Event = TicketReopened;
+
+    async fn handle(&self, tx: &mut Tx, reopened: TicketReopened, _: &Envelope) -> Result<(), HandleError> {
         let at = time(reopened.reopened_at.as_ref()).unwrap_or_else(Utc::now);
         let (answer, execution) = engine::lock_both(tx, self.0.dialect, &reopened.appeal_id).await?;
         let Some(previous) = answer else {

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::Db;
-use pos_platform::grpc::{FieldViolations, internal};
+use pos_platform::error::{ApiError, ApiResult, FieldViolations};
 use pos_proto::v1 as pb;
 use pos_proto::v1::sla_service_server::SlaService;
 use tonic::{Request, Response, Status};
@@ -24,13 +24,9 @@ impl Sla {
         Sla { db }
     }
 
-    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Status> {
-        self.db.pool().acquire().await.map_err(|e| internal("failed to reach the sla store", e))
+    async fn conn(&self) -> ApiResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.db.pool().acquire().await?)
     }
-}
-
-fn store_error(error: sqlx::Error) -> Status {
-    internal("sla store failed", error)
 }
 
 fn local_time(at: DateTime<Utc>, zone_name: &str, zone: Tz) -> pb::LocalTime {
@@ -43,13 +39,23 @@ fn local_time(at: DateTime<Utc>, zone_name: &str, zone: Tz) -> pb::LocalTime {
 
 /// Staff see their organization's appeals; systems see all. Applicants follow their appeal in
 /// intake; deadlines are the cabinet's and the systems'.
-fn check_access(caller: &Caller, clock: &Clock, method: &str) -> Result<(), Status> {
+fn check_access(caller: &Caller, clock: &Clock, method: &str) -> ApiResult<()> {
     if caller.has(Role::System) { Ok(()) } else { caller.require_organization(&clock.organization_id, method) }
 }
 
+/// The appeal's answer clock: the one that says whose appeal it is.
+fn answer_clock(clocks: &[Clock]) -> ApiResult<&Clock> {
+    clocks
+        .iter()
+        .find(|c| c.kind == ClockKind::Answer)
+        .ok_or_else(|| ApiError::not_found("no deadline is armed for this appeal"))
+}
+
 /// How a clock reads in the cabinet at `now`.
-pub fn describe(clock: &Clock, now: DateTime<Utc>, at_risk: bool) -> Result<pb::Deadline, Status> {
-    let zone: Tz = clock.time_zone.parse().map_err(|_| internal("stored time zone", &clock.time_zone))?;
+pub fn describe(clock: &Clock, now: DateTime<Utc>, at_risk: bool) -> ApiResult<pb::Deadline> {
+    let zone: Tz = clock.time_zone.parse().map_err(|_| {
+        ApiError::internal("stored time zone", anyhow::anyhow!("unknown time zone {:?}", clock.time_zone))
+    })?;
     let remaining = match (clock.state, clock.paused_at) {
         // A paused clock shows the time it will have when it resumes.
         (State::Paused, Some(paused_at)) => {
@@ -77,53 +83,43 @@ pub fn describe(clock: &Clock, now: DateTime<Utc>, at_risk: bool) -> Result<pb::
     })
 }
 
-#[tonic::async_trait]
-impl SlaService for Sla {
-    async fn get_deadlines(
-        &self,
-        request: Request<pb::GetDeadlinesRequest>,
-    ) -> Result<Response<pb::Deadlines>, Status> {
+/// The methods, in the one error model; [`SlaService`] below only converts their errors.
+impl Sla {
+    async fn deadlines(&self, request: Request<pb::GetDeadlinesRequest>) -> ApiResult<pb::Deadlines> {
         const METHOD: &str = "pos.v1.SlaService/GetDeadlines";
-        let caller = authorize(&request, METHOD, &Role::ALL)?;
+        let caller = authorize(&request, METHOD, Role::ALL)?;
         let appeal_id = request.into_inner().appeal_id;
         if appeal_id.trim().is_empty() {
-            return Err(pos_platform::grpc::invalid_field("appeal_id", "must not be empty"));
+            return Err(ApiError::invalid("appeal_id", "must not be empty"));
         }
         let mut conn = self.conn().await?;
-        let clocks = store::clocks(&mut conn, &appeal_id).await.map_err(store_error)?;
-        let answer = clocks
-            .iter()
-            .find(|c| c.kind == ClockKind::Answer)
-            .ok_or_else(|| Status::not_found("no deadline is armed for this appeal"))?;
+        let clocks = store::clocks(&mut conn, &appeal_id).await?;
+        let answer = answer_clock(&clocks)?;
         check_access(&caller, answer, METHOD)?;
         let now = Utc::now();
         let mut deadlines = pb::Deadlines { appeal_id, fast_track: answer.fast_track, ..Default::default() };
         for clock in &clocks {
-            let at_risk = store::warning_reached(&mut conn, clock, now).await.map_err(store_error)?;
+            let at_risk = store::warning_reached(&mut conn, clock, now).await?;
             let described = describe(clock, now, at_risk)?;
             match clock.kind {
                 ClockKind::Answer => deadlines.answer = Some(described),
                 ClockKind::Execution => deadlines.execution = Some(described),
             }
         }
-        Ok(Response::new(deadlines))
+        Ok(deadlines)
     }
 
-    async fn get_sla_log(&self, request: Request<pb::GetSlaLogRequest>) -> Result<Response<pb::SlaLog>, Status> {
+    async fn sla_log(&self, request: Request<pb::GetSlaLogRequest>) -> ApiResult<pb::SlaLog> {
         const METHOD: &str = "pos.v1.SlaService/GetSlaLog";
         let mut allowed = Role::STAFF.to_vec();
         allowed.push(Role::System);
         let caller = authorize(&request, METHOD, &allowed)?;
         let appeal_id = request.into_inner().appeal_id;
         let mut conn = self.conn().await?;
-        let clocks = store::clocks(&mut conn, &appeal_id).await.map_err(store_error)?;
-        let answer = clocks
-            .iter()
-            .find(|c| c.kind == ClockKind::Answer)
-            .ok_or_else(|| Status::not_found("no deadline is armed for this appeal"))?;
-        check_access(&caller, answer, METHOD)?;
-        let entries = store::log(&mut conn, &appeal_id).await.map_err(store_error)?;
-        Ok(Response::new(pb::SlaLog {
+        let clocks = store::clocks(&mut conn, &appeal_id).await?;
+        check_access(&caller, answer_clock(&clocks)?, METHOD)?;
+        let entries = store::log(&mut conn, &appeal_id).await?;
+        Ok(pb::SlaLog {
             appeal_id,
             entries: entries
                 .into_iter()
@@ -137,62 +133,93 @@ impl SlaService for Sla {
                     detail: e.detail,
                 })
                 .collect(),
-        }))
+        })
     }
 
-    async fn get_policy(&self, request: Request<pb::GetPolicyRequest>) -> Result<Response<pb::SlaPolicy>, Status> {
+    async fn policy(&self, request: Request<pb::GetPolicyRequest>) -> ApiResult<pb::SlaPolicy> {
         const METHOD: &str = "pos.v1.SlaService/GetPolicy";
-        authorize(&request, METHOD, &Role::ALL)?;
+        authorize(&request, METHOD, Role::ALL)?;
         let region = request.into_inner().region_code;
         let region = if region.is_empty() { policy::DEFAULT_REGION.to_owned() } else { region };
         let mut conn = self.conn().await?;
-        let policy = store::policy_for(&mut conn, &region).await.map_err(store_error)?;
-        Ok(Response::new(policy_to_proto(&policy)))
+        let policy = store::policy_for(&mut conn, &region).await?;
+        Ok(policy_to_proto(&policy))
+    }
+
+    async fn replace_policy(&self, request: Request<pb::SlaPolicy>) -> ApiResult<pb::SlaPolicy> {
+        const METHOD: &str = "pos.v1.SlaService/PutPolicy";
+        let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin])?;
+        let message = request.into_inner();
+        // An organization admin edits only the policy of the own region; the default and
+        // other regions are the platform operators'. Checked before the body: who may not
+        // change it learns nothing about what a valid one looks like.
+        let region = message.region_code.as_str();
+        if !caller.has(Role::System) && (region == policy::DEFAULT_REGION || region != caller.region_code) {
+            return Err(ApiError::permission_denied("an organization admin may change only the own region's policy"));
+        }
+        let policy = policy_from_proto(message)?;
+        let mut conn = self.conn().await?;
+        store::put_policy(&mut conn, &policy, &caller.subject).await?;
+        tracing::info!(region = %policy.region, actor = %caller.subject, "sla policy replaced");
+        Ok(policy_to_proto(&policy))
+    }
+
+    async fn calendar_year(&self, request: Request<pb::GetCalendarYearRequest>) -> ApiResult<pb::CalendarYear> {
+        const METHOD: &str = "pos.v1.SlaService/GetCalendarYear";
+        authorize(&request, METHOD, Role::ALL)?;
+        let request = request.into_inner();
+        let region = if request.region_code.is_empty() { calendar::FEDERAL.to_owned() } else { request.region_code };
+        let mut conn = self.conn().await?;
+        let year = store::calendar_year(&mut conn, &region, request.year)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no calendar for region {region} and year {}", request.year)))?;
+        Ok(calendar_to_proto(&year))
+    }
+
+    async fn replace_calendar_year(&self, request: Request<pb::CalendarYear>) -> ApiResult<pb::CalendarYear> {
+        const METHOD: &str = "pos.v1.SlaService/PutCalendarYear";
+        let caller = authorize(&request, METHOD, &[Role::System])?;
+        let year = calendar_from_proto(request.into_inner())?;
+        let mut conn = self.conn().await?;
+        store::put_calendar_year(&mut conn, &year, &caller.subject, true).await?;
+        tracing::info!(region = %year.region, year = year.year, actor = %caller.subject, "calendar year loaded");
+        Ok(calendar_to_proto(&year))
+    }
+}
+
+#[tonic::async_trait]
+impl SlaService for Sla {
+    async fn get_deadlines(
+        &self,
+        request: Request<pb::GetDeadlinesRequest>,
+    ) -> Result<Response<pb::Deadlines>, Status> {
+        Ok(Response::new(self.deadlines(request).await?))
+    }
+
+    async fn get_sla_log(&self, request: Request<pb::GetSlaLogRequest>) -> Result<Response<pb::SlaLog>, Status> {
+        Ok(Response::new(self.sla_log(request).await?))
+    }
+
+    async fn get_policy(&self, request: Request<pb::GetPolicyRequest>) -> Result<Response<pb::SlaPolicy>, Status> {
+        Ok(Response::new(self.policy(request).await?))
     }
 
     async fn put_policy(&self, request: Request<pb::SlaPolicy>) -> Result<Response<pb::SlaPolicy>, Status> {
-        const METHOD: &str = "pos.v1.SlaService/PutPolicy";
-        let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin])?;
-        let policy = policy_from_proto(request.into_inner())?;
-        // An organization admin edits only the policy of the own region; the default and
-        // other regions are the platform operators'.
-        if !caller.has(Role::System) && (policy.region == policy::DEFAULT_REGION || policy.region != caller.region_code)
-        {
-            return Err(Status::permission_denied("an organization admin may change only the own region's policy"));
-        }
-        let mut conn = self.conn().await?;
-        store::put_policy(&mut conn, &policy, &caller.subject).await.map_err(store_error)?;
-        tracing::info!(region = %policy.region, actor = %caller.subject, "sla policy replaced");
-        Ok(Response::new(policy_to_proto(&policy)))
+        Ok(Response::new(self.replace_policy(request).await?))
     }
 
     async fn get_calendar_year(
         &self,
         request: Request<pb::GetCalendarYearRequest>,
     ) -> Result<Response<pb::CalendarYear>, Status> {
-        const METHOD: &str = "pos.v1.SlaService/GetCalendarYear";
-        authorize(&request, METHOD, &Role::ALL)?;
-        let request = request.into_inner();
-        let region = if request.region_code.is_empty() { calendar::FEDERAL.to_owned() } else { request.region_code };
-        let mut conn = self.conn().await?;
-        let year = store::calendar_year(&mut conn, &region, request.year)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| Status::not_found(format!("no calendar for region {region} and year {}", request.year)))?;
-        Ok(Response::new(calendar_to_proto(&year)))
+        Ok(Response::new(self.calendar_year(request).await?))
     }
 
     async fn put_calendar_year(
         &self,
         request: Request<pb::CalendarYear>,
     ) -> Result<Response<pb::CalendarYear>, Status> {
-        const METHOD: &str = "pos.v1.SlaService/PutCalendarYear";
-        let caller = authorize(&request, METHOD, &[Role::System])?;
-        let year = calendar_from_proto(request.into_inner())?;
-        let mut conn = self.conn().await?;
-        store::put_calendar_year(&mut conn, &year, &caller.subject, true).await.map_err(store_error)?;
-        tracing::info!(region = %year.region, year = year.year, actor = %caller.subject, "calendar year loaded");
-        Ok(Response::new(calendar_to_proto(&year)))
+        Ok(Response::new(self.replace_calendar_year(request).await?))
     }
 }
 
@@ -247,7 +274,7 @@ pub fn policy_to_proto(policy: &Policy) -> pb::SlaPolicy {
     }
 }
 
-pub fn policy_from_proto(message: pb::SlaPolicy) -> Result<Policy, Status> {
+pub fn policy_from_proto(message: pb::SlaPolicy) -> ApiResult<Policy> {
     let mut violations = FieldViolations::new();
     let standard = period_from_proto(message.standard, "standard", &mut violations);
     let fast_track = period_from_proto(message.fast_track, "fast_track", &mut violations);
@@ -315,7 +342,7 @@ pub fn calendar_to_proto(year: &CalendarYear) -> pb::CalendarYear {
     }
 }
 
-pub fn calendar_from_proto(message: pb::CalendarYear) -> Result<CalendarYear, Status> {
+pub fn calendar_from_proto(message: pb::CalendarYear) -> ApiResult<CalendarYear> {
     let mut violations = FieldViolations::new();
     let mut date = |field: String, text: &str| match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(date) => Some(date),

@@ -8,7 +8,7 @@
 //! - `timers`: the loop firing due timers, at most once, never early, across instances.
 //! - `grpc`: `pos.v1.SlaService`.
 //!
-//! See `docs/adr/0006-sla-deadlines-and-timers.md`.
+//! See `docs/adr/0007-sla-deadlines-and-timers.md`.
 
 pub mod calendar;
 pub mod consumer;
@@ -22,7 +22,6 @@ pub mod timers;
 
 use std::sync::Arc;
 
-use pos_platform::bus::QueueSpec;
 use pos_platform::consumer::Consumer;
 use pos_platform::db::Migrations;
 use pos_platform::host::{Component, ServiceContext};
@@ -34,33 +33,25 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &SQLITE };
 
-fn as_refs(bindings: &[String]) -> Vec<&str> {
-    bindings.iter().map(String::as_str).collect()
-}
-
 /// The service's component: the gRPC API, three consumers and the timer loop. Loads the
 /// built-in calendars and policies that the database lacks first.
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     store::seed(&ctx.db).await?;
     let wake = Arc::new(Notify::new());
     let shared = consumer::Shared { dialect: ctx.db.dialect(), timers: wake.clone() };
-    let bindings = |event: &str| ctx.infra.config.bindings(event);
-    let (routed, status, reopened) =
-        (bindings("appeal.routed"), bindings("ticket.status_changed"), bindings("ticket.reopened"));
     let routes = tonic::service::Routes::new(SlaServiceServer::new(grpc::Sla::new(ctx.db.clone())));
     let timer_loop = timers::TimerLoop::new(ctx.db.clone(), wake);
     Ok(Component::new("sla", ctx.db, routes, vec!["pos.v1.SlaService"])
         .consumer(Consumer::new(
-            QueueSpec::new(consumer::ROUTED_QUEUE, &as_refs(&routed)),
+            consumer::ROUTED_QUEUE,
+            &ctx.infra.config.regions,
             consumer::RoutedHandler(shared.clone()),
         ))
         .consumer(Consumer::new(
-            QueueSpec::new(consumer::STATUS_QUEUE, &as_refs(&status)),
+            consumer::STATUS_QUEUE,
+            &ctx.infra.config.regions,
             consumer::StatusHandler(shared.clone()),
         ))
-        .consumer(Consumer::new(
-            QueueSpec::new(consumer::REOPENED_QUEUE, &as_refs(&reopened)),
-            consumer::ReopenedHandler(shared),
-        ))
+        .consumer(Consumer::new(consumer::REOPENED_QUEUE, &ctx.infra.config.regions, consumer::ReopenedHandler(shared)))
         .task("sla-timers", move |shutdown| timer_loop.run(shutdown)))
 }

@@ -9,8 +9,21 @@ use sqlx::{AnyConnection, Row};
 use crate::calendar::{self, Calendar, CalendarYear};
 use crate::policy::{self, Period, Policy, WarningPoint};
 
-/// Which deadline of an appeal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Which deadline of an appeal; stored as `answer` / `execution`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum ClockKind {
     /// срок ответа: registration (or re-review) to the approved answer.
     Answer,
@@ -20,22 +33,13 @@ pub enum ClockKind {
 
 impl ClockKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ClockKind::Answer => "answer",
-            ClockKind::Execution => "execution",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<ClockKind> {
-        match text {
-            "answer" => Some(ClockKind::Answer),
-            "execution" => Some(ClockKind::Execution),
-            _ => None,
-        }
+        self.into()
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a clock is; stored as `running` / `paused` / `stopped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum State {
     Running,
     Paused,
@@ -44,20 +48,7 @@ pub enum State {
 
 impl State {
     pub fn as_str(self) -> &'static str {
-        match self {
-            State::Running => "running",
-            State::Paused => "paused",
-            State::Stopped => "stopped",
-        }
-    }
-
-    fn parse(text: &str) -> Option<State> {
-        match text {
-            "running" => Some(State::Running),
-            "paused" => Some(State::Paused),
-            "stopped" => Some(State::Stopped),
-            _ => None,
-        }
+        self.into()
     }
 }
 
@@ -102,7 +93,7 @@ fn clock_from_row(row: &AnyRow) -> Result<Clock, sqlx::Error> {
     let period_days: i32 = row.try_get("period_days")?;
     Ok(Clock {
         appeal_id: row.try_get("appeal_id")?,
-        kind: ClockKind::parse(&kind).ok_or_else(|| decode("clock", format!("unknown clock {kind:?}")))?,
+        kind: kind.parse().map_err(|_| decode("clock", format!("unknown clock {kind:?}")))?,
         ticket_id: row.try_get("ticket_id")?,
         organization_id: row.try_get("organization_id")?,
         region_code: row.try_get("region_code")?,
@@ -115,7 +106,7 @@ fn clock_from_row(row: &AnyRow) -> Result<Clock, sqlx::Error> {
         started_at: row.time("started_at")?,
         due_at: row.time("due_at")?,
         span: chrono::Duration::microseconds(row.try_get("span_micros")?),
-        state: State::parse(&state).ok_or_else(|| decode("state", format!("unknown state {state:?}")))?,
+        state: state.parse().map_err(|_| decode("state", format!("unknown state {state:?}")))?,
         paused_at: row.time_opt("paused_at")?,
         overdue: row.flag("overdue")?,
         met: row.flag("met")?,
@@ -248,8 +239,9 @@ pub async fn mark_overdue(conn: &mut AnyConnection, keys: &[(String, ClockKind)]
     Ok(())
 }
 
-/// What happened to a clock, for the append-only log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What happened to a clock, for the append-only log; stored (and shown) in snake case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum LogKind {
     Armed,
     Paused,
@@ -265,16 +257,7 @@ pub enum LogKind {
 
 impl LogKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            LogKind::Armed => "armed",
-            LogKind::Paused => "paused",
-            LogKind::Resumed => "resumed",
-            LogKind::Kept => "kept",
-            LogKind::Warned => "warned",
-            LogKind::Breached => "breached",
-            LogKind::Met => "met",
-            LogKind::Stopped => "stopped",
-        }
+        self.into()
     }
 }
 
@@ -365,8 +348,9 @@ pub async fn log(conn: &mut AnyConnection, appeal_id: &str) -> Result<Vec<LogEnt
         .collect()
 }
 
-/// What a timer does when it fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a timer does when it fires; stored as `warning` / `overdue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum TimerKind {
     Warning,
     Overdue,
@@ -374,18 +358,7 @@ pub enum TimerKind {
 
 impl TimerKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            TimerKind::Warning => "warning",
-            TimerKind::Overdue => "overdue",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TimerKind> {
-        match text {
-            "warning" => Some(TimerKind::Warning),
-            "overdue" => Some(TimerKind::Overdue),
-            _ => None,
-        }
+        self.into()
     }
 }
 
@@ -453,9 +426,9 @@ fn timer_from_row(row: &AnyRow) -> Result<Timer, sqlx::Error> {
     Ok(Timer {
         id: row.try_get("id")?,
         appeal_id: row.try_get("appeal_id")?,
-        clock: ClockKind::parse(&clock).ok_or_else(|| bad("clock", &clock))?,
+        clock: clock.parse().map_err(|_| bad("clock", &clock))?,
         generation: row.try_get("generation")?,
-        kind: TimerKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
+        kind: kind.parse().map_err(|_| bad("kind", &kind))?,
         point: row.try_get("point")?,
         due_at: row.time("due_at")?,
     })
@@ -675,4 +648,37 @@ pub async fn seed(db: &Db) -> anyhow::Result<()> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use strum::VariantArray;
+
+    use super::*;
+
+    /// The stored names are a contract with the rows already written: each one, and the way back.
+    #[test]
+    fn stored_names_round_trip() {
+        let clocks: Vec<&str> = ClockKind::VARIANTS.iter().map(|k| k.as_str()).collect();
+        assert_eq!(clocks, ["answer", "execution"]);
+        for kind in ClockKind::VARIANTS {
+            assert_eq!(kind.as_str().parse::<ClockKind>(), Ok(*kind));
+        }
+        let states: Vec<&str> = State::VARIANTS.iter().map(|s| s.as_str()).collect();
+        assert_eq!(states, ["running", "paused", "stopped"]);
+        for state in State::VARIANTS {
+            assert_eq!(state.as_str().parse::<State>(), Ok(*state));
+        }
+        let logs: Vec<&str> = LogKind::VARIANTS.iter().map(|k| k.as_str()).collect();
+        assert_eq!(logs, ["armed", "paused", "resumed", "kept", "warned", "breached", "met", "stopped"]);
+        for kind in LogKind::VARIANTS {
+            assert_eq!(kind.as_str().parse::<LogKind>(), Ok(*kind));
+        }
+        let timers: Vec<&str> = TimerKind::VARIANTS.iter().map(|k| k.as_str()).collect();
+        assert_eq!(timers, ["warning", "overdue"]);
+        for kind in TimerKind::VARIANTS {
+            assert_eq!(kind.as_str().parse::<TimerKind>(), Ok(*kind));
+        }
+        assert!("Answer".parse::<ClockKind>().is_err(), "stored names are lowercase only");
+    }
 }

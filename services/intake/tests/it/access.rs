@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use pos_platform::bus::{Bus, Envelope};
+use pos_platform::bus::Envelope;
+use pos_platform::testing::eventually;
 use pos_proto::v1::events::{AppealRouted, TicketStatusChanged};
 use pos_proto::v1::{Appeal, Folder, GetAppealRequest, OrganizationRef, OrganizationType};
 use tonic::{Code, Status};
@@ -38,7 +39,7 @@ async fn route(app: &TestApp, appeal_id: &str, organization: &str, at: chrono::D
         routed_at: Some(pos_proto::time::to_proto(at)),
         ..AppealRouted::default()
     };
-    app.bus.publish(&Envelope::new(&event, REGION).with_appeal(appeal_id)).await.unwrap();
+    app.server.bus().publish(&Envelope::new(&event, REGION).with_appeal(appeal_id)).await.unwrap();
 }
 
 async fn ticket_status(app: &TestApp, appeal_id: &str, status: &str, at: chrono::DateTime<chrono::Utc>) {
@@ -52,7 +53,7 @@ async fn ticket_status(app: &TestApp, appeal_id: &str, status: &str, at: chrono:
         region_code: REGION.into(),
         ..TicketStatusChanged::default()
     };
-    app.bus.publish(&Envelope::new(&event, REGION).with_appeal(appeal_id)).await.unwrap();
+    app.server.bus().publish(&Envelope::new(&event, REGION).with_appeal(appeal_id)).await.unwrap();
 }
 
 #[tokio::test]
@@ -79,7 +80,7 @@ async fn the_owner_operators_and_systems_read_others_do_not() {
 
     assert_eq!(get(&app, &uuid::Uuid::now_v7().to_string(), &system_token()).await.unwrap_err().code(), Code::NotFound);
     let status = get(&app, "not-an-id", &system_token()).await.unwrap_err();
-    assert_eq!(pos_platform::grpc::violated_fields(&status), ["appeal_id"]);
+    assert_eq!(pos_platform::error::violated_fields(&status), ["appeal_id"]);
     app.stop().await;
 }
 
@@ -91,7 +92,7 @@ async fn the_view_follows_routing_and_ticket_events_and_never_goes_back() {
     let t0 = pos_proto::time::from_proto(registered.registered_at.as_ref().unwrap()).unwrap();
 
     route(&app, &id, SCHOOL, t0 + chrono::Duration::seconds(1)).await;
-    eventually("the routing is shown", || async {
+    eventually(Duration::from_secs(5), "the routing is shown", || async {
         get(&app, &id, &applicant_token()).await.unwrap().routing.is_some()
     })
     .await;
@@ -108,17 +109,17 @@ async fn the_view_follows_routing_and_ticket_events_and_never_goes_back() {
     assert_eq!(get(&app, &id, &staff_token("school-41-2")).await.unwrap_err().code(), Code::PermissionDenied);
 
     ticket_status(&app, &id, "executor assigned", t0 + chrono::Duration::seconds(5)).await;
-    eventually("the ticket's status is shown", || async {
+    eventually(Duration::from_secs(5), "the ticket's status is shown", || async {
         get(&app, &id, &applicant_token()).await.unwrap().status == "executor assigned"
     })
     .await;
     // An older status arriving late is ignored.
     ticket_status(&app, &id, "new", t0 + chrono::Duration::seconds(2)).await;
     let dead_or_done = || async {
-        app.bus.queue_depth(&app.queue(pos_intake::consumer::STATUS_QUEUE)).await.unwrap() == 0
+        app.server.bus().queue_depth(&app.server.queue(pos_intake::consumer::STATUS_QUEUE)).await.unwrap() == 0
             && app.count("inbox").await == 3
     };
-    eventually("the late event is handled", dead_or_done).await;
+    eventually(Duration::from_secs(5), "the late event is handled", dead_or_done).await;
     let view = get(&app, &id, &applicant_token()).await.unwrap();
     assert_eq!(view.status, "executor assigned");
     assert_eq!(view.status_changed_at, Some(pos_proto::time::to_proto(t0 + chrono::Duration::seconds(5))));

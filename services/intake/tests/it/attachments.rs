@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use pos_intake::config::IntakeConfig;
-use pos_platform::grpc::violated_fields;
+use pos_platform::error::violated_fields;
 use pos_proto::v1::upload_attachment_request::Part;
 use pos_proto::v1::{AttachmentMeta, GetAppealRequest, UploadAttachmentRequest, UploadAttachmentResponse};
 use sha2::{Digest, Sha256};
@@ -74,7 +74,7 @@ async fn a_pdf_and_a_jpeg_are_stored_and_attached() {
     let jpeg = upload(&app, &applicant_token(), parts("photo", JPEG.len() as i64, &[JPEG])).await.unwrap();
     assert_eq!(jpeg.content_type, "image/jpeg");
 
-    let files = stored_files(&app.dir.0.join("attachments"));
+    let files = stored_files(&app.server.dir.0.join("attachments"));
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(files.iter().any(|f| std::fs::read(f).unwrap() == PDF));
 
@@ -117,7 +117,7 @@ async fn an_executable_named_pdf_is_refused_and_nothing_is_kept() {
     assert_eq!(violated_fields(&status), ["chunk"]);
     assert!(status.message().contains("exe"), "the detected type is explained: {}", status.message());
     assert_eq!(app.count("attachments").await, 0);
-    assert!(stored_files(&app.dir.0.join("attachments")).is_empty());
+    assert!(stored_files(&app.server.dir.0.join("attachments")).is_empty());
     app.stop().await;
 }
 
@@ -147,7 +147,7 @@ async fn sizes_are_bounded_and_must_match_the_declaration() {
     let stored = upload(&app, &token, parts("letter.txt", text.len() as i64, &chunks)).await.unwrap();
     assert_eq!(stored.content_type, "text/plain; charset=utf-8");
     assert_eq!(stored.sha256, hex::encode(Sha256::digest(text.as_bytes())));
-    let files = stored_files(&app.dir.0.join("attachments"));
+    let files = stored_files(&app.server.dir.0.join("attachments"));
     assert_eq!(files.len(), 1);
     assert_eq!(std::fs::read(&files[0]).unwrap(), text.as_bytes());
 
@@ -158,7 +158,7 @@ async fn sizes_are_bounded_and_must_match_the_declaration() {
     let chunks: Vec<&[u8]> = bad.chunks(16 * 1024).collect();
     let status = upload(&app, &token, parts("fake.txt", bad.len() as i64, &chunks)).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["chunk"]);
-    assert_eq!(stored_files(&app.dir.0.join("attachments")).len(), 1, "the partial upload was aborted");
+    assert_eq!(stored_files(&app.server.dir.0.join("attachments")).len(), 1, "the partial upload was aborted");
     assert_eq!(app.count("attachments").await, 1);
     app.stop().await;
 }

@@ -1,28 +1,19 @@
-//! The running intake for tests: a fresh PostgreSQL schema, the in-process bus and cache, a
-//! fixed classifier, a gRPC server on 127.0.0.1:0, and clients with tokens.
+//! The running intake for tests (the platform's [`TestServer`] with a fixed classifier), clients
+//! with tokens, and deliveries settled by hand.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pos_intake::classifier::{ClassifierSnapshot, ClassifierSource, FixedClassifier, SourceError};
 use pos_intake::config::IntakeConfig;
-use pos_platform::Db;
 use pos_platform::auth::Role;
-use pos_platform::bus::Bus;
-use pos_platform::bus::memory::MemoryBus;
-use pos_platform::cache::MemoryCache;
-use pos_platform::host::{Infra, ServiceContext};
-use pos_platform::testing::{TempDir, authenticator, platform_config, postgres_db, token};
+use pos_platform::testing::{TestOptions, TestServer, token};
 use pos_proto::v1::intake_service_client::IntakeServiceClient;
 use pos_proto::v1::{
     AddresseeKind, AddresseeRule, Applicant, Category, Classifier, Fact, Organization, OrganizationType, Region,
     Source, Subcategory, SubmitAppealRequest,
 };
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub const REGION: &str = "41";
@@ -213,15 +204,10 @@ pub fn call<T>(message: T, token: &str) -> tonic::Request<T> {
     pos_platform::grpc::outgoing(message, token)
 }
 
+/// Intake served with a classifier source of the test's choice, and a client to it.
 pub struct TestApp {
-    pub db: Db,
-    pub bus: Arc<MemoryBus>,
+    pub server: TestServer,
     pub client: IntakeServiceClient<Channel>,
-    pub dir: TempDir,
-    /// The exchange, which the host puts before every queue name.
-    pub exchange: String,
-    shutdown: CancellationToken,
-    server: JoinHandle<anyhow::Result<()>>,
 }
 
 impl TestApp {
@@ -230,81 +216,30 @@ impl TestApp {
     }
 
     pub async fn spawn_with(source: Arc<dyn ClassifierSource>, config: IntakeConfig) -> TestApp {
-        let db = postgres_db("intake", &pos_intake::MIGRATIONS).await;
-        TestApp::spawn_on(db, source, config).await
+        TestApp::spawn_options(TestOptions::default(), source, config).await
     }
 
-    pub async fn spawn_on(db: Db, source: Arc<dyn ClassifierSource>, config: IntakeConfig) -> TestApp {
-        let dir = TempDir::new();
-        let bus = Arc::new(MemoryBus::new());
-        let infra = Infra {
-            config: platform_config(&dir.0),
-            bus: bus.clone(),
-            cache: Arc::new(MemoryCache::new()),
-            authenticator: authenticator(),
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-        let ctx =
-            ServiceContext { infra: infra.clone(), db: db.clone(), config_file: None, self_endpoint: endpoint.clone() };
-        let component = pos_intake::component_from(ctx, config, source).await.expect("intake builds");
-        let exchange = infra.config.exchange.clone();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { pos_platform::host::run(&infra, vec![component], listener, shutdown).await }
-        });
-        let client = IntakeServiceClient::new(pos_platform::grpc::channel(&endpoint).expect("channel"));
-        let app = TestApp { db, bus, client, dir, exchange, shutdown, server };
-        app.wait_for_consumers().await;
-        app
-    }
-
-    /// Consumers declare their queues when they start; events published before would go to
-    /// the unroutable queue.
-    async fn wait_for_consumers(&self) {
-        for _ in 0..200 {
-            let routed = self.bus.queue_depth(&self.queue(pos_intake::consumer::ROUTED_QUEUE)).await;
-            let status = self.bus.queue_depth(&self.queue(pos_intake::consumer::STATUS_QUEUE)).await;
-            if routed.is_ok() && status.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("intake's consumers did not start");
-    }
-
-    /// The name a consumer's queue has on the bus.
-    pub fn queue(&self, consumer_queue: &str) -> String {
-        format!("{}.{consumer_queue}", self.exchange)
+    pub async fn spawn_options(
+        options: TestOptions,
+        source: Arc<dyn ClassifierSource>,
+        config: IntakeConfig,
+    ) -> TestApp {
+        let server = TestServer::spawn("intake", &pos_intake::MIGRATIONS, options, |ctx| {
+            pos_intake::component_from(ctx, config, source)
+        })
+        .await;
+        let client = IntakeServiceClient::new(server.channel());
+        TestApp { server, client }
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
-        self.db.drop_schema().await.expect("schema dropped");
-        self.db.close().await;
+        self.server.stop().await;
     }
 
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-            .fetch_one(self.db.pool())
+            .fetch_one(self.server.db.pool())
             .await
             .expect("count")
     }
-}
-
-/// Polls `check` until it holds (events are handled asynchronously).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
 }

@@ -4,5 +4,6 @@
 mod access;
 mod attachments;
 mod helpers;
+mod outage;
 mod store;
 mod submit;

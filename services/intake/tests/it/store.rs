@@ -4,19 +4,21 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use pos_intake::consumer::{AppealViewHandler, ROUTED_QUEUE};
+use pos_intake::consumer::{ROUTED_QUEUE, RoutedHandler, STATUS_QUEUE, StatusHandler};
 use pos_intake::masking::mask;
 use pos_intake::store::{
     Applied, AttachmentRecord, NewAppeal, RegisterError, Registration, RoutingRecord, Store, apply_routing,
     apply_status,
 };
 use pos_platform::bus::{BusError, Delivery, Disposition, Envelope, QueueSpec, Settle};
-use pos_platform::consumer::{Outcome, process};
+use pos_platform::consumer::Outcome;
 use pos_platform::db::{Db, from_micros, to_micros};
-use pos_proto::BusEvent;
 use pos_proto::v1::events::{AppealReceived, AppealRouted, TicketStatusChanged};
 use pos_proto::v1::{Applicant, Folder, OrganizationRef, OrganizationType};
+use prost::Name;
 use sqlx::Row;
+
+use pos_platform::consumer::process;
 
 macro_rules! store_contract {
     ($($case:ident),* $(,)?) => {
@@ -134,7 +136,7 @@ async fn registers_and_replays(db: Db) {
     assert_eq!(rows.len(), 2);
     let row = &rows[0];
     assert_eq!(row.get::<String, _>("routing_key"), "appeal.received.41");
-    assert_eq!(row.get::<String, _>("type_name"), AppealReceived::TYPE);
+    assert_eq!(row.get::<String, _>("type_name"), AppealReceived::full_name());
     assert!(row.get::<String, _>("headers").contains(&appeal.id));
     let event = <AppealReceived as prost::Message>::decode(row.get::<Vec<u8>, _>("payload").as_slice()).unwrap();
     assert_eq!(event.appeal_id, appeal.id);
@@ -333,11 +335,18 @@ fn status_event(appeal_id: &str, status: &str, at: DateTime<Utc>) -> Envelope {
     Envelope::new(&event, "41").with_appeal(appeal_id)
 }
 
+/// Delivers to the consumer of the envelope's event, as its queue would.
 async fn deliver(db: &Db, envelope: &Envelope) -> (Outcome, Disposition) {
     let recorder = Recorder::default();
-    let spec = QueueSpec::new(ROUTED_QUEUE, &["appeal.routed.*", "ticket.status_changed.*"]);
+    let every_region = ["*".to_owned()];
     let delivery = Delivery::new(envelope.clone(), 0, Box::new(recorder.clone()));
-    let outcome = process(db, &AppealViewHandler, &spec, delivery).await.unwrap();
+    let outcome = if envelope.is::<AppealRouted>() {
+        let spec = QueueSpec::for_events::<AppealRouted>(ROUTED_QUEUE, &every_region);
+        process(db, &RoutedHandler, &spec, delivery).await.expect("settled")
+    } else {
+        let spec = QueueSpec::for_events::<TicketStatusChanged>(STATUS_QUEUE, &every_region);
+        process(db, &StatusHandler, &spec, delivery).await.expect("settled")
+    };
     let disposition = recorder.0.lock().unwrap().pop().expect("settled");
     (outcome, disposition)
 }

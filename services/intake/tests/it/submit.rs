@@ -3,11 +3,10 @@
 use futures::StreamExt;
 use pos_intake::config::IntakeConfig;
 use pos_platform::QueueSpec;
-use pos_platform::bus::Bus;
-use pos_platform::grpc::violated_fields;
-use pos_proto::BusEvent;
+use pos_platform::error::violated_fields;
 use pos_proto::v1::GetAppealRequest;
 use pos_proto::v1::events::AppealReceived;
+use prost::Name;
 use sqlx::Row;
 use tonic::Code;
 
@@ -18,7 +17,7 @@ async fn a_submission_is_registered_with_a_number_and_announced_masked() {
     let app = TestApp::spawn().await;
     // A queue of our own sees what the outbox relay publishes.
     let spec = QueueSpec::new("test.appeal-received", &["appeal.received.*"]);
-    let mut received = app.bus.consume(&spec).await.unwrap();
+    let mut received = app.server.bus().consume(&spec).await.unwrap();
     let mut client = app.client.clone();
     let mut request = submission("req-1");
     request.text = "Мой СНИЛС 123-345-678 90, паспорт 1234 123456. Аттестат не виден.".into();
@@ -29,9 +28,12 @@ async fn a_submission_is_registered_with_a_number_and_announced_masked() {
     assert!(registered_at >= before - chrono::Duration::milliseconds(1) && registered_at <= chrono::Utc::now());
 
     // In the outbox, in the same transaction: the event with the masked text.
-    let row = sqlx::query("SELECT routing_key, type_name, payload FROM outbox").fetch_one(app.db.pool()).await.unwrap();
+    let row = sqlx::query("SELECT routing_key, type_name, payload FROM outbox")
+        .fetch_one(app.server.db.pool())
+        .await
+        .unwrap();
     assert_eq!(row.get::<String, _>("routing_key"), "appeal.received.41");
-    assert_eq!(row.get::<String, _>("type_name"), AppealReceived::TYPE);
+    assert_eq!(row.get::<String, _>("type_name"), AppealReceived::full_name());
     let event = <AppealReceived as prost::Message>::decode(row.get::<Vec<u8>, _>("payload").as_slice()).unwrap();
     assert_eq!(event.public_text, "Мой СНИЛС ***-***-*** **, паспорт **** ******. Аттестат не виден.");
     assert_eq!((event.appeal_id.as_str(), event.number), (answer.appeal_id.as_str(), answer.number));

@@ -2,12 +2,11 @@
 //! change is visible to `Resolve` at once (the versioned cache).
 
 use pos_platform::auth::Role;
-use pos_platform::cache::Cache;
 use pos_proto::v1 as pb;
 use pos_routing::model::Scope;
 use pos_routing::snapshot::cache_key;
 
-use crate::helpers::{applicant, assert_invalid, req, spawn_app, system};
+use crate::helpers::{applicant, assert_invalid, req, routing_client, spawn_app, system};
 
 const E_DIARY: &str = "education.e-diary.access";
 const REFUSAL: &str = "education.enrolment.refusal";
@@ -25,15 +24,15 @@ fn resolve_request(region: &str, fact: &str, picked: &str, text: &str) -> pb::Re
 #[tokio::test]
 async fn a_directory_change_is_visible_to_resolve_at_once_and_the_snapshot_is_cached_in_redis() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let before = client.resolve(applicant(resolve_request("41", E_DIARY, "", ""))).await.unwrap().into_inner();
     assert_eq!(before.organization.unwrap().id, "41-kcioko");
 
     // The snapshot of the current version sits in Redis under a key carrying that version.
     let mut conn = app.db.pool().acquire().await.unwrap();
     let (classifier_version, directory_version) = pos_routing::store::versions(&mut conn).await.unwrap();
-    assert!(app.cache.get(&cache_key(Scope::Directory, directory_version)).await.unwrap().is_some());
-    assert!(app.cache.get(&cache_key(Scope::Classifier, classifier_version)).await.unwrap().is_some());
+    assert!(app.infra.cache.get(&cache_key(Scope::Directory, directory_version)).await.unwrap().is_some());
+    assert!(app.infra.cache.get(&cache_key(Scope::Classifier, classifier_version)).await.unwrap().is_some());
 
     // The regional center is disconnected: the very next Resolve goes to its parent.
     let mut center = client
@@ -49,7 +48,7 @@ async fn a_directory_change_is_visible_to_resolve_at_once_and_the_snapshot_is_ca
 
     let (_, new_version) = pos_routing::store::versions(&mut conn).await.unwrap();
     assert!(new_version > directory_version);
-    assert!(app.cache.get(&cache_key(Scope::Directory, new_version)).await.unwrap().is_some());
+    assert!(app.infra.cache.get(&cache_key(Scope::Directory, new_version)).await.unwrap().is_some());
 
     // And back.
     center.connected = true;
@@ -63,7 +62,7 @@ async fn a_directory_change_is_visible_to_resolve_at_once_and_the_snapshot_is_ca
 #[tokio::test]
 async fn the_classifier_is_administered_by_systems_only_and_changes_show_at_once() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let before = client.list_classifier(applicant(pb::ListClassifierRequest {})).await.unwrap().into_inner();
     assert_eq!(before.facts.len(), 13);
     assert_eq!(before.categories.first().map(|c| c.id.as_str()), Some("edu-records"), "seed order is kept");
@@ -141,7 +140,7 @@ async fn the_classifier_is_administered_by_systems_only_and_changes_show_at_once
 #[tokio::test]
 async fn the_directory_lists_filters_and_refuses_what_would_break_routing() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let regions = client.list_regions(applicant(pb::ListRegionsRequest {})).await.unwrap().into_inner().regions;
     assert_eq!(regions.len(), 89);
     let kamchatka = regions.iter().find(|r| r.code == "41").unwrap();
@@ -249,7 +248,7 @@ fn rule(id: &str, organization: &str, priority: i32, fact: &str, keywords: &[&st
 #[tokio::test]
 async fn auto_rules_delegate_by_priority_fact_and_keywords() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let admin = |message: pb::AutoRule| req(message, "41-minobr", &[Role::OrgAdmin]);
     // Refusals mentioning Elizovo go to its department; every other refusal to the city's.
     client
@@ -319,7 +318,7 @@ fn admin_delete(id: &str) -> tonic::Request<pb::DeleteAutoRuleRequest> {
 #[tokio::test]
 async fn auto_rules_belong_to_their_organization_and_delegate_only_downwards() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let good = rule("r1", "41-minobr", 1, "", &[], "41-uo-elizovo");
 
     // Another organization's admin, and staff without the admin role, are refused.

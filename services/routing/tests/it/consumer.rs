@@ -6,18 +6,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use pos_platform::bus::{Bus, BusError, Delivery, Disposition, Settle};
+use pos_platform::bus::{BusError, Delivery, Disposition, Settle};
 use pos_platform::cache::MemoryCache;
 use pos_platform::consumer::{Outcome, process};
 use pos_platform::db::Db;
 use pos_platform::{Envelope, QueueSpec};
-use pos_proto::BusEvent;
 use pos_proto::v1 as pb;
 use pos_proto::v1::events::{AppealReceived, AppealRouted};
 use pos_routing::consumer::{AppealReceivedHandler, QUEUE};
 use pos_routing::snapshot::Snapshots;
 use pos_routing::{OnConflict, RoutingConfig, Seed, load_seed};
-use prost::Message;
+use prost::{Message, Name};
 use sqlx::Row;
 
 use crate::helpers::spawn_app;
@@ -49,13 +48,12 @@ fn appeal(id: &str, region: &str, fact: &str, picked: &str) -> AppealReceived {
 #[tokio::test]
 async fn a_received_appeal_is_routed_over_the_bus_with_everything_downstream_needs() {
     let app = spawn_app().await;
-    // Declared here too, so that the publish below cannot race the consumer's start.
-    app.bus.declare(&QueueSpec::new(QUEUE, &["appeal.received.*"])).await.unwrap();
+    // The consumer's queue exists already: the server serves only once it does.
     let watcher = QueueSpec::new("test.appeal-routed", &["appeal.routed.#"]);
-    let mut routed_stream = app.bus.consume(&watcher).await.unwrap();
+    let mut routed_stream = app.bus().consume(&watcher).await.unwrap();
 
     let received = appeal("a-1", "41", "education.e-diary.access", "");
-    app.bus.publish(&Envelope::new(&received, "41").with_appeal("a-1")).await.unwrap();
+    app.bus().publish(&Envelope::new(&received, "41").with_appeal("a-1")).await.unwrap();
 
     let delivery = tokio::time::timeout(Duration::from_secs(20), routed_stream.next())
         .await
@@ -128,14 +126,14 @@ impl Harness {
         Harness {
             db,
             handler: AppealReceivedHandler::new(snapshots, Arc::new(RoutingConfig::default())),
-            spec: QueueSpec::new(QUEUE, &["appeal.received.*"]),
+            spec: QueueSpec::for_events::<AppealReceived>(QUEUE, &["*".to_owned()]),
             settled: Recorded::default(),
         }
     }
 
     async fn deliver(&self, envelope: &Envelope) -> Outcome {
         let delivery = Delivery::new(envelope.clone(), 0, Box::new(self.settled.clone()));
-        process(&self.db, &self.handler, &self.spec, delivery).await.unwrap()
+        process(&self.db, &self.handler, &self.spec, delivery).await.expect("settled")
     }
 
     /// The routed events in the outbox, with their routing keys.
@@ -146,7 +144,7 @@ impl Harness {
             .unwrap()
             .into_iter()
             .map(|row| {
-                assert_eq!(row.get::<String, _>("type_name"), AppealRouted::TYPE);
+                assert_eq!(row.get::<String, _>("type_name"), AppealRouted::full_name());
                 let payload: Vec<u8> = row.get("payload");
                 (row.get("routing_key"), AppealRouted::decode(payload.as_slice()).unwrap())
             })

@@ -5,16 +5,15 @@ use std::time::Duration;
 
 use pos_platform::Envelope;
 use pos_platform::cache::MemoryCache;
-use pos_platform::consumer::Handler;
+use pos_platform::consumer::{Handler, deliver};
 use pos_platform::db::Db;
-use pos_proto::BusEvent;
 use pos_proto::v1 as pb;
 use pos_proto::v1::events::{AppealReceived, AppealRouted, TicketRerouteRequested};
 use pos_routing::consumer::AppealReceivedHandler;
 use pos_routing::reroute::{self, RerouteRequestedHandler};
 use pos_routing::snapshot::Snapshots;
 use pos_routing::{OnConflict, RoutingConfig, Seed, load_seed};
-use prost::Message;
+use prost::{Message, Name};
 use sqlx::Row;
 
 struct Harness {
@@ -37,9 +36,9 @@ impl Harness {
         }
     }
 
-    async fn handle(&self, handler: &dyn Handler, envelope: &Envelope) {
+    async fn handle<H: Handler>(&self, handler: &H, envelope: &Envelope) {
         let mut tx = self.db.begin().await.unwrap();
-        handler.handle(&mut tx, envelope).await.unwrap();
+        deliver(handler, &mut tx, envelope).await.unwrap();
         tx.commit().await.unwrap();
     }
 
@@ -49,7 +48,7 @@ impl Harness {
             .await
             .unwrap()
             .into_iter()
-            .filter(|row| row.get::<String, _>("type_name") == AppealRouted::TYPE)
+            .filter(|row| row.get::<String, _>("type_name") == AppealRouted::full_name())
             .map(|row| AppealRouted::decode(row.get::<Vec<u8>, _>("payload").as_slice()).unwrap())
             .collect()
     }

@@ -2,7 +2,7 @@
 
 use pos_proto::v1 as pb;
 
-use crate::helpers::{applicant, assert_invalid, spawn_app};
+use crate::helpers::{applicant, assert_invalid, routing_client, spawn_app};
 
 const SPO_INCORRECT: &str = "edu-records.documents.spo-diploma-incorrect";
 const SPO_MISSING: &str = "edu-records.documents.spo-diploma-missing";
@@ -28,7 +28,7 @@ fn org_id(resolution: &pb::Resolution) -> &str {
 #[tokio::test]
 async fn seed_001_facts_go_to_the_picked_college_the_picked_school_or_rosobrnadzor() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let cases = [
         ("41", SPO_INCORRECT, "41-college-polytech", "41-college-polytech"),
         ("41", SPO_MISSING, "41-college-pedagogical", "41-college-pedagogical"),
@@ -60,7 +60,7 @@ async fn seed_001_facts_go_to_the_picked_college_the_picked_school_or_rosobrnadz
 #[tokio::test]
 async fn a_picked_school_that_is_not_connected_goes_to_its_nearest_connected_ancestor() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     // One level up: the school's municipal department is connected.
     let resolution = client
         .resolve(applicant(resolve_request("41", CERTIFICATE_MISSING, "41-school-pk-33")))
@@ -101,7 +101,7 @@ async fn a_picked_school_that_is_not_connected_goes_to_its_nearest_connected_anc
 #[tokio::test]
 async fn the_e_diary_goes_to_the_regional_center_on_the_fast_track() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let mut request = resolve_request("41", E_DIARY, "");
     request.subcategory_id = "education.e-diary".into();
     let resolution = client.resolve(applicant(request)).await.unwrap().into_inner();
@@ -138,7 +138,7 @@ async fn the_e_diary_goes_to_the_regional_center_on_the_fast_track() {
 #[tokio::test]
 async fn requests_the_classifier_cannot_route_are_invalid_with_the_field_named() {
     let app = spawn_app().await;
-    let mut client = app.client().await;
+    let mut client = routing_client(&app);
     let status = client.resolve(applicant(resolve_request("41", "no-such-fact", ""))).await.unwrap_err();
     assert_invalid(&status, "fact_id");
     let status = client.resolve(applicant(resolve_request("41", "", ""))).await.unwrap_err();

@@ -6,13 +6,12 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pos_platform::consumer::Handler;
+use pos_platform::consumer::deliver;
 use pos_platform::db::{Db, to_micros};
-use pos_platform::testing::TempDir;
 use pos_platform::{Envelope, Tx};
 use pos_sla::consumer::RoutedHandler;
 
-use crate::helpers::{TestDb, routed};
+use crate::helpers::{SlaDb, routed};
 use crate::timers::{arm_many_postgres, percentile, spawn_instance};
 
 fn rss_mib() -> f64 {
@@ -26,7 +25,7 @@ fn rss_mib() -> f64 {
 
 /// Arms appeals through the `appeal.routed` handler (policy, calendar, clock, three timers,
 /// log, two events per appeal) from `tasks` tasks for `duration`; returns how many.
-async fn arm_through_consumer(t: &TestDb, prefix: &str, tasks: usize, duration: Duration) -> usize {
+async fn arm_through_consumer(t: &SlaDb, prefix: &str, tasks: usize, duration: Duration) -> usize {
     let mut handles = Vec::new();
     for task in 0..tasks {
         let db = t.db.clone();
@@ -48,7 +47,7 @@ async fn arm_through_consumer(t: &TestDb, prefix: &str, tasks: usize, duration: 
                 );
                 let envelope = Envelope::new(&event, "41");
                 let mut tx: Tx = db.begin().await.unwrap();
-                handler.handle(&mut tx, &envelope).await.unwrap();
+                deliver(&handler, &mut tx, &envelope).await.unwrap();
                 tx.commit().await.unwrap();
                 n += 1;
             }
@@ -73,7 +72,7 @@ async fn size_mib(db: &Db, table: &str) -> f64 {
 #[tokio::test]
 #[ignore = "a benchmark: minutes long, prints figures"]
 async fn bench_million_timers() {
-    let t = TestDb::postgres().await;
+    let t = SlaDb::postgres().await;
     let rss_start = rss_mib();
 
     // 1. Arming through the consumer path, on an empty table.
@@ -129,9 +128,8 @@ async fn bench_million_timers() {
         .unwrap();
     let first = Utc::now() + chrono::Duration::seconds(5);
     arm_many_postgres(&t.db, 10_000, first, Duration::from_secs(20)).await;
-    let dir = TempDir::new();
     let rss_before = rss_mib();
-    let (stop, server) = spawn_instance(t.db.clone(), &dir).await;
+    let mut server = spawn_instance(t.db.clone()).await;
     let armed_under_load = arm_through_consumer(&t, "load", 2, Duration::from_secs(30)).await;
     let cutoff = to_micros(first + chrono::Duration::seconds(21));
     for _ in 0..600 {
@@ -171,8 +169,7 @@ async fn bench_million_timers() {
         "process RSS: start {rss_start:.0} MiB, before serving {rss_before:.0} MiB, after firing {:.0} MiB",
         rss_mib()
     );
-    stop.cancel();
-    let _ = server.await;
+    let _ = server.shut_down().await;
     assert_eq!(early, 0);
     assert_eq!(lateness.len(), 10_000);
     t.drop().await;

@@ -5,13 +5,13 @@ use pos_proto::v1::events::{TicketAction, TicketReopened};
 use pos_sla::policy::Policy;
 use pos_sla::store::{self, ClockKind, State};
 
-use crate::helpers::{TestDb, routed, status, ts, utc};
+use crate::helpers::{SlaDb, routed, status, ts, utc};
 
 const KAMCHATKA: &str = "Asia/Kamchatka";
 
 #[tokio::test]
 async fn the_worked_example_arms_a_fast_track_deadline_with_its_timers_and_events() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         // Received 23:18 15.01.2025 Kamchatka time (11:18 UTC), fast-track.
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("a-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
@@ -34,7 +34,7 @@ async fn the_worked_example_arms_a_fast_track_deadline_with_its_timers_and_event
 
 #[tokio::test]
 async fn a_fact_period_from_the_policy_and_the_next_working_day_flag() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         // 2 calendar days for a seed-001 fact: Thursday 23.01.2025 10:00 Moscow → Saturday 25.01.
         let at = utc(2025, 1, 23, 7, 0);
         t.routed(&routed("f-1", "77", "Europe/Moscow", "org-77", "edu-records.documents.other", false, at)).await;
@@ -55,7 +55,7 @@ async fn a_fact_period_from_the_policy_and_the_next_working_day_flag() {
 
 #[tokio::test]
 async fn working_day_periods_follow_the_regional_calendar() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let mut conn = t.db.pool().acquire().await.unwrap();
         let default = store::policy_for(&mut conn, "*").await.unwrap();
         for region in ["16", "77"] {
@@ -78,7 +78,7 @@ async fn working_day_periods_follow_the_regional_calendar() {
 
 #[tokio::test]
 async fn a_three_day_pause_moves_the_deadline_by_three_days() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("p-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
         let before = t.clock("p-1", ClockKind::Answer).await;
@@ -105,7 +105,7 @@ async fn a_three_day_pause_moves_the_deadline_by_three_days() {
 
 #[tokio::test]
 async fn approval_in_time_is_met_and_the_timers_go_stale() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("m-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
         // The coordinator assigns with a stage deadline of its own, then the head approves.
@@ -136,7 +136,7 @@ async fn approval_in_time_is_met_and_the_timers_go_stale() {
 
 #[tokio::test]
 async fn the_default_execution_deadline_is_a_share_of_the_answer_period() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let received = utc(2025, 3, 3, 6, 0);
         t.routed(&routed("e-1", "77", "Europe/Moscow", "org-77", "education.e-diary.access", true, received)).await;
         t.status(&status("e-1", "77", TicketAction::ExecutorAssigned, received + Duration::hours(1))).await;
@@ -153,7 +153,7 @@ async fn the_default_execution_deadline_is_a_share_of_the_answer_period() {
 
 #[tokio::test]
 async fn a_re_review_arms_a_new_deadline_in_round_two() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("r-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
         t.status(&status("r-1", "41", TicketAction::Approved, received + Duration::days(2))).await;
@@ -182,7 +182,7 @@ async fn a_re_review_arms_a_new_deadline_in_round_two() {
 
 #[tokio::test]
 async fn a_redirect_keeps_the_deadline_unless_the_policy_says_otherwise() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("d-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
         let before = t.clock("d-1", ClockKind::Answer).await;
@@ -212,7 +212,7 @@ async fn a_redirect_keeps_the_deadline_unless_the_policy_says_otherwise() {
 
 #[tokio::test]
 async fn an_event_without_a_zone_takes_the_region_s_own() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("z-1", "41", "", "41-kcioko", "education.e-diary.access", true, received)).await;
         let clock = t.clock("z-1", ClockKind::Answer).await;

@@ -1,71 +1,34 @@
 //! `pos.v1.SlaService` over the wire: deadlines as the cabinet shows them, the log, policies
 //! and calendars, and who may see and change what.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use pos_platform::auth::Role;
-use pos_platform::bus::memory::MemoryBus;
-use pos_platform::cache::MemoryCache;
-use pos_platform::host::{Infra, ServiceContext};
-use pos_platform::testing::{self, TempDir};
+use pos_platform::testing::{self, TestOptions, TestServer};
 use pos_proto::v1 as pb;
 use pos_proto::v1::events::TicketAction;
 use pos_proto::v1::sla_service_client::SlaServiceClient;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::helpers::{TestDb, routed, status, utc};
+use crate::helpers::{SlaDb, routed, status, utc};
 
 struct App {
-    t: TestDb,
+    server: TestServer,
+    t: SlaDb,
     client: SlaServiceClient<Channel>,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: TempDir,
 }
 
 async fn spawn_app() -> App {
-    let t = TestDb::postgres().await;
-    let dir = TempDir::new();
-    let infra = Infra {
-        config: testing::platform_config(&dir.0),
-        bus: Arc::new(MemoryBus::new()),
-        cache: Arc::new(MemoryCache::new()),
-        authenticator: testing::authenticator(),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let component = pos_sla::component(ServiceContext {
-        infra: infra.clone(),
-        db: t.db.clone(),
-        config_file: None,
-        self_endpoint: endpoint.clone(),
-    })
-    .await
-    .unwrap();
-    let stop = CancellationToken::new();
-    let server = {
-        let stop = stop.clone();
-        tokio::spawn(async move { pos_platform::host::run(&infra, vec![component], listener, stop).await })
-    };
-    for _ in 0..100 {
-        if pos_platform::host::healthcheck(&endpoint, "pos.v1.SlaService").await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let client = SlaServiceClient::connect(endpoint).await.unwrap();
-    App { t, client, stop, server, _dir: dir }
+    let server = TestServer::spawn("sla", &pos_sla::MIGRATIONS, TestOptions::default(), pos_sla::component).await;
+    let t = SlaDb::of(server.db.clone());
+    let client = SlaServiceClient::new(server.channel());
+    App { server, t, client }
 }
 
 impl App {
     async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.server).await;
-        self.t.drop().await;
+        self.server.stop().await;
     }
 }
 
@@ -212,13 +175,13 @@ async fn policies_and_calendars_are_edited_over_grpc() {
     bad.execution_share_percent = 0;
     let status = app.client.put_policy(req(bad, "", "", &[Role::System])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    let fields = pos_platform::grpc::violated_fields(&status);
+    let fields = pos_platform::error::violated_fields(&status);
     assert!(fields.contains(&"standard.days".to_owned()) && fields.contains(&"execution_share_percent".to_owned()));
 
     let mut unknown = stored.clone();
     unknown.region_code = "99".into();
     let status = app.client.put_policy(req(unknown, "", "", &[Role::System])).await.unwrap_err();
-    assert_eq!(pos_platform::grpc::violated_fields(&status), vec!["region_code"]);
+    assert_eq!(pos_platform::error::violated_fields(&status), vec!["region_code"]);
 
     // Calendars: the built-in 2025 is there; a corrected year replaces it.
     let year = app

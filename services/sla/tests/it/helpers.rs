@@ -1,7 +1,7 @@
 //! Databases, events and readers shared by the tests.
 
 use chrono::{DateTime, TimeZone, Utc};
-use pos_platform::consumer::Handler;
+use pos_platform::consumer::{Handler, deliver};
 use pos_platform::db::{Db, to_micros};
 use pos_platform::testing::{self, TempDir};
 use pos_platform::{Dialect, Envelope};
@@ -11,27 +11,33 @@ use pos_sla::consumer::{ReopenedHandler, RoutedHandler, Shared, StatusHandler};
 use pos_sla::store::{self, Clock, ClockKind};
 use sqlx::Row;
 
-/// A migrated, seeded database: PostgreSQL (a schema of its own) or SQLite (a temp file).
-pub struct TestDb {
+/// A migrated, seeded database: PostgreSQL (a schema of its own) or SQLite (a temp file), with
+/// the consumer's handlers to feed it events as the bus would.
+pub struct SlaDb {
     pub db: Db,
     _dir: Option<TempDir>,
 }
 
-impl TestDb {
-    pub async fn postgres() -> TestDb {
+impl SlaDb {
+    /// The database of a running server (seeded by the component).
+    pub fn of(db: Db) -> SlaDb {
+        SlaDb { db, _dir: None }
+    }
+
+    pub async fn postgres() -> SlaDb {
         let db = testing::postgres_db("sla", &pos_sla::MIGRATIONS).await;
         store::seed(&db).await.expect("seed");
-        TestDb { db, _dir: None }
+        SlaDb { db, _dir: None }
     }
 
-    pub async fn sqlite() -> TestDb {
+    pub async fn sqlite() -> SlaDb {
         let (db, dir) = testing::sqlite_db("sla", &pos_sla::MIGRATIONS).await;
         store::seed(&db).await.expect("seed");
-        TestDb { db, _dir: Some(dir) }
+        SlaDb { db, _dir: Some(dir) }
     }
 
-    pub async fn both() -> Vec<TestDb> {
-        vec![TestDb::postgres().await, TestDb::sqlite().await]
+    pub async fn both() -> Vec<SlaDb> {
+        vec![SlaDb::postgres().await, SlaDb::sqlite().await]
     }
 
     pub async fn drop(self) {
@@ -43,10 +49,10 @@ impl TestDb {
         Shared { dialect: self.db.dialect(), timers: std::sync::Arc::new(tokio::sync::Notify::new()) }
     }
 
-    /// Runs a handler in a transaction and commits, as the consumer does.
-    pub async fn handle(&self, handler: &dyn Handler, envelope: &Envelope) {
+    /// Delivers an envelope to a handler in a transaction and commits, as the consumer does.
+    pub async fn handle<H: Handler>(&self, handler: &H, envelope: &Envelope) {
         let mut tx = self.db.begin().await.expect("begin");
-        handler.handle(&mut tx, envelope).await.expect("handled");
+        deliver(handler, &mut tx, envelope).await.expect("handled");
         tx.commit().await.expect("commit");
     }
 

@@ -6,17 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use pos_platform::bus::memory::MemoryBus;
-use pos_platform::cache::MemoryCache;
 use pos_platform::db::{Db, to_micros};
-use pos_platform::host::{Infra, ServiceContext};
-use pos_platform::testing::{self, TempDir};
+use pos_platform::testing::{self, TestDb, TestOptions, TestServer};
 use pos_sla::policy::Period;
 use pos_sla::store::{self, Clock, ClockKind, State, Timer, TimerKind};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::TestDb;
+use crate::helpers::SlaDb;
 
 /// Arms `n` running answer clocks whose overdue timers come due evenly over `window` from
 /// `first` (PostgreSQL: one statement each for clocks and timers, so that 10,000 take a moment).
@@ -131,7 +127,7 @@ async fn wait_for_ledger(db: &Db, n: i64, limit: Duration) {
 
 #[tokio::test]
 async fn timers_fire_once_and_never_early() {
-    for t in TestDb::both().await {
+    for t in SlaDb::both().await {
         let n = 300;
         arm_many(&t.db, n, Utc::now() + chrono::Duration::seconds(1), Duration::from_secs(3)).await;
         let stop = CancellationToken::new();
@@ -153,40 +149,24 @@ async fn timers_fire_once_and_never_early() {
     }
 }
 
-/// A full SLA instance on `db`'s schema, with an in-process bus of its own.
-pub async fn spawn_instance(db: Db, dir: &TempDir) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let infra = Infra {
-        config: testing::platform_config(&dir.0),
-        bus: Arc::new(MemoryBus::new()),
-        cache: Arc::new(MemoryCache::new()),
-        authenticator: testing::authenticator(),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let component = pos_sla::component(ServiceContext { infra: infra.clone(), db, config_file: None, self_endpoint })
-        .await
-        .expect("component");
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let handle = tokio::spawn(async move { pos_platform::host::run(&infra, vec![component], listener, stop).await });
-    (shutdown, handle)
+/// A full SLA instance on `db`'s schema, with an in-process bus of its own. Instances may
+/// share a schema, so they are shut down, never stopped (which drops it).
+pub async fn spawn_instance(db: Db) -> TestServer {
+    let options = TestOptions { db: TestDb::Given(db), ..TestOptions::default() };
+    TestServer::spawn("sla", &pos_sla::MIGRATIONS, options, pos_sla::component).await
 }
 
 #[tokio::test]
 async fn two_instances_side_by_side_fire_each_timer_once() {
-    let t = TestDb::postgres().await;
+    let t = SlaDb::postgres().await;
     let n = 5_000;
     arm_many_postgres(&t.db, n, Utc::now() + chrono::Duration::seconds(3), Duration::from_secs(15)).await;
-    let dir = TempDir::new();
     let second = Db::connect(&testing::database_url(), t.db.schema(), 5).await.unwrap();
-    let (stop_a, a) = spawn_instance(t.db.clone(), &dir).await;
-    let (stop_b, b) = spawn_instance(second.clone(), &dir).await;
+    let mut a = spawn_instance(t.db.clone()).await;
+    let mut b = spawn_instance(second.clone()).await;
     wait_for_ledger(&t.db, n, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop_a.cancel();
-    stop_b.cancel();
-    let _ = a.await;
-    let _ = b.await;
+    let _ = tokio::join!(a.shut_down(), b.shut_down());
     let f = fired(&t.db).await;
     println!(
         "two instances: {n} timers, lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -208,9 +188,8 @@ async fn child_serves_until_killed() {
     let Ok(schema) = std::env::var(CHILD_SCHEMA) else { return };
     pos_platform::testing::init_for_tests_once();
     let db = Db::connect(&testing::database_url(), &schema, 5).await.unwrap();
-    let dir = TempDir::new();
-    let (_stop, handle) = spawn_instance(db, &dir).await;
-    let _ = handle.await;
+    let _server = spawn_instance(db).await;
+    std::future::pending::<()>().await;
 }
 
 fn spawn_child(schema: &str) -> Child {
@@ -224,7 +203,7 @@ fn spawn_child(schema: &str) -> Child {
 
 #[tokio::test]
 async fn sigkilled_instance_fires_every_timer_once_after_restart() {
-    let t = TestDb::postgres().await;
+    let t = SlaDb::postgres().await;
     let n = 10_000;
     // Due from 5 s to 50 s from now: the kill lands while they are coming due.
     arm_many_postgres(&t.db, n, Utc::now() + chrono::Duration::seconds(5), Duration::from_secs(45)).await;

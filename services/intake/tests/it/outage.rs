@@ -1,0 +1,49 @@
+//! The database gone: every method of `pos.v1.IntakeService`, called as the applicant (allowed
+//! everywhere) with a body that passes validation, answers UNAVAILABLE with retry info and the
+//! reason DATABASE_UNAVAILABLE, so that applicants' clients retry instead of giving up.
+
+use std::sync::Arc;
+
+use pos_intake::config::IntakeConfig;
+use pos_platform::rpc_call;
+use pos_platform::testing::{self, Call, TestDb, TestOptions};
+use pos_proto::v1::upload_attachment_request::Part;
+use pos_proto::v1::{AttachmentMeta, GetAppealRequest, UploadAttachmentRequest};
+
+use crate::helpers::*;
+
+/// One rpc on its own clone of the client.
+fn applicant<T>(message: T) -> tonic::Request<T> {
+    call(message, &applicant_token())
+}
+
+async fn every_method_is_unavailable_without_the_database(db: TestDb) {
+    let options = TestOptions { db, ..TestOptions::default() };
+    let app = TestApp::spawn_options(options, Arc::new(classifier()), IntakeConfig::default()).await;
+    let c = &app.client;
+    let text = b"plain text, valid UTF-8".to_vec();
+    let upload = vec![
+        UploadAttachmentRequest {
+            part: Some(Part::Meta(AttachmentMeta { file_name: "note.txt".into(), size: text.len() as i64 })),
+        },
+        UploadAttachmentRequest { part: Some(Part::Chunk(text)) },
+    ];
+    let appeal_id = uuid::Uuid::now_v7().to_string();
+    let calls: Vec<(&str, Call)> = vec![
+        ("SubmitAppeal", rpc_call!(c, submit_appeal, applicant(submission("req-1")))),
+        ("UploadAttachment", rpc_call!(c, upload_attachment, applicant(tokio_stream::iter(upload)))),
+        ("GetAppeal", rpc_call!(c, get_appeal, applicant(GetAppealRequest { appeal_id }))),
+    ];
+    testing::assert_unavailable_without_database(&app.server, "IntakeService", calls).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_method_is_unavailable_when_postgres_is_gone() {
+    every_method_is_unavailable_without_the_database(TestDb::Postgres).await;
+}
+
+#[tokio::test]
+async fn every_method_is_unavailable_when_sqlite_is_gone() {
+    every_method_is_unavailable_without_the_database(TestDb::Sqlite).await;
+}
