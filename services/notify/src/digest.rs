@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pos_platform::db::{Db, now_micros};
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::Wake;
 use crate::plan::ORGANIZATION;
-use crate::settings::settings_from_row;
+use crate::store;
+use crate::store::deliveries::{Held, NewDelivery};
+use crate::texts;
 
 pub async fn run(db: Db, wake: Arc<Wake>, poll: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
@@ -34,80 +35,50 @@ pub async fn run(db: Db, wake: Arc<Wake>, poll: Duration, shutdown: Cancellation
 
 /// Queues the digests due at `now`; returns how many e-mails it queued.
 pub async fn round(db: &Db, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT organization_id, time_zone, quiet_from, quiet_until, digest_enabled, digest_at, last_digest_on \
-         FROM org_settings WHERE digest_enabled = $1",
-    )
-    .bind(true)
-    .fetch_all(db.pool())
-    .await?;
     let mut queued = 0;
-    for row in rows {
-        let settings = settings_from_row(&row)?;
+    for settings in store::settings::with_digest(db.pool()).await? {
         let Some(today) = settings.digest_due(now) else { continue };
         let organization_id = settings.organization_id.as_str();
         let mut tx = db.begin().await?;
         // Read again under the write lock: another instance may have sent today's already.
-        let last: String = sqlx::query("SELECT last_digest_on FROM org_settings WHERE organization_id = $1")
-            .bind(organization_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("last_digest_on")?;
-        if last == today {
+        if store::settings::last_digest_on(&mut *tx, organization_id).await? == today {
             continue;
         }
-        let held = sqlx::query(
-            "SELECT id, recipient, subject, body FROM deliveries \
-             WHERE organization_id = $1 AND status = 'digest' ORDER BY created_at, id",
-        )
-        .bind(organization_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut by_recipient: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let held = store::deliveries::held_for_digest(&mut *tx, organization_id).await?;
+        let mut by_recipient: BTreeMap<&str, Vec<&Held>> = BTreeMap::new();
         for row in &held {
-            by_recipient
-                .entry(row.try_get("recipient")?)
-                .or_default()
-                .push((row.try_get("subject")?, row.try_get("body")?));
+            by_recipient.entry(row.recipient.as_str()).or_default().push(row);
         }
         let now_us = now_micros();
+        let message_id = format!("digest:{organization_id}:{today}");
         for (recipient, items) in &by_recipient {
             let body = items
                 .iter()
                 .enumerate()
-                .map(|(i, (subject, body))| format!("{}. {subject}\n{body}", i + 1))
+                .map(|(i, item)| format!("{}. {}\n{}", i + 1, item.subject, item.body))
                 .collect::<Vec<_>>()
                 .join("\n----------\n");
-            sqlx::query(
-                "INSERT INTO deliveries (id, message_id, appeal_id, organization_id, event, audience, channel, recipient, \
-                 subject, body, status, created_at, next_attempt_at) \
-                 VALUES ($1, $2, '', $3, 'digest', $4, 'email', $5, $6, $7, 'pending', $8, $8) \
-                 ON CONFLICT (message_id, recipient, channel) DO NOTHING",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(format!("digest:{organization_id}:{today}"))
-            .bind(organization_id)
-            .bind(ORGANIZATION)
-            .bind(recipient)
-            .bind(format!("Сводка уведомлений за {today}: {}", items.len()))
-            .bind(body)
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await?;
+            let subject = texts::digest_subject(&today, items.len());
+            let digest = NewDelivery {
+                message_id: &message_id,
+                appeal_id: "",
+                organization_id,
+                event: "digest",
+                audience: ORGANIZATION,
+                recipient,
+                subject: &subject,
+                body: &body,
+                status: "pending",
+                created_at: now_us,
+                next_attempt_at: now_us,
+            };
+            store::deliveries::insert(&mut *tx, &digest).await?;
             queued += 1;
         }
         for row in &held {
-            sqlx::query("UPDATE deliveries SET status = 'digested', delivered_at = $1 WHERE id = $2")
-                .bind(now_us)
-                .bind(row.try_get::<String, _>("id")?)
-                .execute(&mut *tx)
-                .await?;
+            store::deliveries::mark_digested(&mut *tx, &row.id, now_us).await?;
         }
-        sqlx::query("UPDATE org_settings SET last_digest_on = $1 WHERE organization_id = $2")
-            .bind(&today)
-            .bind(organization_id)
-            .execute(&mut *tx)
-            .await?;
+        store::settings::set_last_digest_on(&mut *tx, organization_id, &today).await?;
         tx.commit().await?;
     }
     Ok(queued)

@@ -1,24 +1,31 @@
 //! The gRPC API: delivery log and stats, the admin's notification settings, and the
 //! resumable event stream for external systems.
+//!
+//! Each method checks the caller's roles and organization first, then the request, and answers
+//! with an [`ApiError`]; database failures pass through as [`ApiError::Db`], so an unreachable
+//! database is `UNAVAILABLE` with retry info.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use pos_platform::ApiResult;
 use pos_platform::auth::{Caller, Role, authorize};
-use pos_platform::db::{Db, RowExt, now_micros};
-use pos_platform::grpc::{FieldViolations, internal, invalid_field};
+use pos_platform::db::{Db, now_micros};
+use pos_platform::error::{ApiError, FieldViolations};
 use pos_proto::v1 as pb;
 use pos_proto::v1::notify_service_server::NotifyService;
-use sqlx::Row;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::Wake;
-use crate::settings::{self, Kind, NotificationRule, OrgSettings, hhmm, parse_hhmm};
+use crate::settings::{Kind, NotificationRule, OrgSettings, hhmm, parse_hhmm, recipient_roles};
+use crate::store;
+use crate::store::deliveries::LogFilter;
+use crate::store::settings::SettingsUpdate;
 use crate::template;
 
 pub struct Notify {
@@ -32,7 +39,7 @@ const DEPLOYMENT_WIDE: [Role; 1] = [Role::System];
 /// Rows read per query when replaying the journal.
 const REPLAY_BATCH: i64 = 500;
 
-fn organization_scope(caller: &Caller, requested: &str, method: &str) -> Result<String, Status> {
+fn organization_scope(caller: &Caller, requested: &str, method: &str) -> ApiResult<String> {
     if caller.has_any(&DEPLOYMENT_WIDE) {
         return Ok(requested.to_owned());
     }
@@ -40,26 +47,6 @@ fn organization_scope(caller: &Caller, requested: &str, method: &str) -> Result<
     let organization = if requested.is_empty() { caller.organization_id.clone() } else { requested.to_owned() };
     caller.require_organization(&organization, method)?;
     Ok(organization)
-}
-
-fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<pb::Delivery, sqlx::Error> {
-    Ok(pb::Delivery {
-        id: row.try_get("id")?,
-        event_id: row.try_get("message_id")?,
-        event_type: row.try_get("event")?,
-        channel: row.try_get("channel")?,
-        recipient: row.try_get("recipient")?,
-        status: row.try_get("status")?,
-        attempts: row.try_get::<i64, _>("attempts")? as i32,
-        last_error: row.try_get("last_error")?,
-        created_at: Some(pos_proto::time::to_proto(row.time("created_at")?)),
-        delivered_at: row.time_opt("delivered_at")?.map(pos_proto::time::to_proto),
-        appeal_id: row.try_get("appeal_id")?,
-        organization_id: row.try_get("organization_id")?,
-        audience: row.try_get("audience")?,
-        subject: row.try_get("subject")?,
-        next_attempt_at: Some(pos_proto::time::to_proto(row.time("next_attempt_at")?)),
-    })
 }
 
 fn rule_to_proto(rule: NotificationRule) -> pb::Notification {
@@ -87,129 +74,69 @@ fn settings_to_proto(settings: OrgSettings, digest_at: String) -> pb::Organizati
     }
 }
 
-const ROLES: [&str; 7] = ["coordinator", "executor", "head", "curator", "org_admin", "approver", "assignee"];
-
 type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::JournalEntry, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl NotifyService for Notify {
-    async fn list_deliveries(
-        &self,
-        request: Request<pb::ListDeliveriesRequest>,
-    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+/// The methods, answering with [`ApiError`]; the trait below only converts.
+impl Notify {
+    async fn deliveries(&self, request: Request<pb::ListDeliveriesRequest>) -> ApiResult<pb::ListDeliveriesResponse> {
         const METHOD: &str = "pos.v1.NotifyService/ListDeliveries";
         // The delivery log names recipients: operators and systems only.
         let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin, Role::Curator])?;
         let request = request.into_inner();
         let organization = organization_scope(&caller, &request.organization_id, METHOD)?;
         if request.appeal_id.is_empty() && request.status.is_empty() && organization.is_empty() {
-            return Err(invalid_field("appeal_id", "give an appeal, a status or an organization"));
+            return Err(ApiError::invalid("appeal_id", "give an appeal, a status or an organization"));
         }
         let limit = i64::from(request.page_size.clamp(1, 500));
-        let mut conditions = Vec::new();
-        let mut binds = Vec::new();
-        for (column, value) in
-            [("appeal_id", &request.appeal_id), ("status", &request.status), ("organization_id", &organization)]
-        {
-            if !value.is_empty() {
-                binds.push(value.clone());
-                conditions.push(format!("{column} = ${}", binds.len()));
-            }
-        }
+        let filter = LogFilter {
+            appeal_id: &request.appeal_id,
+            status: &request.status,
+            organization_id: &organization,
+            after_id: &request.page_token,
+        };
+        let deliveries = store::deliveries::list(self.db.pool(), &filter, limit).await?;
         // Ids are UUIDv7, so their order is creation order and the last id is the page token.
-        if !request.page_token.is_empty() {
-            binds.push(request.page_token.clone());
-            conditions.push(format!("id > ${}", binds.len()));
-        }
-        let sql = format!(
-            "SELECT id, message_id, appeal_id, organization_id, event, audience, channel, recipient, subject, status, \
-             attempts, last_error, created_at, next_attempt_at, delivered_at FROM deliveries WHERE {} \
-             ORDER BY id LIMIT ${}",
-            conditions.join(" AND "),
-            binds.len() + 1
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let rows =
-            query.bind(limit).fetch_all(self.db.pool()).await.map_err(|e| internal("failed to read deliveries", e))?;
-        let deliveries = rows
-            .iter()
-            .map(delivery_from_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| internal("failed to read deliveries", e))?;
         let next_page_token = if deliveries.len() as i64 == limit {
             deliveries.last().map(|d| d.id.clone()).unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(Response::new(pb::ListDeliveriesResponse { deliveries, next_page_token }))
+        Ok(pb::ListDeliveriesResponse { deliveries, next_page_token })
     }
 
-    async fn get_delivery_stats(
-        &self,
-        request: Request<pb::GetDeliveryStatsRequest>,
-    ) -> Result<Response<pb::DeliveryStats>, Status> {
+    async fn stats(&self, request: Request<pb::GetDeliveryStatsRequest>) -> ApiResult<pb::DeliveryStats> {
         const METHOD: &str = "pos.v1.NotifyService/GetDeliveryStats";
         authorize(&request, METHOD, &[Role::System])?;
-        let stats = delivery_stats(&self.db).await.map_err(|e| internal("failed to read delivery stats", e))?;
-        Ok(Response::new(stats))
+        Ok(store::deliveries::stats(self.db.pool()).await?)
     }
 
-    async fn retry_delivery(
-        &self,
-        request: Request<pb::RetryDeliveryRequest>,
-    ) -> Result<Response<pb::Delivery>, Status> {
+    async fn retry(&self, request: Request<pb::RetryDeliveryRequest>) -> ApiResult<pb::Delivery> {
         const METHOD: &str = "pos.v1.NotifyService/RetryDelivery";
         let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin])?;
         let id = request.into_inner().id;
-        let row = sqlx::query("SELECT organization_id, status FROM deliveries WHERE id = $1")
-            .bind(&id)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| internal("failed to read the delivery", e))?
-            .ok_or_else(|| Status::not_found("no such delivery"))?;
-        let organization: String = row.try_get("organization_id").map_err(|e| internal("bad delivery row", e))?;
-        organization_scope(&caller, &organization, METHOD)?;
-        sqlx::query(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE id = $2 AND status = 'dead'",
-        )
-        .bind(now_micros())
-        .bind(&id)
-        .execute(self.db.pool())
-        .await
-        .map_err(|e| internal("failed to requeue the delivery", e))?;
+        let delivery = store::deliveries::get(self.db.pool(), &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such delivery"))?;
+        organization_scope(&caller, &delivery.organization_id, METHOD)?;
+        store::deliveries::requeue_dead(self.db.pool(), &id, now_micros()).await?;
         self.wake.wake();
-        let row = sqlx::query(
-            "SELECT id, message_id, appeal_id, organization_id, event, audience, channel, recipient, subject, status, \
-             attempts, last_error, created_at, next_attempt_at, delivered_at FROM deliveries WHERE id = $1",
-        )
-        .bind(&id)
-        .fetch_one(self.db.pool())
-        .await
-        .map_err(|e| internal("failed to read the delivery", e))?;
-        Ok(Response::new(delivery_from_row(&row).map_err(|e| internal("bad delivery row", e))?))
+        let delivery = store::deliveries::get(self.db.pool(), &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such delivery"))?;
+        Ok(delivery)
     }
 
-    async fn get_settings(
-        &self,
-        request: Request<pb::GetSettingsRequest>,
-    ) -> Result<Response<pb::OrganizationSettings>, Status> {
+    async fn settings(&self, request: Request<pb::GetSettingsRequest>) -> ApiResult<pb::OrganizationSettings> {
         const METHOD: &str = "pos.v1.NotifyService/GetSettings";
         let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin, Role::Curator])?;
         let organization = organization_scope(&caller, &request.into_inner().organization_id, METHOD)?;
         if organization.is_empty() {
-            return Err(invalid_field("organization_id", "required"));
+            return Err(ApiError::invalid("organization_id", "required"));
         }
-        let (settings, digest_at) = read_settings(&self.db, &organization).await?;
-        Ok(Response::new(settings_to_proto(settings, digest_at)))
+        self.read_settings(&organization).await
     }
 
-    async fn update_settings(
-        &self,
-        request: Request<pb::OrganizationSettings>,
-    ) -> Result<Response<pb::OrganizationSettings>, Status> {
+    async fn save_settings(&self, request: Request<pb::OrganizationSettings>) -> ApiResult<pb::OrganizationSettings> {
         const METHOD: &str = "pos.v1.NotifyService/UpdateSettings";
         let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin])?;
         let request = request.into_inner();
@@ -234,58 +161,45 @@ impl NotifyService for Notify {
             violations.add("digest_at", "local time HH:MM");
         }
         violations.into_result()?;
-        sqlx::query(
-            "INSERT INTO org_settings (organization_id, time_zone, quiet_from, quiet_until, digest_enabled, digest_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (organization_id) DO UPDATE SET time_zone = excluded.time_zone, \
-             quiet_from = excluded.quiet_from, quiet_until = excluded.quiet_until, digest_enabled = excluded.digest_enabled, \
-             digest_at = excluded.digest_at, updated_at = excluded.updated_at",
-        )
-        .bind(&organization)
-        .bind(&request.time_zone)
-        .bind(&request.quiet_from)
-        .bind(&request.quiet_until)
-        .bind(request.digest_enabled)
-        .bind(&request.digest_at)
-        .bind(now_micros())
-        .execute(self.db.pool())
-        .await
-        .map_err(|e| internal("failed to save settings", e))?;
+        let update = SettingsUpdate {
+            organization_id: &organization,
+            time_zone: &request.time_zone,
+            quiet_from: &request.quiet_from,
+            quiet_until: &request.quiet_until,
+            digest_enabled: request.digest_enabled,
+            digest_at: &request.digest_at,
+        };
+        store::settings::save(self.db.pool(), &update, now_micros()).await?;
         if !request.digest_enabled {
             // Nothing may stay held for a digest that will not come.
-            sqlx::query("UPDATE deliveries SET status = 'pending' WHERE organization_id = $1 AND status = 'digest'")
-                .bind(&organization)
-                .execute(self.db.pool())
-                .await
-                .map_err(|e| internal("failed to release held mail", e))?;
+            store::deliveries::release_held(self.db.pool(), &organization).await?;
             self.wake.wake();
         }
-        let (settings, digest_at) = read_settings(&self.db, &organization).await?;
-        Ok(Response::new(settings_to_proto(settings, digest_at)))
+        self.read_settings(&organization).await
     }
 
-    async fn list_notifications(
+    async fn read_settings(&self, organization: &str) -> ApiResult<pb::OrganizationSettings> {
+        let settings = store::settings::load(self.db.pool(), organization).await?;
+        let digest_at = store::settings::saved_digest_at(self.db.pool(), organization).await?;
+        Ok(settings_to_proto(settings, digest_at))
+    }
+
+    async fn notifications(
         &self,
         request: Request<pb::ListNotificationsRequest>,
-    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+    ) -> ApiResult<pb::ListNotificationsResponse> {
         const METHOD: &str = "pos.v1.NotifyService/ListNotifications";
         let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin, Role::Curator])?;
         let organization = organization_scope(&caller, &request.into_inner().organization_id, METHOD)?;
         if organization.is_empty() {
-            return Err(invalid_field("organization_id", "required"));
+            return Err(ApiError::invalid("organization_id", "required"));
         }
-        let mut connection = self.db.pool().acquire().await.map_err(|e| internal("failed to read notifications", e))?;
-        let rules = settings::rules(&mut connection, &organization)
-            .await
-            .map_err(|e| internal("failed to read notifications", e))?;
-        Ok(Response::new(pb::ListNotificationsResponse {
-            notifications: rules.into_iter().map(rule_to_proto).collect(),
-        }))
+        let mut connection = self.db.pool().acquire().await?;
+        let rules = store::settings::rules(&mut connection, &organization).await?;
+        Ok(pb::ListNotificationsResponse { notifications: rules.into_iter().map(rule_to_proto).collect() })
     }
 
-    async fn upsert_notification(
-        &self,
-        request: Request<pb::Notification>,
-    ) -> Result<Response<pb::Notification>, Status> {
+    async fn save_notification(&self, request: Request<pb::Notification>) -> ApiResult<pb::Notification> {
         const METHOD: &str = "pos.v1.NotifyService/UpsertNotification";
         let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin])?;
         let request = request.into_inner();
@@ -311,9 +225,10 @@ impl NotifyService for Notify {
                 violations.add(format!("addresses[{i}]"), "not an e-mail address");
             }
         }
+        let known_roles: Vec<&str> = recipient_roles().collect();
         for (i, role) in request.roles.iter().enumerate() {
-            if !ROLES.contains(&role.as_str()) {
-                violations.add(format!("roles[{i}]"), format!("one of {}", ROLES.join(", ")));
+            if !known_roles.contains(&role.as_str()) {
+                violations.add(format!("roles[{i}]"), format!("one of {}", known_roles.join(", ")));
             }
         }
         violations.into_result()?;
@@ -329,52 +244,39 @@ impl NotifyService for Notify {
             description: request.description,
         };
         let now = now_micros();
-        let mut tx = self.db.begin().await.map_err(|e| internal("failed to save the notification", e))?;
-        settings::materialize(&mut tx, &organization, now)
-            .await
-            .map_err(|e| internal("failed to save the notification", e))?;
-        settings::save_rule(&mut tx, &rule, now).await.map_err(|e| internal("failed to save the notification", e))?;
-        tx.commit().await.map_err(|e| internal("failed to save the notification", e))?;
-        Ok(Response::new(rule_to_proto(rule)))
+        let mut tx = self.db.begin().await?;
+        store::settings::materialize(&mut tx, &organization, now).await?;
+        store::settings::save_rule(&mut *tx, &rule, now).await?;
+        tx.commit().await?;
+        Ok(rule_to_proto(rule))
     }
 
-    async fn delete_notification(
+    async fn remove_notification(
         &self,
         request: Request<pb::DeleteNotificationRequest>,
-    ) -> Result<Response<pb::DeleteNotificationResponse>, Status> {
+    ) -> ApiResult<pb::DeleteNotificationResponse> {
         const METHOD: &str = "pos.v1.NotifyService/DeleteNotification";
         let caller = authorize(&request, METHOD, &[Role::System, Role::OrgAdmin])?;
         let request = request.into_inner();
         let organization = organization_scope(&caller, &request.organization_id, METHOD)?;
         if organization.is_empty() {
-            return Err(invalid_field("organization_id", "required"));
+            return Err(ApiError::invalid("organization_id", "required"));
         }
-        let mut tx = self.db.begin().await.map_err(|e| internal("failed to delete the notification", e))?;
-        settings::materialize(&mut tx, &organization, now_micros())
-            .await
-            .map_err(|e| internal("failed to delete the notification", e))?;
-        let deleted = sqlx::query("DELETE FROM org_notifications WHERE organization_id = $1 AND id = $2")
-            .bind(&organization)
-            .bind(&request.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| internal("failed to delete the notification", e))?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(Status::not_found("no such notification"));
+        let mut tx = self.db.begin().await?;
+        store::settings::materialize(&mut tx, &organization, now_micros()).await?;
+        if store::settings::delete_rule(&mut *tx, &organization, &request.id).await? == 0 {
+            return Err(ApiError::not_found("no such notification"));
         }
-        tx.commit().await.map_err(|e| internal("failed to delete the notification", e))?;
-        Ok(Response::new(pb::DeleteNotificationResponse {}))
+        tx.commit().await?;
+        Ok(pb::DeleteNotificationResponse {})
     }
 
-    type SubscribeStream = EntryStream;
-
-    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EntryStream>, Status> {
+    fn open_stream(&self, request: Request<pb::SubscribeRequest>) -> ApiResult<EntryStream> {
         const METHOD: &str = "pos.v1.NotifyService/Subscribe";
         authorize(&request, METHOD, &[Role::System])?;
         let filter = request.into_inner();
         if filter.after_cursor < 0 {
-            return Err(invalid_field("after_cursor", "0 or a cursor received before"));
+            return Err(ApiError::invalid("after_cursor", "0 or a cursor received before"));
         }
         let (out, receiver) = mpsc::channel(256);
         let (db, wake, stop) = (self.db.clone(), self.wake.clone(), self.streams.clone());
@@ -383,22 +285,73 @@ impl NotifyService for Notify {
             follow(db, wake, filter, out, stop).await;
             tracing::info!("subscriber left");
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Box::pin(ReceiverStream::new(receiver)))
     }
 }
 
-async fn read_settings(db: &Db, organization: &str) -> Result<(OrgSettings, String), Status> {
-    let settings =
-        settings::load_settings(db.pool(), organization).await.map_err(|e| internal("failed to read settings", e))?;
-    let digest_at: Option<String> = sqlx::query("SELECT digest_at FROM org_settings WHERE organization_id = $1")
-        .bind(organization)
-        .fetch_optional(db.pool())
-        .await
-        .map_err(|e| internal("failed to read settings", e))?
-        .map(|row| row.try_get("digest_at"))
-        .transpose()
-        .map_err(|e| internal("failed to read settings", e))?;
-    Ok((settings, digest_at.unwrap_or_default()))
+#[tonic::async_trait]
+impl NotifyService for Notify {
+    async fn list_deliveries(
+        &self,
+        request: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        Ok(Response::new(self.deliveries(request).await?))
+    }
+
+    async fn get_delivery_stats(
+        &self,
+        request: Request<pb::GetDeliveryStatsRequest>,
+    ) -> Result<Response<pb::DeliveryStats>, Status> {
+        Ok(Response::new(self.stats(request).await?))
+    }
+
+    async fn retry_delivery(
+        &self,
+        request: Request<pb::RetryDeliveryRequest>,
+    ) -> Result<Response<pb::Delivery>, Status> {
+        Ok(Response::new(self.retry(request).await?))
+    }
+
+    async fn get_settings(
+        &self,
+        request: Request<pb::GetSettingsRequest>,
+    ) -> Result<Response<pb::OrganizationSettings>, Status> {
+        Ok(Response::new(self.settings(request).await?))
+    }
+
+    async fn update_settings(
+        &self,
+        request: Request<pb::OrganizationSettings>,
+    ) -> Result<Response<pb::OrganizationSettings>, Status> {
+        Ok(Response::new(self.save_settings(request).await?))
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        Ok(Response::new(self.notifications(request).await?))
+    }
+
+    async fn upsert_notification(
+        &self,
+        request: Request<pb::Notification>,
+    ) -> Result<Response<pb::Notification>, Status> {
+        Ok(Response::new(self.save_notification(request).await?))
+    }
+
+    async fn delete_notification(
+        &self,
+        request: Request<pb::DeleteNotificationRequest>,
+    ) -> Result<Response<pb::DeleteNotificationResponse>, Status> {
+        Ok(Response::new(self.remove_notification(request).await?))
+    }
+
+    type SubscribeStream = EntryStream;
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EntryStream>, Status> {
+        Ok(Response::new(self.open_stream(request)?))
+    }
 }
 
 fn matches(filter: &pb::SubscribeRequest, entry: &pb::JournalEntry) -> bool {
@@ -409,6 +362,7 @@ fn matches(filter: &pb::SubscribeRequest, entry: &pb::JournalEntry) -> bool {
 
 /// Replays the journal after the cursor, then follows it live. Replay and live are the same
 /// loop over the same table, so nothing falls between them: a wake-up only shortens the wait.
+/// A failed read ends the stream with its status (`UNAVAILABLE` while the database is down).
 async fn follow(
     db: Db,
     wake: Arc<Wake>,
@@ -422,30 +376,15 @@ async fn follow(
         let woken = wake.journal.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let rows = sqlx::query(
-            "SELECT seq, message_id, event, region_code, appeal_id, organization_id, type_name, payload, received_at \
-             FROM journal WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(cursor)
-        .bind(REPLAY_BATCH)
-        .fetch_all(db.pool())
-        .await;
-        let rows = match rows {
-            Ok(rows) => rows,
+        let entries = match store::journal::after(db.pool(), cursor, REPLAY_BATCH).await {
+            Ok(entries) => entries,
             Err(error) => {
-                let _ = out.send(Err(internal("failed to read the journal", error))).await;
+                let _ = out.send(Err(Status::from(ApiError::Db(error)))).await;
                 return;
             }
         };
-        let full = rows.len() as i64 == REPLAY_BATCH;
-        for row in rows {
-            let entry = match journal_entry(&row) {
-                Ok(entry) => entry,
-                Err(error) => {
-                    let _ = out.send(Err(internal("failed to read the journal", error))).await;
-                    return;
-                }
-            };
+        let full = entries.len() as i64 == REPLAY_BATCH;
+        for entry in entries {
             cursor = entry.cursor;
             if matches(&filter, &entry) && out.send(Ok(entry)).await.is_err() {
                 return;
@@ -462,52 +401,4 @@ async fn follow(
             () = stop.cancelled() => return,
         }
     }
-}
-
-fn journal_entry(row: &sqlx::any::AnyRow) -> Result<pb::JournalEntry, sqlx::Error> {
-    Ok(pb::JournalEntry {
-        cursor: row.try_get("seq")?,
-        event_id: row.try_get("message_id")?,
-        event_type: row.try_get("event")?,
-        region_code: row.try_get("region_code")?,
-        appeal_id: row.try_get("appeal_id")?,
-        organization_id: row.try_get("organization_id")?,
-        type_name: row.try_get("type_name")?,
-        payload: row.try_get::<Vec<u8>, _>("payload")?,
-        received_at: Some(pos_proto::time::to_proto(row.time("received_at")?)),
-    })
-}
-
-/// Counts by status and the measured sending window.
-pub async fn delivery_stats(db: &Db) -> Result<pb::DeliveryStats, sqlx::Error> {
-    let mut stats = pb::DeliveryStats::default();
-    for row in sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status").fetch_all(db.pool()).await? {
-        let n: i64 = row.try_get("n")?;
-        match row.try_get::<String, _>("status")?.as_str() {
-            "pending" | "digest" => stats.pending += n,
-            "sending" => stats.sending = n,
-            "sent" | "digested" => stats.sent += n,
-            "dead" => stats.dead = n,
-            other => tracing::warn!(status = other, "unknown delivery status"),
-        }
-    }
-    stats.resent_after_crash = sqlx::query("SELECT COALESCE(SUM(resent), 0) AS n FROM deliveries")
-        .fetch_one(db.pool())
-        .await?
-        .try_get::<i64, _>("n")?;
-    let mut windows: Vec<i64> = sqlx::query(
-        "SELECT delivered_at - sending_at AS w FROM deliveries \
-         WHERE status = 'sent' AND sending_at IS NOT NULL ORDER BY delivered_at DESC LIMIT 100000",
-    )
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| row.try_get::<i64, _>("w"))
-    .collect::<Result<_, _>>()?;
-    windows.sort_unstable();
-    let at = |q: f64| windows.get(((windows.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
-    stats.window_p50_micros = at(0.5);
-    stats.window_p99_micros = at(0.99);
-    stats.window_max_micros = windows.last().copied().unwrap_or(0);
-    Ok(stats)
 }

@@ -6,20 +6,24 @@
 //! - The sender ([`sender`]) delivers ledger rows through the [`mailer::Mailer`] port (an SMTP
 //!   relay, or a mailbox folder in embedded mode), retrying with backoff and dead-lettering.
 //! - Organizations' admins configure their notifications, quiet hours and digest ([`settings`]).
+//! - What people read is in templates under `templates/` ([`texts`]); all SQL is in [`store`].
 
+pub mod appeal;
 pub mod digest;
 pub mod directory;
+pub mod events;
 mod grpc;
 pub mod mailer;
 pub mod plan;
 pub mod sender;
 pub mod settings;
+mod store;
 pub mod template;
+pub mod texts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pos_platform::bus::QueueSpec;
 use pos_platform::config::Secret;
 use pos_platform::consumer::Consumer;
 use pos_platform::db::Migrations;
@@ -112,6 +116,9 @@ impl NotifyConfig {
     }
 }
 
+/// The consumer of every [`events::NotifyEvent`]: its queue and inbox name.
+pub const CONSUMER: &str = "notify.events";
+
 /// Wakes the sender and the stream followers when the consumer wrote something.
 #[derive(Default)]
 pub struct Wake {
@@ -146,8 +153,6 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
 
 pub fn build(ctx: ServiceContext, parts: Parts) -> Component {
     let Parts { config, directory, mailer } = parts;
-    let bindings: Vec<String> = plan::EVENTS.iter().flat_map(|event| ctx.infra.config.bindings(event)).collect();
-    let bindings: Vec<&str> = bindings.iter().map(String::as_str).collect();
     let wake = Arc::new(Wake::default());
     // Streams stay open until their subscriber leaves; shutting down must end them too.
     let streams = CancellationToken::new();
@@ -158,7 +163,7 @@ pub fn build(ctx: ServiceContext, parts: Parts) -> Component {
     let sender_config = config.sender();
     let digest_poll = Duration::from_secs(config.digest_poll_secs.max(1));
     Component::new("notify", ctx.db, routes, vec!["pos.v1.NotifyService"])
-        .consumer(Consumer::new(QueueSpec::new("notify.events", &bindings), planner))
+        .consumer(Consumer::new(CONSUMER, &ctx.infra.config.regions, planner))
         .task("notify.sender", move |token| sender::run(sender_db, mailer, sender_wake, sender_config, token))
         .task("notify.digest", move |token| digest::run(digest_db, digest_wake, digest_poll, token))
         .task("notify.streams", move |token| async move {

@@ -1,39 +1,48 @@
 //! From events to ledger rows: who must hear of this event, with what words. Runs inside the
 //! consumer's inbox transaction, so an event's journal entry, the appeal facts it carries and
 //! its deliveries commit together, once.
+//!
+//! # Adding a notification
+//!
+//! A letter to the applicant is a [`Notice`] variant, its template and one line here:
+//!
+//! ```text
+//! src/texts.rs, in `notices!`:          Withdrawn => "withdrawn.txt",
+//! templates/applicant/withdrawn.txt:    Сообщение №{number} отозвано
+//!                                       (a blank line)
+//!                                       Ваше сообщение №{number} отозвано.
+//! here, in the arm of its event:        plan.applicant(&appeal, Notice::Withdrawn, &appeal.values());
+//! ```
+//!
+//! A notification to an organization's staff is a [`Kind`] variant with its arm in
+//! `Kind::profile` (wire value, urgency, default recipients, default template), that template
+//! under `templates/organization/`, and one line here:
+//! `plan.outgoing.extend(self.organization(tx, Kind::…, organization_id, &appeal, "", None).await?)`.
+//!
+//! An event to follow is a [`NotifyEvent`] variant: the queue binds it from there, and
+//! [`Planner::plan`] does not compile until it has an arm.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use pos_platform::consumer::{HandleError, Handler};
-use pos_platform::db::{Dialect, RowExt, now_micros, to_micros};
+use pos_platform::db::{Dialect, now_micros, to_micros};
 use pos_platform::{Envelope, Tx};
 use pos_proto::time::from_proto;
 use pos_proto::v1 as pb;
 use pos_proto::v1::events as ev;
-use sqlx::Row;
 
 use crate::Wake;
+use crate::appeal::Appeal;
 use crate::directory::Directory;
-use crate::settings::{self, Kind, NotificationRule};
+use crate::events::NotifyEvent;
+use crate::settings::{ASSIGNEE, Kind, NotificationRule};
+use crate::store;
+use crate::store::deliveries::NewDelivery;
+use crate::store::journal::NewEntry;
 use crate::template::{Values, render};
-
-/// The events notify journals (and so streams); the ones it mails about are a subset.
-pub const EVENTS: [&str; 11] = [
-    "appeal.received",
-    "appeal.routed",
-    "ticket.status_changed",
-    "ticket.answer_approved",
-    "ticket.reopened",
-    "ticket.reroute_requested",
-    "sla.armed",
-    "sla.fast_track",
-    "sla.warning",
-    "sla.overdue",
-    "sla.met",
-];
+use crate::texts::{self, Notice};
 
 /// Who of an "approval requested" notification's roles each stage asks.
 const APPROVAL_ROLES: &[&str] = &["head"];
@@ -42,88 +51,6 @@ const AGREEMENT_ROLES: &[&str] = &["approver"];
 pub const APPLICANT: &str = "applicant";
 pub const ORGANIZATION: &str = "organization";
 
-/// What notify knows of an appeal.
-#[derive(Clone, Debug, Default)]
-pub struct Appeal {
-    pub appeal_id: String,
-    pub number: i64,
-    pub applicant_name: String,
-    pub applicant_email: String,
-    pub category_id: String,
-    pub organization_id: String,
-    pub organization_name: String,
-    pub time_zone: String,
-    pub created_at: i64,
-    pub deadline: Option<i64>,
-    pub execution_due: Option<i64>,
-    pub status: String,
-    pub received: bool,
-}
-
-impl Appeal {
-    fn tz(&self) -> Tz {
-        self.time_zone.parse().unwrap_or(Tz::Europe__Moscow)
-    }
-
-    /// In the appeal's zone once routing named it; before that (the registration e-mail) in
-    /// Moscow time, said so, as the platform's applicants are used to.
-    fn local(&self, micros: Option<i64>) -> String {
-        let suffix = if self.time_zone.is_empty() { " (МСК)" } else { "" };
-        micros
-            .filter(|m| *m > 0)
-            .map(|m| {
-                let local = pos_platform::db::from_micros(m).with_timezone(&self.tz());
-                format!("{}{suffix}", local.format("%d.%m.%Y %H:%M"))
-            })
-            .unwrap_or_default()
-    }
-
-    /// Every placeholder's value; what is not known yet renders as "—".
-    pub fn values(&self) -> Values {
-        let mut values = Values::default();
-        let number = if self.number > 0 { self.number.to_string() } else { String::new() };
-        values.set("number", number.clone());
-        values.set("registration_number", number);
-        values.set("category", self.category_id.clone());
-        values.set("organization", self.organization_name.clone());
-        values.set("created_at", self.local(Some(self.created_at)));
-        values.set("registration_date", self.local(Some(self.created_at)));
-        values.set("deadline", self.local(self.deadline));
-        values.set("execution_due", self.local(self.execution_due));
-        values.set("status", self.status.clone());
-        values.set("applicant_name", self.applicant_name.clone());
-        values
-    }
-}
-
-async fn load_appeal(tx: &mut Tx, appeal_id: &str) -> Result<Option<Appeal>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT appeal_id, number, applicant_name, applicant_email, category_id, organization_id, organization_name, \
-         time_zone, created_at, deadline, execution_due, status, received FROM appeals WHERE appeal_id = $1",
-    )
-    .bind(appeal_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|row| -> Result<Appeal, sqlx::Error> {
-        Ok(Appeal {
-            appeal_id: row.try_get("appeal_id")?,
-            number: row.try_get("number")?,
-            applicant_name: row.try_get("applicant_name")?,
-            applicant_email: row.try_get("applicant_email")?,
-            category_id: row.try_get("category_id")?,
-            organization_id: row.try_get("organization_id")?,
-            organization_name: row.try_get("organization_name")?,
-            time_zone: row.try_get("time_zone")?,
-            created_at: row.try_get("created_at")?,
-            deadline: row.try_get("deadline")?,
-            execution_due: row.try_get("execution_due")?,
-            status: row.try_get("status")?,
-            received: row.flag("received")?,
-        })
-    })
-    .transpose()
-}
-
 /// An appeal whose earlier events notify has not processed yet: they are in the queue (the
 /// consumer handles several at once), so try again shortly.
 fn not_yet(appeal_id: &str, what: &str) -> HandleError {
@@ -131,7 +58,7 @@ fn not_yet(appeal_id: &str, what: &str) -> HandleError {
 }
 
 async fn require_appeal(tx: &mut Tx, appeal_id: &str, need_organization: bool) -> Result<Appeal, HandleError> {
-    let appeal = load_appeal(tx, appeal_id).await?.ok_or_else(|| not_yet(appeal_id, "registration"))?;
+    let appeal = store::appeals::load(&mut **tx, appeal_id).await?.ok_or_else(|| not_yet(appeal_id, "registration"))?;
     if !appeal.received {
         return Err(not_yet(appeal_id, "registration"));
     }
@@ -141,26 +68,67 @@ async fn require_appeal(tx: &mut Tx, appeal_id: &str, need_organization: bool) -
     Ok(appeal)
 }
 
-pub fn folder_label(folder: pb::Folder) -> &'static str {
-    match folder {
-        pb::Folder::Unspecified => "",
-        pb::Folder::New => "Новое",
-        pb::Folder::InWork => "В работе",
-        pb::Folder::Returned => "На повторном рассмотрении",
-        pb::Folder::Processed => "Обработано",
-        pb::Folder::SentForApproval => "Ответ на утверждении",
-        pb::Folder::ReturnedToCoordination => "Возвращено на координацию",
+/// What the applicant hears of a step in the ticket's workflow, if anything.
+fn notice_of(action: ev::TicketAction, folder_changed: bool) -> Option<Notice> {
+    use ev::TicketAction as A;
+    match action {
+        // These have letters of their own (answer ready, re-review opened).
+        A::Approved | A::RejectedByApplicant => None,
+        A::InformationRequested => Some(Notice::InformationRequested),
+        // Any other step, when it moves the appeal to another folder.
+        A::Unspecified
+        | A::Created
+        | A::TakenInWork
+        | A::ExecutorAssigned
+        | A::HandedOver
+        | A::ReturnedToCoordinator
+        | A::AnswerPrepared
+        | A::SentForAgreement
+        | A::Agreed
+        | A::SentForApproval
+        | A::ReturnedForRework
+        | A::Redirected
+        | A::ReturnedToCoordination
+        | A::Rejected
+        | A::InformationReceived
+        | A::AcceptedByApplicant
+        | A::ReviewStopped
+        | A::Escalated => folder_changed.then_some(Notice::StatusChanged),
     }
 }
 
-fn answer_label(answer: ev::AnswerType) -> &'static str {
-    match answer {
-        ev::AnswerType::Unspecified => "",
-        ev::AnswerType::Resolved => "Решено",
-        ev::AnswerType::NotResolved => "Не решено",
-        ev::AnswerType::Postponed => "Отложено",
-        ev::AnswerType::Rejected => "Отклонено",
+/// One type covers both stages of an answer's sign-off; the stage picks who of the rule's
+/// roles is asked: the head approves, an approver agrees.
+fn approval_stage(action: ev::TicketAction) -> Option<&'static [&'static str]> {
+    use ev::TicketAction as A;
+    match action {
+        A::SentForApproval => Some(APPROVAL_ROLES),
+        A::SentForAgreement => Some(AGREEMENT_ROLES),
+        A::Unspecified
+        | A::Created
+        | A::TakenInWork
+        | A::ExecutorAssigned
+        | A::HandedOver
+        | A::ReturnedToCoordinator
+        | A::AnswerPrepared
+        | A::Agreed
+        | A::ReturnedForRework
+        | A::Approved
+        | A::Redirected
+        | A::ReturnedToCoordination
+        | A::Rejected
+        | A::InformationRequested
+        | A::InformationReceived
+        | A::AcceptedByApplicant
+        | A::RejectedByApplicant
+        | A::ReviewStopped
+        | A::Escalated => None,
     }
+}
+
+/// Free text from an event placed in a letter: braces read as parentheses, as they always have.
+fn escape(text: &str) -> String {
+    text.replace('{', "(").replace('}', ")")
 }
 
 /// A ledger row about to be written.
@@ -175,53 +143,42 @@ struct Outgoing {
     next_attempt_at: i64,
 }
 
+/// What an event causes: the organization it concerns (the stream filters by it) and its e-mails.
+#[derive(Debug, Default)]
+struct Plan {
+    organization_id: String,
+    outgoing: Vec<Outgoing>,
+}
+
+impl Plan {
+    /// The letter `notice` to the applicant, when the appeal has an address.
+    fn applicant(&mut self, appeal: &Appeal, notice: Notice, values: &Values) {
+        if appeal.applicant_email.trim().is_empty() {
+            return;
+        }
+        let (subject, body) = texts::letter(notice, values);
+        self.outgoing.push(Outgoing {
+            audience: APPLICANT,
+            organization_id: appeal.organization_id.clone(),
+            recipient: appeal.applicant_email.trim().to_owned(),
+            subject,
+            body,
+            status: "pending",
+            next_attempt_at: now_micros(),
+        });
+    }
+}
+
 pub struct Planner {
     pub directory: Arc<dyn Directory>,
     pub wake: Arc<Wake>,
     pub dialect: Dialect,
 }
 
-struct Plan {
-    organization_id: String,
-    outgoing: Vec<Outgoing>,
-}
-
 impl Planner {
-    fn applicant(&self, appeal: &Appeal, subject: &str, body: &str) -> Option<Outgoing> {
-        if appeal.applicant_email.trim().is_empty() {
-            return None;
-        }
-        let values = appeal.values();
-        let greeting = if appeal.applicant_name.is_empty() {
-            "Здравствуйте!".to_owned()
-        } else {
-            format!("Здравствуйте, {}!", appeal.applicant_name)
-        };
-        Some(Outgoing {
-            audience: APPLICANT,
-            organization_id: appeal.organization_id.clone(),
-            recipient: appeal.applicant_email.trim().to_owned(),
-            subject: render(subject, &values),
-            body: format!("{greeting}\n\n{}\n\nС уважением, Платформа обратной связи\n", render(body, &values)),
-            status: "pending",
-            next_attempt_at: now_micros(),
-        })
-    }
-
-    /// The organization's messages of `kind` for `appeal`, to every recipient its rules name.
+    /// The organization's messages of `kind` for `appeal`, to every recipient its rules name;
+    /// with a `stage`, only to those of the rules' roles the stage asks.
     async fn organization(
-        &self,
-        tx: &mut Tx,
-        kind: Kind,
-        organization_id: &str,
-        appeal: &Appeal,
-        assignee: &str,
-    ) -> Result<Vec<Outgoing>, HandleError> {
-        self.organization_for(tx, kind, organization_id, appeal, assignee, None).await
-    }
-
-    /// As [`Self::organization`], asking only those of the rules' roles in `stage` (when given).
-    async fn organization_for(
         &self,
         tx: &mut Tx,
         kind: Kind,
@@ -230,7 +187,7 @@ impl Planner {
         assignee: &str,
         stage: Option<&[&str]>,
     ) -> Result<Vec<Outgoing>, HandleError> {
-        let rules: Vec<NotificationRule> = settings::rules(tx, organization_id)
+        let rules: Vec<NotificationRule> = store::settings::rules(tx, organization_id)
             .await?
             .into_iter()
             .filter(|rule| rule.kind == kind && rule.enabled)
@@ -238,7 +195,7 @@ impl Planner {
         if rules.is_empty() {
             return Ok(Vec::new());
         }
-        let org = settings::load_settings(&mut **tx, organization_id).await?;
+        let org = store::settings::load(&mut **tx, organization_id).await?;
         let now = Utc::now();
         // Urgent mail goes now; the rest waits out quiet hours or joins the daily digest.
         let (status, release) = if kind.urgent() {
@@ -261,7 +218,7 @@ impl Planner {
                 if !staged(role) {
                     continue;
                 }
-                let staff = if role == "assignee" {
+                let staff = if role == ASSIGNEE {
                     if assignee.is_empty() {
                         continue;
                     }
@@ -306,286 +263,166 @@ impl Planner {
         Ok(outgoing)
     }
 
-    async fn plan(&self, tx: &mut Tx, envelope: &Envelope) -> Result<Plan, HandleError> {
-        let mut plan = Plan { organization_id: String::new(), outgoing: Vec::new() };
-        match envelope.event() {
-            "appeal.received" => {
-                let event: ev::AppealReceived = envelope.decode()?;
-                let applicant = event.applicant.unwrap_or_default();
+    async fn plan(&self, tx: &mut Tx, event: NotifyEvent) -> Result<Plan, HandleError> {
+        let mut plan = Plan::default();
+        match event {
+            NotifyEvent::Received(event) => {
                 let registered = event.registered_at.as_ref().and_then(from_proto).map_or(0, to_micros);
-                sqlx::query(
-                    "INSERT INTO appeals (appeal_id, number, applicant_name, applicant_email, category_id, region_code, \
-                     created_at, status, received) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (appeal_id) DO UPDATE SET number = excluded.number, applicant_name = excluded.applicant_name, \
-                     applicant_email = excluded.applicant_email, category_id = excluded.category_id, \
-                     region_code = excluded.region_code, created_at = excluded.created_at, received = excluded.received",
-                )
-                .bind(&event.appeal_id)
-                .bind(event.number)
-                .bind(&applicant.full_name)
-                .bind(&applicant.email)
-                .bind(&event.category_id)
-                .bind(&event.region_code)
-                .bind(registered)
-                .bind("Зарегистрировано")
-                .bind(true)
-                .execute(&mut **tx)
-                .await?;
+                store::appeals::record_received(&mut **tx, &event, registered, texts::REGISTERED).await?;
                 let appeal = require_appeal(tx, &event.appeal_id, false).await?;
-                plan.outgoing.extend(self.applicant(
-                    &appeal,
-                    "Сообщение №{number} зарегистрировано",
-                    "Ваше сообщение зарегистрировано {registration_date} под номером {registration_number}.\n\
-                     Категория: {category}.\nО каждом изменении статуса мы сообщим по электронной почте.",
-                ));
+                plan.applicant(&appeal, Notice::Registered, &appeal.values());
             }
-            "appeal.routed" => {
-                let event: ev::AppealRouted = envelope.decode()?;
-                let organization = event.organization.unwrap_or_default();
-                plan.organization_id = organization.id.clone();
-                sqlx::query(
-                    "INSERT INTO appeals (appeal_id, number, category_id, region_code, organization_id, organization_name, \
-                     time_zone, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (appeal_id) DO UPDATE SET organization_id = excluded.organization_id, \
-                     organization_name = excluded.organization_name, time_zone = excluded.time_zone",
-                )
-                .bind(&event.appeal_id)
-                .bind(event.number)
-                .bind(&event.category_id)
-                .bind(&event.region_code)
-                .bind(&organization.id)
-                .bind(&organization.short_name)
-                .bind(&event.time_zone)
-                .bind("Зарегистрировано")
-                .execute(&mut **tx)
-                .await?;
+            NotifyEvent::Routed(event) => {
+                plan.organization_id = event.organization.as_ref().map(|o| o.id.clone()).unwrap_or_default();
+                store::appeals::record_routed(&mut **tx, &event, texts::REGISTERED).await?;
             }
-            "sla.armed" => {
-                let event: ev::SlaArmed = envelope.decode()?;
-                let deadline = event.deadline.unwrap_or_default();
-                plan.organization_id = deadline.organization_id.clone();
-                let due = deadline.due.as_ref().and_then(from_proto).map(to_micros);
-                let column = match deadline.clock() {
-                    ev::SlaClock::Answer => "deadline",
-                    ev::SlaClock::Execution => "execution_due",
-                    ev::SlaClock::Unspecified => return Ok(plan),
-                };
-                let appeal = require_appeal(tx, &deadline.appeal_id, true).await?;
-                let sql = format!("UPDATE appeals SET {column} = $1 WHERE appeal_id = $2");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(due).bind(&deadline.appeal_id).execute(&mut **tx).await?;
-                // The organization hears of a new message once its answer deadline is known, so
-                // that "planned review deadline" is filled; once per (appeal, organization).
-                if deadline.clock() == ev::SlaClock::Answer {
-                    let first = sqlx::query(
-                        "INSERT INTO arrivals (appeal_id, organization_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&deadline.appeal_id)
-                    .bind(&deadline.organization_id)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if first {
-                        let appeal = Appeal { deadline: due, ..appeal };
-                        plan.outgoing.extend(
-                            self.organization(tx, Kind::MessageArrived, &deadline.organization_id, &appeal, "").await?,
-                        );
-                    }
-                }
-            }
-            "ticket.status_changed" => {
-                let event: ev::TicketStatusChanged = envelope.decode()?;
-                plan.organization_id = event.organization_id.clone();
-                let mut appeal = require_appeal(tx, &event.appeal_id, true).await?;
-                let at = event.at.as_ref().and_then(from_proto).map_or_else(now_micros, to_micros);
-                let label = match folder_label(event.to_folder()) {
-                    "" => event.status.clone(),
-                    label => label.to_owned(),
-                };
-                let execution_due = event.execution_due.as_ref().and_then(from_proto).map(to_micros);
-                // Events of one appeal may be handled out of order: the latest status wins.
-                sqlx::query(
-                    "UPDATE appeals SET status = $1, status_at = $2, execution_due = COALESCE($3, execution_due) \
-                     WHERE appeal_id = $4 AND status_at <= $2",
-                )
-                .bind(&label)
-                .bind(at)
-                .bind(execution_due)
-                .bind(&event.appeal_id)
-                .execute(&mut **tx)
-                .await?;
-                appeal.status = label;
-                appeal.execution_due = execution_due.or(appeal.execution_due);
-                use ev::TicketAction as A;
-                match event.action() {
-                    // These have mails of their own (answer ready, re-review opened).
-                    A::Approved | A::RejectedByApplicant => {}
-                    A::InformationRequested => {
-                        let comment = if event.comment.is_empty() {
-                            String::new()
-                        } else {
-                            format!("\n\nЧто нужно уточнить: {}", event.comment)
-                        };
-                        plan.outgoing.extend(self.applicant(
-                            &appeal,
-                            "По сообщению №{number} нужна дополнительная информация",
-                            &format!(
-                                "Для рассмотрения вашего сообщения №{{number}} организации «{{organization}}» нужна \
-                                 дополнительная информация. Срок рассмотрения приостановлен до её получения.{}",
-                                escape(&comment)
-                            ),
-                        ));
-                    }
-                    _ if event.from_folder != event.to_folder => {
-                        plan.outgoing.extend(self.applicant(
-                            &appeal,
-                            "Статус сообщения №{number}: {status}",
-                            "Статус вашего сообщения №{number} изменён: {status}.\n\
-                             Организация: {organization}. Плановый срок рассмотрения: {deadline}.",
-                        ));
-                    }
-                    _ => {}
-                }
-                // One type covers both stages; the stage picks who of the rule's roles is asked:
-                // the head approves, an approver agrees.
-                let stage = match event.action() {
-                    A::SentForApproval => Some(APPROVAL_ROLES),
-                    A::SentForAgreement => Some(AGREEMENT_ROLES),
-                    _ => None,
-                };
-                if let Some(stage) = stage {
-                    let org = event.organization_id.clone();
-                    plan.outgoing.extend(
-                        self.organization_for(tx, Kind::ApprovalRequested, &org, &appeal, "", Some(stage)).await?,
-                    );
-                }
-            }
-            "ticket.answer_approved" => {
-                let event: ev::TicketAnswerApproved = envelope.decode()?;
+            NotifyEvent::SlaArmed(event) => self.armed(tx, event.deadline.unwrap_or_default(), &mut plan).await?,
+            NotifyEvent::StatusChanged(event) => self.status_changed(tx, event, &mut plan).await?,
+            NotifyEvent::AnswerApproved(event) => {
                 plan.organization_id = event.organization_id.clone();
                 let appeal = require_appeal(tx, &event.appeal_id, true).await?;
-                let kind = answer_label(event.answer_type());
-                let result = if kind.is_empty() { String::new() } else { format!("Результат: {kind}.\n\n") };
-                plan.outgoing.extend(self.applicant(
-                    &appeal,
-                    "Ответ на сообщение №{number} готов",
-                    &format!(
-                        "Организация «{{organization}}» подготовила ответ на ваше сообщение №{{number}}.\n\n{}{}\n\n\
-                         Вы можете принять ответ и оценить его или отклонить с комментарием — тогда сообщение \
-                         будет рассмотрено повторно.",
-                        escape(&result),
-                        escape(&event.text)
-                    ),
-                ));
+                let mut values = appeal.values();
+                values.set("result", texts::answer_label(event.answer_type()));
+                values.set("answer", escape(&event.text));
+                plan.applicant(&appeal, Notice::AnswerReady, &values);
             }
-            "ticket.reopened" => {
-                let event: ev::TicketReopened = envelope.decode()?;
+            NotifyEvent::Reopened(event) => {
                 plan.organization_id = event.organization_id.clone();
                 let mut appeal = require_appeal(tx, &event.appeal_id, true).await?;
-                appeal.status = folder_label(pb::Folder::Returned).to_owned();
-                plan.outgoing.extend(self.applicant(
-                    &appeal,
-                    "Сообщение №{number} направлено на повторное рассмотрение",
-                    "Ваше сообщение №{number} направлено на повторное рассмотрение в организацию «{organization}». \
-                     Мы сообщим, когда будет готов новый ответ.",
-                ));
-                let org = event.organization_id.clone();
-                plan.outgoing.extend(self.organization(tx, Kind::ReturnedByApplicant, &org, &appeal, "").await?);
+                appeal.status = texts::folder_label(pb::Folder::Returned).to_owned();
+                plan.applicant(&appeal, Notice::Reopened, &appeal.values());
+                let organization = &event.organization_id;
+                plan.outgoing
+                    .extend(self.organization(tx, Kind::ReturnedByApplicant, organization, &appeal, "", None).await?);
             }
-            "sla.warning" | "sla.overdue" => {
-                let (kind, deadline) = if envelope.event() == "sla.warning" {
-                    (Kind::DeadlineWarning, envelope.decode::<ev::SlaWarning>()?.deadline)
-                } else {
-                    (Kind::Overdue, envelope.decode::<ev::SlaOverdue>()?.deadline)
-                };
-                let deadline = deadline.unwrap_or_default();
-                plan.organization_id = deadline.organization_id.clone();
-                let mut appeal = require_appeal(tx, &deadline.appeal_id, true).await?;
-                let due = deadline.due.as_ref().and_then(from_proto).map(to_micros);
-                match deadline.clock() {
-                    ev::SlaClock::Execution => appeal.execution_due = due.or(appeal.execution_due),
-                    ev::SlaClock::Answer | ev::SlaClock::Unspecified => appeal.deadline = due.or(appeal.deadline),
-                }
-                plan.outgoing.extend(
-                    self.organization(tx, kind, &deadline.organization_id, &appeal, &deadline.assignee_id).await?,
-                );
+            NotifyEvent::Warning(event) => {
+                self.deadline_alert(tx, Kind::DeadlineWarning, event.deadline.unwrap_or_default(), &mut plan).await?;
             }
-            "ticket.reroute_requested" => {
-                let event: ev::TicketRerouteRequested = envelope.decode()?;
-                plan.organization_id = event.from_organization_id;
+            NotifyEvent::Overdue(event) => {
+                self.deadline_alert(tx, Kind::Overdue, event.deadline.unwrap_or_default(), &mut plan).await?;
             }
-            "sla.fast_track" => {
-                plan.organization_id =
-                    envelope.decode::<ev::SlaFastTrack>()?.deadline.unwrap_or_default().organization_id;
-            }
-            "sla.met" => {
-                plan.organization_id = envelope.decode::<ev::SlaMet>()?.deadline.unwrap_or_default().organization_id;
-            }
-            other => tracing::debug!(event = other, "journaled without messages"),
+            // Journaled for the stream; nobody is mailed.
+            NotifyEvent::RerouteRequested(event) => plan.organization_id = event.from_organization_id,
+            NotifyEvent::FastTrack(event) => plan.organization_id = event.deadline.unwrap_or_default().organization_id,
+            NotifyEvent::Met(event) => plan.organization_id = event.deadline.unwrap_or_default().organization_id,
         }
         Ok(plan)
     }
-}
 
-/// Free text from an event put into a template must not be read as placeholders.
-fn escape(text: &str) -> String {
-    text.replace('{', "(").replace('}', ")")
+    /// A deadline set or moved.
+    async fn armed(&self, tx: &mut Tx, deadline: ev::SlaDeadline, plan: &mut Plan) -> Result<(), HandleError> {
+        plan.organization_id = deadline.organization_id.clone();
+        let due = deadline.due.as_ref().and_then(from_proto).map(to_micros);
+        match deadline.clock() {
+            ev::SlaClock::Unspecified => {}
+            ev::SlaClock::Execution => {
+                require_appeal(tx, &deadline.appeal_id, true).await?;
+                store::appeals::set_execution_due(&mut **tx, &deadline.appeal_id, due).await?;
+            }
+            ev::SlaClock::Answer => {
+                let appeal = require_appeal(tx, &deadline.appeal_id, true).await?;
+                store::appeals::set_deadline(&mut **tx, &deadline.appeal_id, due).await?;
+                // The organization hears of a new message once its answer deadline is known, so
+                // that "planned review deadline" is filled; once per (appeal, organization).
+                if store::appeals::first_arrival(&mut **tx, &deadline.appeal_id, &deadline.organization_id).await? {
+                    let appeal = Appeal { deadline: due, ..appeal };
+                    let organization = &deadline.organization_id;
+                    plan.outgoing
+                        .extend(self.organization(tx, Kind::MessageArrived, organization, &appeal, "", None).await?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn status_changed(
+        &self,
+        tx: &mut Tx,
+        event: ev::TicketStatusChanged,
+        plan: &mut Plan,
+    ) -> Result<(), HandleError> {
+        plan.organization_id = event.organization_id.clone();
+        let mut appeal = require_appeal(tx, &event.appeal_id, true).await?;
+        let at = event.at.as_ref().and_then(from_proto).map_or_else(now_micros, to_micros);
+        let label = match texts::folder_label(event.to_folder()) {
+            "" => event.status.clone(),
+            label => label.to_owned(),
+        };
+        let execution_due = event.execution_due.as_ref().and_then(from_proto).map(to_micros);
+        store::appeals::update_status(&mut **tx, &event.appeal_id, &label, at, execution_due).await?;
+        appeal.status = label;
+        appeal.execution_due = execution_due.or(appeal.execution_due);
+        if let Some(notice) = notice_of(event.action(), event.from_folder != event.to_folder) {
+            let mut values = appeal.values();
+            values.set("comment", escape(&event.comment));
+            plan.applicant(&appeal, notice, &values);
+        }
+        if let Some(stage) = approval_stage(event.action()) {
+            let organization = &event.organization_id;
+            plan.outgoing
+                .extend(self.organization(tx, Kind::ApprovalRequested, organization, &appeal, "", Some(stage)).await?);
+        }
+        Ok(())
+    }
+
+    /// A deadline close or passed: the organization's staff hear of it.
+    async fn deadline_alert(
+        &self,
+        tx: &mut Tx,
+        kind: Kind,
+        deadline: ev::SlaDeadline,
+        plan: &mut Plan,
+    ) -> Result<(), HandleError> {
+        plan.organization_id = deadline.organization_id.clone();
+        let mut appeal = require_appeal(tx, &deadline.appeal_id, true).await?;
+        let due = deadline.due.as_ref().and_then(from_proto).map(to_micros);
+        match deadline.clock() {
+            ev::SlaClock::Execution => appeal.execution_due = due.or(appeal.execution_due),
+            ev::SlaClock::Answer | ev::SlaClock::Unspecified => appeal.deadline = due.or(appeal.deadline),
+        }
+        let organization = &deadline.organization_id;
+        plan.outgoing.extend(self.organization(tx, kind, organization, &appeal, &deadline.assignee_id, None).await?);
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Handler for Planner {
-    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandleError> {
-        let plan = self.plan(tx, envelope).await?;
-        let appeal_id = envelope.appeal_id().unwrap_or_default().to_owned();
+    type Event = NotifyEvent;
+
+    async fn handle(&self, tx: &mut Tx, event: NotifyEvent, envelope: &Envelope) -> Result<(), HandleError> {
+        let plan = self.plan(tx, event).await?;
+        let appeal_id = envelope.appeal_id().unwrap_or_default();
         let message_id = envelope.message_id.to_string();
         let now = now_micros();
         let mut written = 0;
         for outgoing in &plan.outgoing {
-            written += sqlx::query(
-                "INSERT INTO deliveries (id, message_id, appeal_id, organization_id, event, audience, channel, recipient, \
-                 subject, body, status, created_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'email', $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (message_id, recipient, channel) DO NOTHING",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&message_id)
-            .bind(&appeal_id)
-            .bind(&outgoing.organization_id)
-            .bind(envelope.event())
-            .bind(outgoing.audience)
-            .bind(&outgoing.recipient)
-            .bind(&outgoing.subject)
-            .bind(&outgoing.body)
-            .bind(outgoing.status)
-            .bind(now)
-            .bind(outgoing.next_attempt_at)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+            let delivery = NewDelivery {
+                message_id: &message_id,
+                appeal_id,
+                organization_id: &outgoing.organization_id,
+                event: envelope.event(),
+                audience: outgoing.audience,
+                recipient: &outgoing.recipient,
+                subject: &outgoing.subject,
+                body: &outgoing.body,
+                status: outgoing.status,
+                created_at: now,
+                next_attempt_at: outgoing.next_attempt_at,
+            };
+            written += store::deliveries::insert(&mut **tx, &delivery).await?;
         }
-        // The journal's order is the stream's order: on PostgreSQL a sequence value taken by one
-        // transaction may commit after a larger one, and a subscriber that already read the
-        // larger would skip it. Holding this lock from taking the value to the commit makes
-        // commit order equal sequence order. SQLite has one writer at a time anyway.
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.journal'))")
-                .execute(&mut **tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO journal (message_id, event, region_code, appeal_id, organization_id, type_name, payload, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(&message_id)
-        .bind(envelope.event())
-        .bind(envelope.region())
-        .bind(&appeal_id)
-        .bind(&plan.organization_id)
-        .bind(&envelope.type_name)
-        .bind(envelope.payload.to_vec())
-        .bind(to_micros(envelope.timestamp).min(now))
-        .execute(&mut **tx)
-        .await?;
+        let entry = NewEntry {
+            message_id: &message_id,
+            event: envelope.event(),
+            region_code: envelope.region(),
+            appeal_id,
+            organization_id: &plan.organization_id,
+            type_name: &envelope.type_name,
+            payload: &envelope.payload,
+            received_at: to_micros(envelope.timestamp).min(now),
+        };
+        store::journal::append(tx, self.dialect, &entry).await?;
         tracing::debug!(event = envelope.event(), deliveries = written, "event planned");
         // Not committed yet: the woken ones also poll, so an early wake-up costs one query.
         self.wake.wake();

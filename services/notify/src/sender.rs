@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use pos_platform::db::{Db, now_micros};
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::Wake;
 use crate::mailer::{Mail, MailError, Mailer};
+use crate::store;
+use crate::store::deliveries::Claimed;
 
 #[derive(Clone, Debug)]
 pub struct SenderConfig {
@@ -40,14 +41,6 @@ impl SenderConfig {
         let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
         self.backoff_base.saturating_mul(2u32.saturating_pow(exponent)).min(self.backoff_max)
     }
-}
-
-struct Claimed {
-    id: String,
-    recipient: String,
-    subject: String,
-    body: String,
-    attempts: i64,
 }
 
 /// Sends until `shutdown`; a message in flight is finished and marked before returning.
@@ -95,41 +88,11 @@ pub async fn run(
 async fn claim(db: &Db, config: &SenderConfig) -> Result<Vec<Claimed>, sqlx::Error> {
     let now = now_micros();
     let stale = now - i64::try_from(config.lease.as_micros()).unwrap_or(i64::MAX);
-    let mut tx = db.begin().await?;
-    let sql = format!(
-        "SELECT id, recipient, subject, body, attempts, status FROM deliveries \
-         WHERE (status = 'pending' AND next_attempt_at <= $1) OR (status = 'sending' AND sending_at < $2) \
-         ORDER BY next_attempt_at LIMIT $3{}",
-        db.dialect().skip_locked()
-    );
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(stale).bind(config.batch).fetch_all(&mut *tx).await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: String = row.try_get("id")?;
-        let recovered = row.try_get::<String, _>("status")? == "sending";
-        if recovered {
-            tracing::warn!(delivery_id = %id, "delivery found sending after its lease, sending again");
-            metrics::counter!("pos_notify_resent_after_crash_total").increment(1);
-        }
-        sqlx::query(
-            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, sending_at = $1, \
-             resent = resent + $2 WHERE id = $3",
-        )
-        .bind(now)
-        .bind(i32::from(recovered))
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        claimed.push(Claimed {
-            id,
-            recipient: row.try_get("recipient")?,
-            subject: row.try_get("subject")?,
-            body: row.try_get("body")?,
-            attempts: row.try_get::<i64, _>("attempts")? + 1,
-        });
+    let claimed = store::deliveries::claim(db, now, stale, config.batch).await?;
+    for row in claimed.iter().filter(|row| row.recovered) {
+        tracing::warn!(delivery_id = %row.id, "delivery found sending after its lease, sending again");
+        metrics::counter!("pos_notify_resent_after_crash_total").increment(1);
     }
-    tx.commit().await?;
     Ok(claimed)
 }
 
@@ -141,18 +104,7 @@ async fn send_one(db: &Db, mailer: &dyn Mailer, config: &SenderConfig, row: Clai
     let now = now_micros();
     match result {
         Ok(()) => {
-            // `sending_at` becomes the moment the message was handed to the relay, so that
-            // `delivered_at - sending_at` is the double-send window itself (the SMTP exchange
-            // plus the wait to mark), not the time the row waited in this batch.
-            sqlx::query(
-                "UPDATE deliveries SET status = 'sent', sending_at = $1, delivered_at = $2, last_error = '' \
-                 WHERE id = $3 AND status = 'sending'",
-            )
-            .bind(started)
-            .bind(now)
-            .bind(&row.id)
-            .execute(db.pool())
-            .await?;
+            store::deliveries::mark_sent(db.pool(), &row.id, started, now).await?;
             metrics::counter!("pos_notify_deliveries_total", "outcome" => "sent").increment(1);
             // The double-send window, including the mark's own round trip.
             metrics::histogram!("pos_notify_send_window_seconds").record((now_micros() - started) as f64 / 1e6);
@@ -161,24 +113,12 @@ async fn send_one(db: &Db, mailer: &dyn Mailer, config: &SenderConfig, row: Clai
             let next = now + i64::try_from(config.backoff(row.attempts).as_micros()).unwrap_or(i64::MAX / 2);
             // The error text may quote the address: it goes to the ledger, not the log.
             tracing::info!(delivery_id = %row.id, attempts = row.attempts, "delivery failed, will retry");
-            sqlx::query(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, last_error = $2 \
-                 WHERE id = $3 AND status = 'sending'",
-            )
-            .bind(next)
-            .bind(&error)
-            .bind(&row.id)
-            .execute(db.pool())
-            .await?;
+            store::deliveries::mark_retry(db.pool(), &row.id, next, &error).await?;
             metrics::counter!("pos_notify_deliveries_total", "outcome" => "retried").increment(1);
         }
         Err(MailError::Transient(error) | MailError::Permanent(error)) => {
             tracing::warn!(delivery_id = %row.id, attempts = row.attempts, "delivery dead-lettered");
-            sqlx::query("UPDATE deliveries SET status = 'dead', last_error = $1 WHERE id = $2 AND status = 'sending'")
-                .bind(&error)
-                .bind(&row.id)
-                .execute(db.pool())
-                .await?;
+            store::deliveries::mark_dead(db.pool(), &row.id, &error).await?;
             metrics::counter!("pos_notify_deliveries_total", "outcome" => "dead").increment(1);
         }
     }

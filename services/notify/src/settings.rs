@@ -3,11 +3,13 @@
 
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use pos_platform::db::{RowExt, Tx};
-use sqlx::Row;
+use pos_platform::auth::Role;
 
-/// A notification's type, as the admin picks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use crate::texts;
+
+/// A notification's type, as the admin picks it; stored by its snake-case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum Kind {
     MessageArrived,
     DeadlineWarning,
@@ -17,58 +19,85 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::MessageArrived,
-        Kind::DeadlineWarning,
-        Kind::Overdue,
-        Kind::ApprovalRequested,
-        Kind::ReturnedByApplicant,
-    ];
+    pub const ALL: &'static [Kind] = <Kind as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::MessageArrived => "message_arrived",
-            Kind::DeadlineWarning => "deadline_warning",
-            Kind::Overdue => "overdue",
-            Kind::ApprovalRequested => "approval_requested",
-            Kind::ReturnedByApplicant => "returned_by_applicant",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.as_str() == text)
+        text.parse().ok()
     }
 
     pub fn from_proto(value: i32) -> Option<Kind> {
-        use pos_proto::v1::NotificationType as T;
-        match T::try_from(value).ok()? {
-            T::Unspecified => None,
-            T::MessageArrived => Some(Kind::MessageArrived),
-            T::DeadlineWarning => Some(Kind::DeadlineWarning),
-            T::Overdue => Some(Kind::Overdue),
-            T::ApprovalRequested => Some(Kind::ApprovalRequested),
-            T::ReturnedByApplicant => Some(Kind::ReturnedByApplicant),
-        }
+        Kind::ALL.iter().copied().find(|kind| kind.to_proto() == value)
     }
 
     pub fn to_proto(self) -> i32 {
-        use pos_proto::v1::NotificationType as T;
-        (match self {
-            Kind::MessageArrived => T::MessageArrived,
-            Kind::DeadlineWarning => T::DeadlineWarning,
-            Kind::Overdue => T::Overdue,
-            Kind::ApprovalRequested => T::ApprovalRequested,
-            Kind::ReturnedByApplicant => T::ReturnedByApplicant,
-        }) as i32
+        self.profile().wire as i32
     }
 
     /// Urgent mail ignores quiet hours and the digest: an overdue appeal cannot wait for morning.
     pub fn urgent(self) -> bool {
+        self.profile().urgent
+    }
+
+    /// Everything that differs between the types, in one place.
+    fn profile(self) -> Profile {
+        use pos_proto::v1::NotificationType as Wire;
         match self {
-            Kind::Overdue => true,
-            Kind::MessageArrived | Kind::DeadlineWarning | Kind::ApprovalRequested | Kind::ReturnedByApplicant => false,
+            Kind::MessageArrived => Profile {
+                wire: Wire::MessageArrived,
+                urgent: false,
+                default_roles: &[],
+                default: include_str!("../templates/organization/message_arrived.txt"),
+            },
+            Kind::DeadlineWarning => Profile {
+                wire: Wire::DeadlineWarning,
+                urgent: false,
+                default_roles: &[ASSIGNEE, "coordinator"],
+                default: include_str!("../templates/organization/deadline_warning.txt"),
+            },
+            Kind::Overdue => Profile {
+                wire: Wire::Overdue,
+                urgent: true,
+                default_roles: &["head", "curator"],
+                default: include_str!("../templates/organization/overdue.txt"),
+            },
+            Kind::ApprovalRequested => Profile {
+                wire: Wire::ApprovalRequested,
+                urgent: false,
+                default_roles: &["head", "approver"],
+                default: include_str!("../templates/organization/approval_requested.txt"),
+            },
+            Kind::ReturnedByApplicant => Profile {
+                wire: Wire::ReturnedByApplicant,
+                urgent: false,
+                default_roles: &["coordinator", "curator"],
+                default: include_str!("../templates/organization/returned_by_applicant.txt"),
+            },
         }
     }
+}
+
+/// What a [`Kind`] is.
+struct Profile {
+    wire: pos_proto::v1::NotificationType,
+    urgent: bool,
+    /// Whom a new organization's notification of this type asks; none: the organization's own
+    /// address, as the seed's "message arrived" does.
+    default_roles: &'static [&'static str],
+    /// A new organization's notification of this type (its admin edits it from then on): a
+    /// template file, its name as the subject (see [`texts::Text`]).
+    default: &'static str,
+}
+
+/// The role a rule names for the appeal's current assignee.
+pub const ASSIGNEE: &str = "assignee";
+
+/// The roles a rule may name: staff roles and [`ASSIGNEE`].
+pub fn recipient_roles() -> impl Iterator<Item = &'static str> {
+    Role::STAFF.iter().map(|role| role.as_str()).chain([ASSIGNEE])
 }
 
 /// One configured notification.
@@ -79,151 +108,33 @@ pub struct NotificationRule {
     pub kind: Kind,
     pub name: String,
     pub addresses: Vec<String>,
-    /// Staff roles, plus `assignee` for the appeal's current assignee.
+    /// Staff roles, plus [`ASSIGNEE`] for the appeal's current assignee.
     pub roles: Vec<String>,
     pub template: String,
     pub enabled: bool,
     pub description: String,
 }
 
-/// The seed's template fields. A new message has no execution deadline yet, so "message
-/// arrived" leaves that line out rather than show an empty value.
-const FACTS: &str = "Номер сообщения: {number}\nКатегория сообщения: {category}\nНаименование текущего ЛКО: {organization}\n\
-Дата создания сообщения: {created_at}\nПлановый срок рассмотрения сообщения: {deadline}\n\
-Текущий статус сообщения: {status}\n";
-const EXECUTION: &str = "Срок исполнения: {execution_due}\n";
-
-/// What a new organization starts with: the seed's "message arrived" notification to the
-/// organization's own address, and the staff alerts the workflow needs.
+/// What a new organization starts with: one notification of each type.
 pub fn defaults(organization_id: &str) -> Vec<NotificationRule> {
-    let rule = |kind: Kind, name: &str, roles: &[&str], intro: &str| NotificationRule {
-        id: format!("default-{}", kind.as_str()),
-        organization_id: organization_id.to_owned(),
-        kind,
-        name: name.to_owned(),
-        addresses: Vec::new(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        template: if kind == Kind::MessageArrived {
-            format!("{intro}\n\n{FACTS}")
-        } else {
-            format!("{intro}\n\n{FACTS}{EXECUTION}")
-        },
-        enabled: true,
-        description: String::new(),
-    };
-    vec![
-        rule(Kind::MessageArrived, "Поступление сообщений в ЛКО", &[], "В ЛКО поступило новое сообщение."),
-        rule(
-            Kind::DeadlineWarning,
-            "Приближается срок рассмотрения сообщения",
-            &["assignee", "coordinator"],
-            "Приближается срок рассмотрения сообщения.",
-        ),
-        rule(Kind::Overdue, "Просрочено сообщение", &["head", "curator"], "Срок рассмотрения сообщения истёк."),
-        rule(
-            Kind::ApprovalRequested,
-            "Ответ ожидает согласования или утверждения",
-            &["head", "approver"],
-            "Подготовленный ответ ожидает согласования или утверждения.",
-        ),
-        rule(
-            Kind::ReturnedByApplicant,
-            "Сообщение возвращено заявителем",
-            &["coordinator", "curator"],
-            "Заявитель отклонил ответ: сообщение возвращено на повторное рассмотрение.",
-        ),
-    ]
-}
-
-fn rule_from_row(row: &sqlx::any::AnyRow) -> Result<NotificationRule, sqlx::Error> {
-    let kind: String = row.try_get("kind")?;
-    let list = |column: &str| -> Result<Vec<String>, sqlx::Error> {
-        let text: String = row.try_get(column)?;
-        Ok(serde_json::from_str(&text).unwrap_or_default())
-    };
-    Ok(NotificationRule {
-        id: row.try_get("id")?,
-        organization_id: row.try_get("organization_id")?,
-        kind: Kind::parse(&kind).unwrap_or(Kind::MessageArrived),
-        name: row.try_get("name")?,
-        addresses: list("addresses")?,
-        roles: list("roles")?,
-        template: row.try_get("template")?,
-        enabled: row.flag("enabled")?,
-        description: row.try_get("description")?,
-    })
-}
-
-/// The organization's notifications: its saved ones, or the defaults when it saved none.
-pub async fn rules(
-    connection: &mut sqlx::AnyConnection,
-    organization_id: &str,
-) -> Result<Vec<NotificationRule>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, organization_id, kind, name, addresses, roles, template, enabled, description \
-         FROM org_notifications WHERE organization_id = $1 ORDER BY kind, id",
-    )
-    .bind(organization_id)
-    .fetch_all(&mut *connection)
-    .await?;
-    if rows.is_empty() && !customized(connection, organization_id).await? {
-        return Ok(defaults(organization_id));
-    }
-    rows.iter().map(rule_from_row).collect()
-}
-
-async fn customized(connection: &mut sqlx::AnyConnection, organization_id: &str) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT customized FROM org_settings WHERE organization_id = $1")
-        .bind(organization_id)
-        .fetch_optional(&mut *connection)
-        .await?;
-    row.map_or(Ok(false), |row| row.flag("customized"))
-}
-
-/// Before the admin's first change, the defaults become the organization's own rows, so that
-/// changing one keeps the others and deleting all leaves none.
-pub async fn materialize(tx: &mut Tx, organization_id: &str, now: i64) -> Result<(), sqlx::Error> {
-    let current = rules(tx, organization_id).await?;
-    if customized(tx, organization_id).await? {
-        return Ok(());
-    }
-    for rule in &current {
-        save_rule(tx, rule, now).await?;
-    }
-    sqlx::query(
-        "INSERT INTO org_settings (organization_id, time_zone, customized, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (organization_id) DO UPDATE SET customized = excluded.customized",
-    )
-    .bind(organization_id)
-    .bind(Tz::Europe__Moscow.name())
-    .bind(true)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-pub async fn save_rule(tx: &mut Tx, rule: &NotificationRule, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO org_notifications (id, organization_id, kind, name, addresses, roles, template, enabled, description, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (organization_id, id) DO UPDATE SET kind = excluded.kind, name = excluded.name, addresses = excluded.addresses, \
-         roles = excluded.roles, template = excluded.template, enabled = excluded.enabled, \
-         description = excluded.description, updated_at = excluded.updated_at",
-    )
-    .bind(&rule.id)
-    .bind(&rule.organization_id)
-    .bind(rule.kind.as_str())
-    .bind(&rule.name)
-    .bind(serde_json::to_string(&rule.addresses).unwrap_or_default())
-    .bind(serde_json::to_string(&rule.roles).unwrap_or_default())
-    .bind(&rule.template)
-    .bind(rule.enabled)
-    .bind(&rule.description)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    Kind::ALL
+        .iter()
+        .map(|&kind| {
+            let profile = kind.profile();
+            let text = texts::Text::of(profile.default);
+            NotificationRule {
+                id: format!("default-{}", kind.as_str()),
+                organization_id: organization_id.to_owned(),
+                kind,
+                name: text.subject.to_owned(),
+                addresses: Vec::new(),
+                roles: profile.default_roles.iter().map(|role| (*role).to_owned()).collect(),
+                template: text.body.to_owned(),
+                enabled: true,
+                description: String::new(),
+            }
+        })
+        .collect()
 }
 
 /// Quiet hours and the digest.
@@ -288,41 +199,93 @@ pub fn hhmm(time: Option<NaiveTime>) -> String {
     time.map(|t| t.format("%H:%M").to_string()).unwrap_or_default()
 }
 
-pub async fn load_settings<'e, E>(executor: E, organization_id: &str) -> Result<OrgSettings, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let row = sqlx::query(
-        "SELECT organization_id, time_zone, quiet_from, quiet_until, digest_enabled, digest_at, last_digest_on \
-         FROM org_settings WHERE organization_id = $1",
-    )
-    .bind(organization_id)
-    .fetch_optional(executor)
-    .await?;
-    let Some(row) = row else { return Ok(OrgSettings::default_for(organization_id)) };
-    settings_from_row(&row)
-}
-
-pub fn settings_from_row(row: &sqlx::any::AnyRow) -> Result<OrgSettings, sqlx::Error> {
-    let time_zone: String = row.try_get("time_zone")?;
-    let quiet_from: String = row.try_get("quiet_from")?;
-    let quiet_until: String = row.try_get("quiet_until")?;
-    let digest_at: String = row.try_get("digest_at")?;
-    Ok(OrgSettings {
-        organization_id: row.try_get("organization_id")?,
-        time_zone: time_zone.parse().unwrap_or(Tz::Europe__Moscow),
-        quiet: parse_hhmm(&quiet_from).zip(parse_hhmm(&quiet_until)),
-        digest_at: if row.flag("digest_enabled")? { parse_hhmm(&digest_at) } else { None },
-        last_digest_on: row.try_get("last_digest_on")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn kinds_keep_their_stored_and_wire_names() {
+        let names: Vec<&str> = Kind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(
+            names,
+            ["message_arrived", "deadline_warning", "overdue", "approval_requested", "returned_by_applicant"]
+        );
+        let wire: Vec<i32> = Kind::ALL.iter().map(|kind| kind.to_proto()).collect();
+        assert_eq!(wire, [1, 2, 3, 4, 5]);
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(*kind));
+            assert_eq!(Kind::from_proto(kind.to_proto()), Some(*kind));
+        }
+        assert_eq!((Kind::parse("MessageArrived"), Kind::from_proto(0), Kind::from_proto(6)), (None, None, None));
+        assert_eq!(
+            recipient_roles().collect::<Vec<_>>().join(", "),
+            "coordinator, executor, head, curator, org_admin, approver, assignee"
+        );
+    }
+
+    /// The defaults read as the seed's did.
+    #[test]
+    fn defaults_keep_their_words() {
+        const FACTS: &str = "Номер сообщения: {number}\nКатегория сообщения: {category}\nНаименование текущего ЛКО: {organization}\n\
+Дата создания сообщения: {created_at}\nПлановый срок рассмотрения сообщения: {deadline}\n\
+Текущий статус сообщения: {status}\n";
+        const EXECUTION: &str = "Срок исполнения: {execution_due}\n";
+        let rule = |kind: Kind, name: &str, roles: &[&str], template: String| NotificationRule {
+            id: format!("default-{}", kind.as_str()),
+            organization_id: "o".into(),
+            kind,
+            name: name.into(),
+            addresses: Vec::new(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            template,
+            enabled: true,
+            description: String::new(),
+        };
+        let expected = vec![
+            rule(
+                Kind::MessageArrived,
+                "Поступление сообщений в ЛКО",
+                &[],
+                format!("В ЛКО поступило новое сообщение.\n\n{FACTS}"),
+            ),
+            rule(
+                Kind::DeadlineWarning,
+                "Приближается срок рассмотрения сообщения",
+                &["assignee", "coordinator"],
+                format!("Приближается срок рассмотрения сообщения.\n\n{FACTS}{EXECUTION}"),
+            ),
+            rule(
+                Kind::Overdue,
+                "Просрочено сообщение",
+                &["head", "curator"],
+                format!("Срок рассмотрения сообщения истёк.\n\n{FACTS}{EXECUTION}"),
+            ),
+            rule(
+                Kind::ApprovalRequested,
+                "Ответ ожидает согласования или утверждения",
+                &["head", "approver"],
+                format!("Подготовленный ответ ожидает согласования или утверждения.\n\n{FACTS}{EXECUTION}"),
+            ),
+            rule(
+                Kind::ReturnedByApplicant,
+                "Сообщение возвращено заявителем",
+                &["coordinator", "curator"],
+                format!(
+                    "Заявитель отклонил ответ: сообщение возвращено на повторное рассмотрение.\n\n{FACTS}{EXECUTION}"
+                ),
+            ),
+        ];
+        assert_eq!(defaults("o"), expected);
+        assert_eq!(Kind::ALL.iter().filter(|kind| kind.urgent()).collect::<Vec<_>>(), [&Kind::Overdue]);
+        // They become the admin's own templates: the admin's grammar.
+        for rule in defaults("o") {
+            crate::template::validate(&rule.name).unwrap();
+            crate::template::validate(&rule.template).unwrap();
+        }
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! sends and started again: no e-mail lost, duplicates counted (the goal is none).
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use pos_notify::events::NotifyEvent;
 use pos_platform::bus::amqp::AmqpBus;
-use pos_platform::testing;
+use pos_platform::testing::{self, eventually};
 use pos_platform::{Bus, Db, Envelope, QueueSpec};
 
 use crate::helpers::*;
@@ -23,11 +24,11 @@ impl Process {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while pos_platform::host::healthcheck(&endpoint, "").await.is_err() {
-            assert!(Instant::now() < deadline, "notify did not become healthy");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(Duration::from_secs(60), "notify is healthy", || {
+            let endpoint = endpoint.clone();
+            async move { pos_platform::host::healthcheck(&endpoint, "").await.is_ok() }
+        })
+        .await;
         (Process(child), endpoint)
     }
 
@@ -68,11 +69,10 @@ async fn notify_killed_mid_stream_loses_no_email() {
     let (notify, _) = Process::start(&env).await;
 
     let bus = AmqpBus::connect(&testing::amqp_url(), &exchange).await.unwrap();
-    // Declared here too, so that this run's queues are removed with it at the end.
-    let bindings: Vec<String> = pos_notify::plan::EVENTS.iter().map(|e| format!("{e}.*")).collect();
-    let bindings: Vec<&str> = bindings.iter().map(String::as_str).collect();
-    // The host names a consumer's queue after the exchange: `<exchange>.notify.events`.
-    bus.declare(&QueueSpec::new(format!("{exchange}.notify.events"), &bindings)).await.unwrap();
+    // Declared here too, so that this run's queues are removed with it at the end. The host
+    // names a consumer's queue after the exchange: `<exchange>.notify.events`.
+    let queue = format!("{exchange}.{}", pos_notify::CONSUMER);
+    bus.declare(&QueueSpec::for_events::<NotifyEvent>(queue, &["*".to_owned()])).await.unwrap();
     let domain = unique_domain();
     let count = 400;
     let envelopes: Vec<Envelope> = (0..count)
@@ -84,11 +84,17 @@ async fn notify_killed_mid_stream_loses_no_email() {
     for result in bus.publish_batch(&envelopes).await {
         result.unwrap();
     }
-    eventually(Duration::from_secs(60), "the first e-mails", || sink.message_ids().len() >= 60).await;
+    eventually(Duration::from_secs(60), "the first e-mails arrived", || {
+        std::future::ready(sink.message_ids().len() >= 60)
+    })
+    .await;
     notify.kill();
     let at_kill = sink.message_ids().len();
     let (_notify, _) = Process::start(&env).await;
-    eventually(Duration::from_secs(120), "every e-mail after the restart", || sink.message_ids().len() >= count).await;
+    eventually(Duration::from_secs(120), "every e-mail arrived after the restart", || {
+        std::future::ready(sink.message_ids().len() >= count)
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ids = sink.message_ids();
     let duplicates: usize = ids.values().map(|n| n - 1).sum();

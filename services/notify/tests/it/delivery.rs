@@ -9,7 +9,7 @@ use pos_notify::directory::StaticDirectory;
 use pos_notify::sender::SenderConfig;
 use pos_platform::Db;
 use pos_platform::db::now_micros;
-use pos_platform::testing::{postgres_db, sqlite_db};
+use pos_platform::testing::{eventually, postgres_db, sqlite_db};
 use pos_proto::v1 as pb;
 use pos_proto::v1::notify_service_server::NotifyService;
 
@@ -60,8 +60,8 @@ async fn outage(db: &Db) {
     assert_eq!(during.dead, 0);
     assert_eq!((during.pending + during.sending) as usize, OUTAGE_APPEALS);
     sink.resume();
-    eventually(Duration::from_secs(240), "every e-mail after the relay returns", || {
-        sink.message_ids().values().sum::<usize>() >= OUTAGE_APPEALS
+    eventually(Duration::from_secs(240), "every e-mail arrived after the relay returned", || {
+        std::future::ready(sink.message_ids().values().sum::<usize>() >= OUTAGE_APPEALS)
     })
     .await;
     sender.stop().await;
@@ -106,7 +106,8 @@ async fn crash_window(db: &Db) {
     assert_eq!(crashed, 2);
     let config = pos_notify::sender::SenderConfig { lease: Duration::from_secs(1), ..sender_config() };
     let sender = RunningSender::start(db, sink.mailer(), wake, config);
-    eventually(Duration::from_secs(30), "every e-mail", || sink.message_ids().len() >= 5).await;
+    eventually(Duration::from_secs(30), "every e-mail arrived", || std::future::ready(sink.message_ids().len() >= 5))
+        .await;
     sender.stop().await;
     let after = stats(db).await;
     assert_eq!((after.sent, after.resent_after_crash), (5, 2));
@@ -155,14 +156,14 @@ async fn failures_are_dead_lettered_shown_and_can_be_retried() {
             .into_inner()
             .deliveries
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log = dead().await;
-        if log.len() == 2 || Instant::now() > deadline {
-            break log;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let dead = &dead;
+    eventually(
+        Duration::from_secs(30),
+        "both failures are dead-lettered",
+        move || async move { dead().await.len() == 2 },
+    )
+    .await;
+    let log = dead().await;
     assert_eq!(log.len(), 2, "{log:?}");
     let unreachable = log.iter().find(|d| d.appeal_id == good).unwrap();
     assert_eq!(unreachable.attempts, 3);
@@ -175,8 +176,10 @@ async fn failures_are_dead_lettered_shown_and_can_be_retried() {
     // Back in the queue (the woken sender may already hold it).
     let status = retried.into_inner().status;
     assert!(["pending", "sending", "sent"].contains(&status.as_str()), "{status}");
-    eventually(Duration::from_secs(30), "the retried e-mail", || sink.messages(&format!("ok@{domain}")).len() == 1)
-        .await;
+    eventually(Duration::from_secs(30), "the retried e-mail arrived", || {
+        std::future::ready(sink.messages(&format!("ok@{domain}")).len() == 1)
+    })
+    .await;
     sender.stop().await;
     // Pages: one at a time, then the end.
     let first = notify
@@ -238,11 +241,11 @@ async fn bench_emails_per_second_to_local_smtp() {
         let sender = RunningSender::start(&db, mailer, wake, config);
         // Polls the ledger, not the sink's folder: reading a thousand files every 50 ms would
         // measure the test, not the sender.
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while stats(&db).await.sent < count as i64 {
-            assert!(Instant::now() < deadline, "every e-mail in time");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let ledger = &db;
+        eventually(Duration::from_secs(600), "every e-mail is sent", move || async move {
+            stats(ledger).await.sent >= count as i64
+        })
+        .await;
         let sent = sending.elapsed();
         sender.stop().await;
         let after = stats(&db).await;

@@ -13,7 +13,6 @@ use pos_notify::mailer::{Mailer, SmtpMailer};
 use pos_notify::plan::Planner;
 use pos_notify::sender::SenderConfig;
 use pos_notify::{Wake, sender};
-use pos_platform::consumer::Handler;
 use pos_platform::testing::TempDir;
 use pos_platform::{Db, Envelope};
 use pos_proto::BusEvent;
@@ -164,7 +163,7 @@ pub async fn deliver<E: BusEvent>(db: &Db, planner: &Planner, event: &E, appeal_
 
 pub async fn handle(db: &Db, planner: &Planner, envelope: &Envelope) {
     let mut tx = db.begin().await.unwrap();
-    planner.handle(&mut tx, envelope).await.unwrap();
+    pos_platform::consumer::deliver(planner, &mut tx, envelope).await.unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -205,15 +204,6 @@ impl RunningSender {
 impl Drop for RunningSender {
     fn drop(&mut self) {
         self.token.cancel();
-    }
-}
-
-/// Waits until `check` holds, or fails after `limit`.
-pub async fn eventually<F: FnMut() -> bool>(limit: Duration, what: &str, mut check: F) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

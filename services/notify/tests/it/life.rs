@@ -7,7 +7,7 @@ use chrono::Utc;
 use pos_notify::Wake;
 use pos_notify::directory::StaticDirectory;
 use pos_platform::Db;
-use pos_platform::testing::{postgres_db, sqlite_db};
+use pos_platform::testing::{eventually, postgres_db, sqlite_db};
 use pos_proto::v1 as pb;
 use pos_proto::v1::events as ev;
 
@@ -198,8 +198,8 @@ async fn appeals_life(db: &Db) {
         ("approver", 1),
     ];
     let total: usize = expected.iter().map(|(_, n)| n).sum();
-    eventually(Duration::from_secs(30), "every e-mail", || {
-        expected.iter().map(|(who, _)| sink.messages(&at(who)).len()).sum::<usize>() >= total
+    eventually(Duration::from_secs(30), "every e-mail arrived", || {
+        std::future::ready(expected.iter().map(|(who, _)| sink.messages(&at(who)).len()).sum::<usize>() >= total)
     })
     .await;
     // Nothing more trickles in.

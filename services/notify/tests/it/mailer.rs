@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use pos_notify::mailer::{Mail, MailError, MailboxMailer, Mailer};
-use pos_platform::testing::TempDir;
+use pos_platform::testing::{TempDir, eventually};
 
 use crate::helpers::*;
 
@@ -40,14 +40,11 @@ async fn contract(mailer: Arc<dyn Mailer>, inbox: &dyn Inbox) {
         body: "Здравствуйте!\nВаше сообщение зарегистрировано.".into(),
     };
     mailer.send(&mail).await.unwrap();
-    let mut arrived = Vec::new();
-    for _ in 0..100 {
-        arrived = inbox.messages_for(&to);
-        if !arrived.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(std::time::Duration::from_secs(5), "the mail arrived", || {
+        std::future::ready(!inbox.messages_for(&to).is_empty())
+    })
+    .await;
+    let arrived = inbox.messages_for(&to);
     assert_eq!(arrived.len(), 1);
     assert_eq!(header(&arrived[0], "Message-ID"), mail.message_id());
     let (subject, body) = decoded(&arrived[0]);

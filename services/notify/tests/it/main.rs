@@ -5,5 +5,6 @@ mod delivery;
 mod helpers;
 mod life;
 mod mailer;
+mod outage;
 mod settings;
 mod stream;

@@ -98,7 +98,7 @@ async fn configuration(db: &Db) {
         .await
         .unwrap_err();
     assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
-    let fields = pos_platform::grpc::violated_fields(&invalid);
+    let fields = pos_platform::error::violated_fields(&invalid);
     for field in ["template", "addresses[0]", "roles[0]"] {
         assert!(fields.iter().any(|f| f == field), "{field} not in {fields:?}");
     }
@@ -168,7 +168,7 @@ async fn configuration(db: &Db) {
         }))
         .await
         .unwrap_err();
-    let fields = pos_platform::grpc::violated_fields(&invalid);
+    let fields = pos_platform::error::violated_fields(&invalid);
     assert!(fields.contains(&"time_zone".to_owned()) && fields.contains(&"quiet_from".to_owned()), "{fields:?}");
 
     // A daily digest: held, then one e-mail per recipient at the digest time.
