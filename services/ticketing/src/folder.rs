@@ -1,8 +1,13 @@
-//! The cabinet folders as the ticketing domain knows them.
+//! The cabinet folders. A ticket's folder is not stored: it follows from its stage
+//! ([`Stage::folder`]), and a folder filter is the set of its stages ([`Folder::stages`]).
 
 use pos_proto::v1 as pb;
+use strum::VariantArray;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use crate::workflow::Stage;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Folder {
     New,
     InWork,
@@ -13,29 +18,14 @@ pub enum Folder {
 }
 
 impl Folder {
-    pub const ALL: [Folder; 6] = [
-        Folder::New,
-        Folder::InWork,
-        Folder::Returned,
-        Folder::Processed,
-        Folder::SentForApproval,
-        Folder::ReturnedToCoordination,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Folder::New => "new",
-            Folder::InWork => "in_work",
-            Folder::Returned => "returned",
-            Folder::Processed => "processed",
-            Folder::SentForApproval => "sent_for_approval",
-            Folder::ReturnedToCoordination => "returned_to_coordination",
-        }
+    /// The name, e.g. `in_work`.
+    pub fn code(self) -> &'static str {
+        self.into()
     }
 
-    pub fn parse(stored: &str) -> Option<Folder> {
-        Folder::ALL.into_iter().find(|f| f.as_str() == stored)
+    /// The stages whose tickets the folder shows.
+    pub fn stages(self) -> impl Iterator<Item = Stage> {
+        Stage::VARIANTS.iter().copied().filter(move |stage| stage.folder() == self)
     }
 
     pub fn to_proto(self) -> pb::Folder {
@@ -68,10 +58,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stored_names_round_trip() {
-        for folder in Folder::ALL {
-            assert_eq!(Folder::parse(folder.as_str()), Some(folder));
+    fn names_round_trip() {
+        for &folder in Folder::VARIANTS {
+            assert_eq!(folder.code().parse::<Folder>(), Ok(folder));
             assert_eq!(Folder::from_proto(folder.to_proto()), Some(folder));
         }
+        assert_eq!(Folder::SentForApproval.code(), "sent_for_approval");
+    }
+
+    #[test]
+    fn every_stage_is_in_exactly_one_folder() {
+        let listed: usize = Folder::VARIANTS.iter().map(|f| f.stages().count()).sum();
+        assert_eq!(listed, Stage::VARIANTS.len());
+        assert!(Folder::VARIANTS.iter().all(|f| f.stages().next().is_some()), "no folder is empty by design");
+        assert_eq!(Folder::InWork.stages().count(), 4);
     }
 }

@@ -4,8 +4,11 @@
 //! ticket's workflow goes on beside it, and the organization answers the applicant as usual once
 //! the incident is resolved.
 
-/// Who the organization escalated to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use strum::VariantArray;
+
+/// Who the organization escalated to; stored snake_case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Kind {
     /// The situation center's ITSM (first and second line).
     SituationCenter,
@@ -15,14 +18,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::SituationCenter => "situation_center",
-            Kind::FederalSupervisor => "federal_supervisor",
-        }
-    }
-
-    pub fn parse(stored: &str) -> Option<Kind> {
-        [Kind::SituationCenter, Kind::FederalSupervisor].into_iter().find(|k| k.as_str() == stored)
+        self.into()
     }
 }
 
@@ -44,31 +40,68 @@ pub enum State {
     Confirmed,
 }
 
-impl State {
-    pub const ALL: [State; 7] = [
-        State::Open(Line::First),
-        State::Open(Line::Second),
-        State::InformationRequested(Line::First),
-        State::InformationRequested(Line::Second),
-        State::Resolved(Line::First),
-        State::Resolved(Line::Second),
-        State::Confirmed,
-    ];
+/// A [`State`] as stored and shown (`Incident.state` on the wire): one name per state and line.
+/// The state machine works on [`State`], whose line is data; strum needs unit variants, so the
+/// names live here and [`State::as_str`]/[`State::parse`] convert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+enum StoredState {
+    #[strum(serialize = "open, first line")]
+    OpenFirstLine,
+    #[strum(serialize = "open, second line")]
+    OpenSecondLine,
+    #[strum(serialize = "information requested, first line")]
+    InformationRequestedFirstLine,
+    #[strum(serialize = "information requested, second line")]
+    InformationRequestedSecondLine,
+    #[strum(serialize = "resolved, first line")]
+    ResolvedFirstLine,
+    #[strum(serialize = "resolved, second line")]
+    ResolvedSecondLine,
+    #[strum(serialize = "confirmed")]
+    Confirmed,
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Open(Line::First) => "open, first line",
-            State::Open(Line::Second) => "open, second line",
-            State::InformationRequested(Line::First) => "information requested, first line",
-            State::InformationRequested(Line::Second) => "information requested, second line",
-            State::Resolved(Line::First) => "resolved, first line",
-            State::Resolved(Line::Second) => "resolved, second line",
-            State::Confirmed => "confirmed",
+impl From<State> for StoredState {
+    fn from(state: State) -> StoredState {
+        match state {
+            State::Open(Line::First) => StoredState::OpenFirstLine,
+            State::Open(Line::Second) => StoredState::OpenSecondLine,
+            State::InformationRequested(Line::First) => StoredState::InformationRequestedFirstLine,
+            State::InformationRequested(Line::Second) => StoredState::InformationRequestedSecondLine,
+            State::Resolved(Line::First) => StoredState::ResolvedFirstLine,
+            State::Resolved(Line::Second) => StoredState::ResolvedSecondLine,
+            State::Confirmed => StoredState::Confirmed,
         }
+    }
+}
+
+impl From<StoredState> for State {
+    fn from(stored: StoredState) -> State {
+        match stored {
+            StoredState::OpenFirstLine => State::Open(Line::First),
+            StoredState::OpenSecondLine => State::Open(Line::Second),
+            StoredState::InformationRequestedFirstLine => State::InformationRequested(Line::First),
+            StoredState::InformationRequestedSecondLine => State::InformationRequested(Line::Second),
+            StoredState::ResolvedFirstLine => State::Resolved(Line::First),
+            StoredState::ResolvedSecondLine => State::Resolved(Line::Second),
+            StoredState::Confirmed => State::Confirmed,
+        }
+    }
+}
+
+impl State {
+    /// Every state, one per stored name.
+    pub fn all() -> impl Iterator<Item = State> {
+        StoredState::VARIANTS.iter().map(|stored| State::from(*stored))
+    }
+
+    /// The stored name, e.g. "open, first line".
+    pub fn as_str(self) -> &'static str {
+        StoredState::from(self).into()
     }
 
     pub fn parse(stored: &str) -> Option<State> {
-        State::ALL.into_iter().find(|s| s.as_str() == stored)
+        stored.parse::<StoredState>().ok().map(State::from)
     }
 }
 
@@ -107,54 +140,62 @@ impl Command {
 
     /// Whether the applicant (rather than the handling line) issues it.
     pub fn by_applicant(&self) -> bool {
-        matches!(self, Command::Confirm | Command::RejectResult { .. })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    WrongState { state: State, command: &'static str },
-    Invalid(&'static str),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::WrongState { state, command } => {
-                write!(f, "{command} is not possible while the incident is {}", state.as_str())
-            }
-            Refusal::Invalid(why) => write!(f, "{why}"),
+            Command::Confirm | Command::RejectResult { .. } => true,
+            Command::EscalateToSecondLine
+            | Command::RequestInformation { .. }
+            | Command::InformationReceived { .. }
+            | Command::Resolve { .. } => false,
         }
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{command} is not possible while the incident is {}", .state.as_str())]
+    WrongState { state: State, command: &'static str },
+    /// The command's text (the request's comment) is missing.
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 /// The next state, or why not. A federal supervisor has one line only.
 pub fn next(kind: Kind, state: State, command: &Command) -> Result<State, Refusal> {
-    let wrong = Err(Refusal::WrongState { state, command: command.name() });
+    let wrong = || Refusal::WrongState { state, command: command.name() };
     let required =
         |text: &str, why: &'static str| if text.trim().is_empty() { Err(Refusal::Invalid(why)) } else { Ok(()) };
-    match (command, state) {
-        (Command::EscalateToSecondLine, State::Open(Line::First)) if kind == Kind::SituationCenter => {
-            Ok(State::Open(Line::Second))
+    match command {
+        Command::EscalateToSecondLine => {
+            if kind == Kind::SituationCenter && state == State::Open(Line::First) {
+                Ok(State::Open(Line::Second))
+            } else {
+                Err(wrong())
+            }
         }
-        (Command::RequestInformation { comment }, State::Open(line)) => {
+        Command::RequestInformation { comment } => {
+            let State::Open(line) = state else { return Err(wrong()) };
             required(comment, "say what information is needed")?;
             Ok(State::InformationRequested(line))
         }
-        (Command::InformationReceived { comment }, State::InformationRequested(line)) => {
+        Command::InformationReceived { comment } => {
+            let State::InformationRequested(line) = state else { return Err(wrong()) };
             required(comment, "a comment is required")?;
             Ok(State::Open(line))
         }
-        (Command::Resolve { resolution }, State::Open(line)) => {
+        Command::Resolve { resolution } => {
+            let State::Open(line) = state else { return Err(wrong()) };
             required(resolution, "the resolution is required")?;
             Ok(State::Resolved(line))
         }
-        (Command::Confirm, State::Resolved(_)) => Ok(State::Confirmed),
-        (Command::RejectResult { reason }, State::Resolved(line)) => {
+        Command::Confirm => {
+            let State::Resolved(_) = state else { return Err(wrong()) };
+            Ok(State::Confirmed)
+        }
+        Command::RejectResult { reason } => {
+            let State::Resolved(line) = state else { return Err(wrong()) };
             required(reason, "a reason is required")?;
             Ok(State::Open(line))
         }
-        _ => wrong,
     }
 }
 
@@ -197,11 +238,14 @@ mod tests {
 
     #[test]
     fn stored_names_round_trip() {
-        for state in State::ALL {
+        for state in State::all() {
             assert_eq!(State::parse(state.as_str()), Some(state));
         }
-        for kind in [Kind::SituationCenter, Kind::FederalSupervisor] {
-            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        assert_eq!(State::all().count(), 7);
+        assert_eq!(State::Open(Line::First).as_str(), "open, first line");
+        for &kind in Kind::VARIANTS {
+            assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
         }
+        assert_eq!(Kind::SituationCenter.as_str(), "situation_center");
     }
 }

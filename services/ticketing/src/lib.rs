@@ -1,6 +1,13 @@
 //! Ticketing: the organization's cabinet, where a routed appeal becomes work.
+//!
+//! Layers, from the wire in: [`grpc`] (roles, the caller's organization, requests into
+//! commands), [`workflow`] and [`incident`] (pure state machines), [`store`] (the database, one
+//! module per aggregate), [`events`] (what the cabinet publishes), [`consumer`] (what it hears).
+//! [`error`] maps the domain's refusals onto the platform's one error model.
 
 pub mod consumer;
+pub mod error;
+pub mod events;
 pub mod folder;
 pub mod grpc;
 pub mod incident;
@@ -8,7 +15,6 @@ pub mod store;
 pub mod template;
 pub mod workflow;
 
-use pos_platform::bus::QueueSpec;
 use pos_platform::consumer::Consumer;
 use pos_platform::db::Migrations;
 use pos_platform::host::{Component, ServiceContext};
@@ -20,13 +26,9 @@ static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &SQLITE };
 
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
-    let bindings = ctx.infra.config.bindings("appeal.routed");
-    let bindings: Vec<&str> = bindings.iter().map(String::as_str).collect();
-    let mut sla = ctx.infra.config.bindings("sla.armed");
-    sla.extend(ctx.infra.config.bindings("sla.overdue"));
-    let sla: Vec<&str> = sla.iter().map(String::as_str).collect();
+    let regions = &ctx.infra.config.regions;
     let routes = tonic::service::Routes::new(TicketingServiceServer::new(grpc::Ticketing::new(ctx.db.clone())));
     Ok(Component::new("ticketing", ctx.db, routes, vec!["pos.v1.TicketingService"])
-        .consumer(Consumer::new(QueueSpec::new("ticketing.appeal-routed", &bindings), consumer::AppealRoutedHandler))
-        .consumer(Consumer::new(QueueSpec::new("ticketing.sla", &sla), consumer::SlaHandler)))
+        .consumer(Consumer::new("ticketing.appeal-routed", regions, consumer::AppealRoutedHandler))
+        .consumer(Consumer::new("ticketing.sla", regions, consumer::SlaHandler)))
 }

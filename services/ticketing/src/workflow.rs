@@ -1,6 +1,23 @@
-//! The ticket's workflow as a pure state machine: a stage, a command, the caller's roles in, a
+//! The ticket's workflow as a pure state machine: a state, a command, the caller's roles in, a
 //! transition or a refusal out. Nothing here touches the database, so every legal transition and
 //! every refusal is unit-tested below; the store only persists what [`decide`] returned.
+//!
+//! Three types carry the model:
+//!
+//! - [`Stage`] is where the ticket is, as a plain code: the database stores it (snake_case), and
+//!   the folder and the card's status line are derived from it here, so they cannot disagree.
+//! - [`State`] is the stage together with the answer *as that stage has it*. From a prepared
+//!   answer on (answer prepared, on agreement, on approval, answered, returned, accepted, review
+//!   stopped) the answer is part of the variant: "on approval without an answer" cannot be built,
+//!   so `Approve` takes the answer out of `State::OnApproval` and cannot fail for want of one. The
+//!   other stages may keep a draft an earlier round left behind (a rework, a request for
+//!   information or a reassignment does not throw it away), which is an `Option`.
+//! - [`Transition`] is the target state plus a list of [`Effect`]s: what else the command changes
+//!   (the assignee, a deadline, a rating, a new review round) or asks of others (the approved
+//!   answer goes out, routing takes the appeal elsewhere). The store applies each effect.
+//!
+//! A new command is one row of the `commands!` table (its data, roles, verb and event action)
+//! and one arm of [`decide`]; the gRPC layer maps its request onto it.
 
 use chrono::{DateTime, Utc};
 use pos_platform::auth::Role;
@@ -8,9 +25,10 @@ use pos_proto::v1::events::{AnswerType, TicketAction};
 
 use crate::folder::Folder;
 
-/// Where a ticket is in its life. The folder and the card's status line follow from it, so they
-/// can never disagree with each other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Where a ticket is in its life, stored as its snake_case code. The folder and the card's status
+/// line follow from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Stage {
     /// Routed in; the coordinator has not acted yet.
     New,
@@ -44,25 +62,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 14] = [
-        Stage::New,
-        Stage::InWork,
-        Stage::ExecutorAssigned,
-        Stage::AnswerPrepared,
-        Stage::InformationRequested,
-        Stage::OnAgreement,
-        Stage::OnApproval,
-        Stage::Answered,
-        Stage::Returned,
-        Stage::Accepted,
-        Stage::ReviewStopped,
-        Stage::Rejected,
-        Stage::Redirected,
-        Stage::ReturnedToCoordination,
-    ];
+    /// The stored code, e.g. `in_work`.
+    pub fn code(self) -> &'static str {
+        self.into()
+    }
 
-    /// The stored name, also the card's status line.
-    pub fn as_str(self) -> &'static str {
+    /// The card's status line (`Ticket.status` and `TicketStatusChanged.status` on the wire, and
+    /// what the applicant's view shows), e.g. "in work".
+    pub fn label(self) -> &'static str {
         match self {
             Stage::New => "new",
             Stage::InWork => "in work",
@@ -79,10 +86,6 @@ impl Stage {
             Stage::Redirected => "redirected",
             Stage::ReturnedToCoordination => "returned to coordination",
         }
-    }
-
-    pub fn parse(stored: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|s| s.as_str() == stored)
     }
 
     pub fn folder(self) -> Folder {
@@ -102,20 +105,112 @@ impl Stage {
 
     /// The appeal left this organization: nothing more happens to this ticket.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
+        match self {
             Stage::Accepted
-                | Stage::ReviewStopped
-                | Stage::Rejected
-                | Stage::Redirected
-                | Stage::ReturnedToCoordination
-        )
+            | Stage::ReviewStopped
+            | Stage::Rejected
+            | Stage::Redirected
+            | Stage::ReturnedToCoordination => true,
+            Stage::New
+            | Stage::InWork
+            | Stage::ExecutorAssigned
+            | Stage::AnswerPrepared
+            | Stage::InformationRequested
+            | Stage::OnAgreement
+            | Stage::OnApproval
+            | Stage::Answered
+            | Stage::Returned => false,
+        }
+    }
+}
+
+/// A stage with the answer as that stage has it: the answer itself from a prepared answer on, an
+/// optional draft before (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    New { draft: Option<Answer> },
+    InWork { draft: Option<Answer> },
+    ExecutorAssigned { draft: Option<Answer> },
+    InformationRequested { draft: Option<Answer> },
+    AnswerPrepared { answer: Answer },
+    OnAgreement { answer: Answer },
+    OnApproval { answer: Answer },
+    Answered { answer: Answer },
+    Returned { answer: Answer },
+    Accepted { answer: Answer },
+    ReviewStopped { answer: Answer },
+    Rejected { draft: Option<Answer> },
+    Redirected { draft: Option<Answer> },
+    ReturnedToCoordination { draft: Option<Answer> },
+}
+
+impl State {
+    /// The state of `stage` holding `answer`; `None` when the stage needs an answer and there is
+    /// none (a stored row that breaks the workflow's invariant).
+    pub fn new(stage: Stage, answer: Option<Answer>) -> Option<State> {
+        let draft = answer;
+        Some(match stage {
+            Stage::New => State::New { draft },
+            Stage::InWork => State::InWork { draft },
+            Stage::ExecutorAssigned => State::ExecutorAssigned { draft },
+            Stage::InformationRequested => State::InformationRequested { draft },
+            Stage::AnswerPrepared => State::AnswerPrepared { answer: draft? },
+            Stage::OnAgreement => State::OnAgreement { answer: draft? },
+            Stage::OnApproval => State::OnApproval { answer: draft? },
+            Stage::Answered => State::Answered { answer: draft? },
+            Stage::Returned => State::Returned { answer: draft? },
+            Stage::Accepted => State::Accepted { answer: draft? },
+            Stage::ReviewStopped => State::ReviewStopped { answer: draft? },
+            Stage::Rejected => State::Rejected { draft },
+            Stage::Redirected => State::Redirected { draft },
+            Stage::ReturnedToCoordination => State::ReturnedToCoordination { draft },
+        })
+    }
+
+    pub fn stage(&self) -> Stage {
+        match self {
+            State::New { .. } => Stage::New,
+            State::InWork { .. } => Stage::InWork,
+            State::ExecutorAssigned { .. } => Stage::ExecutorAssigned,
+            State::InformationRequested { .. } => Stage::InformationRequested,
+            State::AnswerPrepared { .. } => Stage::AnswerPrepared,
+            State::OnAgreement { .. } => Stage::OnAgreement,
+            State::OnApproval { .. } => Stage::OnApproval,
+            State::Answered { .. } => Stage::Answered,
+            State::Returned { .. } => Stage::Returned,
+            State::Accepted { .. } => Stage::Accepted,
+            State::ReviewStopped { .. } => Stage::ReviewStopped,
+            State::Rejected { .. } => Stage::Rejected,
+            State::Redirected { .. } => Stage::Redirected,
+            State::ReturnedToCoordination { .. } => Stage::ReturnedToCoordination,
+        }
+    }
+
+    /// The answer, or the draft an earlier round left.
+    pub fn answer(&self) -> Option<&Answer> {
+        match self {
+            State::New { draft }
+            | State::InWork { draft }
+            | State::ExecutorAssigned { draft }
+            | State::InformationRequested { draft }
+            | State::Rejected { draft }
+            | State::Redirected { draft }
+            | State::ReturnedToCoordination { draft } => draft.as_ref(),
+            State::AnswerPrepared { answer }
+            | State::OnAgreement { answer }
+            | State::OnApproval { answer }
+            | State::Answered { answer }
+            | State::Returned { answer }
+            | State::Accepted { answer }
+            | State::ReviewStopped { answer } => Some(answer),
+        }
     }
 }
 
 /// The answer's substance. Postponed carries its follow-up date and Rejected its basis, so an
-/// answer missing either cannot be built.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// answer missing either cannot be built. The stored name is snake_case.
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum AnswerKind {
     Resolved,
     NotResolved,
@@ -133,13 +228,9 @@ impl AnswerKind {
         }
     }
 
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            AnswerKind::Resolved => "resolved",
-            AnswerKind::NotResolved => "not_resolved",
-            AnswerKind::Postponed { .. } => "postponed",
-            AnswerKind::Rejected { .. } => "rejected",
-        }
+    /// The stored name, e.g. `not_resolved`.
+    pub fn code(&self) -> &'static str {
+        self.into()
     }
 }
 
@@ -164,118 +255,113 @@ impl Rating {
     }
 }
 
-/// What a caller asks to do with a ticket; the data each command needs travels with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    TakeInWork,
-    AssignExecutor {
-        executor_id: String,
-        execution_due: Option<DateTime<Utc>>,
-    },
-    HandOver {
-        executor_id: String,
-    },
-    ReturnToCoordinator {
-        comment: String,
-    },
-    PrepareAnswer {
-        answer: Answer,
-    },
+/// Declares [`Command`] and [`CommandKind`] from one table, so that what defines a command sits
+/// in one row: its data, the roles that may issue it, its history line's verb, and the action
+/// `ticket.status_changed` reports. [`decide`] holds what it does.
+macro_rules! commands {
+    ($(
+        $(#[$meta:meta])*
+        $name:ident $({ $($field:ident: $type:ty),+ $(,)? })?
+            => roles [$($role:ident),+], verb $verb:literal, action $action:ident;
+    )+) => {
+        /// What a caller asks to do with a ticket; the data each command needs travels with it.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum Command {
+            $($(#[$meta])* $name $({ $($field: $type),+ })?,)+
+        }
+
+        /// A command without its data: what the gRPC layer authorizes before it reads the
+        /// request's body. Its name is the rpc's.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum CommandKind {
+            $($name,)+
+        }
+
+        impl Command {
+            pub fn kind(&self) -> CommandKind {
+                match self {
+                    $(Command::$name { .. } => CommandKind::$name,)+
+                }
+            }
+        }
+
+        impl CommandKind {
+            /// The roles that may issue the command at all.
+            pub fn roles(self) -> &'static [Role] {
+                match self {
+                    $(CommandKind::$name => &[$(Role::$role),+],)+
+                }
+            }
+
+            /// The history line's verb.
+            pub fn verb(self) -> &'static str {
+                match self {
+                    $(CommandKind::$name => $verb,)+
+                }
+            }
+
+            /// What `ticket.status_changed` reports.
+            pub fn action(self) -> TicketAction {
+                match self {
+                    $(CommandKind::$name => TicketAction::$action,)+
+                }
+            }
+
+            /// The rpc's name in `pos.v1.TicketingService`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(CommandKind::$name => stringify!($name),)+
+                }
+            }
+        }
+    };
+}
+
+commands! {
+    TakeInWork => roles [Coordinator, Executor], verb "taken in work", action TakenInWork;
+    AssignExecutor { executor_id: String, execution_due: Option<DateTime<Utc>> }
+        => roles [Coordinator, Curator], verb "executor assigned", action ExecutorAssigned;
+    HandOver { executor_id: String } => roles [Executor], verb "handed over", action HandedOver;
+    ReturnToCoordinator { comment: String }
+        => roles [Executor], verb "returned to coordinator", action ReturnedToCoordinator;
+    PrepareAnswer { answer: Answer } => roles [Coordinator, Executor], verb "answer prepared", action AnswerPrepared;
     /// Ask the applicant for more information (what is missing goes in the comment).
-    RequestInformation {
-        comment: String,
-    },
+    RequestInformation { comment: String }
+        => roles [Coordinator, Executor], verb "information requested", action InformationRequested;
     /// The information arrived (from the applicant, or recorded by staff).
-    InformationReceived {
-        comment: String,
-    },
-    SendForAgreement,
-    Agree {
-        comment: String,
-    },
-    SendForApproval,
-    ReturnForRework {
-        comment: String,
-    },
+    InformationReceived { comment: String }
+        => roles [Coordinator, Executor, Applicant], verb "information received", action InformationReceived;
+    SendForAgreement => roles [Coordinator, Executor], verb "sent for agreement", action SentForAgreement;
+    Agree { comment: String } => roles [Approver], verb "agreed", action Agreed;
+    SendForApproval => roles [Coordinator, Executor], verb "sent for approval", action SentForApproval;
+    ReturnForRework { comment: String } => roles [Head, Approver], verb "returned for rework", action ReturnedForRework;
     /// The head approves, optionally with an edited answer.
-    Approve {
-        edited: Option<Answer>,
-    },
-    Redirect {
-        to_organization_id: String,
-        reason: String,
-    },
-    ReturnToCoordination {
-        reason: String,
-    },
-    Reject {
-        reason: String,
-    },
-    AcceptAnswer {
-        rating: Rating,
-    },
-    RejectAnswer {
-        comment: String,
-    },
-    StopReview {
-        comment: String,
-    },
+    Approve { edited: Option<Answer> } => roles [Head], verb "approved", action Approved;
+    Redirect { to_organization_id: String, reason: String } => roles [Coordinator], verb "redirected", action Redirected;
+    ReturnToCoordination { reason: String }
+        => roles [Coordinator], verb "returned to coordination", action ReturnedToCoordination;
+    Reject { reason: String } => roles [Coordinator], verb "rejected", action Rejected;
+    AcceptAnswer { rating: Rating } => roles [Applicant], verb "accepted by applicant", action AcceptedByApplicant;
+    RejectAnswer { comment: String } => roles [Applicant], verb "rejected by applicant", action RejectedByApplicant;
+    StopReview { comment: String } => roles [Curator], verb "re-review stopped", action ReviewStopped;
 }
 
 impl Command {
-    /// The roles that may issue the command at all (the gRPC layer checks these first).
-    pub fn roles(&self) -> &'static [Role] {
-        match self {
-            Command::TakeInWork => &[Role::Coordinator, Role::Executor],
-            Command::AssignExecutor { .. } => &[Role::Coordinator, Role::Curator],
-            Command::HandOver { .. } | Command::ReturnToCoordinator { .. } => &[Role::Executor],
-            Command::PrepareAnswer { .. } | Command::SendForAgreement | Command::SendForApproval => {
-                &[Role::Coordinator, Role::Executor]
-            }
-            Command::Agree { .. } => &[Role::Approver],
-            Command::ReturnForRework { .. } => &[Role::Head, Role::Approver],
-            Command::Approve { .. } => &[Role::Head],
-            Command::Redirect { .. } | Command::ReturnToCoordination { .. } | Command::Reject { .. } => {
-                &[Role::Coordinator]
-            }
-            Command::AcceptAnswer { .. } | Command::RejectAnswer { .. } => &[Role::Applicant],
-            Command::RequestInformation { .. } => &[Role::Coordinator, Role::Executor],
-            Command::InformationReceived { .. } => &[Role::Coordinator, Role::Executor, Role::Applicant],
-            Command::StopReview { .. } => &[Role::Curator],
-        }
-    }
-
+    /// The history line's verb; an edited approval says so.
     pub fn action_name(&self) -> &'static str {
-        match self {
-            Command::TakeInWork => "taken in work",
-            Command::AssignExecutor { .. } => "executor assigned",
-            Command::HandOver { .. } => "handed over",
-            Command::ReturnToCoordinator { .. } => "returned to coordinator",
-            Command::PrepareAnswer { .. } => "answer prepared",
-            Command::SendForAgreement => "sent for agreement",
-            Command::RequestInformation { .. } => "information requested",
-            Command::InformationReceived { .. } => "information received",
-            Command::Agree { .. } => "agreed",
-            Command::SendForApproval => "sent for approval",
-            Command::ReturnForRework { .. } => "returned for rework",
-            Command::Approve { edited: None } => "approved",
-            Command::Approve { edited: Some(_) } => "edited and approved",
-            Command::Redirect { .. } => "redirected",
-            Command::ReturnToCoordination { .. } => "returned to coordination",
-            Command::Reject { .. } => "rejected",
-            Command::AcceptAnswer { .. } => "accepted by applicant",
-            Command::RejectAnswer { .. } => "rejected by applicant",
-            Command::StopReview { .. } => "re-review stopped",
+        if let Command::Approve { edited: Some(_) } = self {
+            return "edited and approved";
         }
+        self.kind().verb()
     }
 }
 
 /// The ticket as the workflow sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
-    pub stage: Stage,
-    pub assignee_id: String,
-    pub answer: Option<Answer>,
+    pub state: State,
+    /// The executor it is with; `None` while it is with the coordinator.
+    pub assignee_id: Option<String>,
 }
 
 /// Who is acting: the subject and the roles the token grants.
@@ -291,278 +377,266 @@ impl Actor<'_> {
     }
 }
 
+/// What an accepted command changes beside the state, each applied by the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The ticket is with this executor from now on; `None`: back with the coordinator.
+    Assign(Option<String>),
+    /// The executor's deadline for the assignment.
+    SetExecutionDue(DateTime<Utc>),
+    /// The applicant's rating of the accepted answer.
+    Rate(Rating),
+    /// The approved answer goes out (`ticket.answer_approved`); a postponed one leaves a reminder.
+    ReleaseAnswer(Answer),
+    /// A new review round starts (`ticket.reopened`): the answer clock starts over.
+    Reopen,
+    /// Routing should take the appeal elsewhere (`ticket.reroute_requested`): to this
+    /// organization, or with `None` back up to the parent for coordination.
+    Reroute { to_organization_id: Option<String> },
+}
+
 /// What the store must persist and publish for an accepted command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub from: Stage,
-    pub to: Stage,
+    pub to: State,
     pub action: TicketAction,
     /// The history line's verb.
     pub history_action: &'static str,
-    pub assignee_id: String,
-    pub answer: Option<Answer>,
     pub comment: String,
-    /// Set by AssignExecutor.
-    pub execution_due: Option<DateTime<Utc>>,
-    /// Set by AcceptAnswer.
-    pub rating: Option<Rating>,
-    /// Approve: the answer that goes out.
-    pub approved: Option<Answer>,
-    /// Redirect / ReturnToCoordination: where routing should send it (empty = the parent).
-    pub reroute_to: Option<String>,
-    /// RejectAnswer: a new review round starts.
-    pub reopens: bool,
+    pub effects: Vec<Effect>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl Transition {
+    fn commented(self, comment: String) -> Transition {
+        Transition { comment, ..self }
+    }
+
+    fn with(mut self, effect: Effect) -> Transition {
+        self.effects.push(effect);
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The command does not apply in the ticket's current stage.
+    #[error("{command} is not possible while the ticket is {}", .stage.label())]
     WrongStage { stage: Stage, command: &'static str },
     /// The caller's roles do not allow it.
+    #[error("the caller's roles do not allow: {command}")]
     NotAllowed { command: &'static str },
     /// Only the assigned executor may do this.
+    #[error("only the assigned executor may do this")]
     NotAssignee,
-    /// Missing or malformed command data.
-    Invalid(&'static str),
+    /// Missing or malformed command data; `field` is the request's.
+    #[error("{why}")]
+    Invalid { field: &'static str, why: &'static str },
 }
 
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Refusal {
+    /// Whether the refusal is about who the caller is (a security event), not about the ticket.
+    pub fn is_denial(&self) -> bool {
         match self {
-            Refusal::WrongStage { stage, command } => {
-                write!(f, "{command} is not possible while the ticket is {}", stage.as_str())
-            }
-            Refusal::NotAllowed { command } => write!(f, "the caller's roles do not allow: {command}"),
-            Refusal::NotAssignee => write!(f, "only the assigned executor may do this"),
-            Refusal::Invalid(why) => write!(f, "{why}"),
+            Refusal::NotAllowed { .. } | Refusal::NotAssignee => true,
+            Refusal::WrongStage { .. } | Refusal::Invalid { .. } => false,
         }
     }
 }
 
 /// Decides whether `command` is legal for `ticket` and `actor`, and what it changes.
 pub fn decide(ticket: &Snapshot, command: Command, actor: Actor<'_>) -> Result<Transition, Refusal> {
-    use Stage as S;
+    use State as S;
+    let kind = command.kind();
     let name = command.action_name();
-    if !command.roles().iter().any(|r| actor.has(*r)) {
+    if !kind.roles().iter().any(|r| actor.has(*r)) {
         return Err(Refusal::NotAllowed { command: name });
     }
-    let wrong = || Refusal::WrongStage { stage: ticket.stage, command: name };
-    let base = Transition {
-        from: ticket.stage,
-        to: ticket.stage,
-        action: TicketAction::Unspecified,
+    let stage = ticket.state.stage();
+    let wrong = || Refusal::WrongStage { stage, command: name };
+    // The stages that do not need an answer keep whatever draft there is.
+    let draft = || ticket.state.answer().cloned();
+    let to = |state: State| Transition {
+        from: stage,
+        to: state,
+        action: kind.action(),
         history_action: name,
-        assignee_id: ticket.assignee_id.clone(),
-        answer: ticket.answer.clone(),
         comment: String::new(),
-        execution_due: None,
-        rating: None,
-        approved: None,
-        reroute_to: None,
-        reopens: false,
+        effects: Vec::new(),
     };
     // An executor works only on what is assigned to them; a coordinator may act on any ticket of
     // the organization.
     let executor_only = !actor.has(Role::Coordinator) && actor.has(Role::Executor);
     let require_assignee = || {
-        if executor_only && ticket.assignee_id != actor.subject { Err(Refusal::NotAssignee) } else { Ok(()) }
+        if executor_only && ticket.assignee_id.as_deref() != Some(actor.subject) {
+            Err(Refusal::NotAssignee)
+        } else {
+            Ok(())
+        }
     };
-    let non_empty = |text: &str, why: &'static str| {
-        if text.trim().is_empty() { Err(Refusal::Invalid(why)) } else { Ok(()) }
+    let non_empty = |text: &str, field: &'static str, why: &'static str| {
+        if text.trim().is_empty() { Err(Refusal::Invalid { field, why }) } else { Ok(()) }
     };
     match command {
         Command::TakeInWork => {
-            match ticket.stage {
-                S::New | S::Returned if !executor_only => {}
-                // An auto-rule may deliver a new ticket already addressed to an executor.
-                S::New | S::ExecutorAssigned | S::Returned => require_assignee()?,
-                _ => return Err(wrong()),
+            if !matches!(stage, Stage::New | Stage::ExecutorAssigned | Stage::Returned) {
+                return Err(wrong());
             }
-            let assignee_id = if executor_only { actor.subject.to_owned() } else { ticket.assignee_id.clone() };
-            Ok(Transition { to: S::InWork, action: TicketAction::TakenInWork, assignee_id, ..base })
+            // An auto-rule may deliver a new ticket already addressed to an executor; an executor
+            // takes only what is theirs, and takes it on.
+            require_assignee()?;
+            let taken = to(S::InWork { draft: draft() });
+            Ok(if executor_only { taken.with(Effect::Assign(Some(actor.subject.to_owned()))) } else { taken })
         }
         Command::AssignExecutor { executor_id, execution_due } => {
-            non_empty(&executor_id, "executor_id is required")?;
-            match ticket.stage {
-                S::New | S::InWork | S::ExecutorAssigned | S::Returned | S::AnswerPrepared => {}
-                _ => return Err(wrong()),
+            non_empty(&executor_id, "executor_id", "executor_id is required")?;
+            if !matches!(
+                stage,
+                Stage::New | Stage::InWork | Stage::ExecutorAssigned | Stage::Returned | Stage::AnswerPrepared
+            ) {
+                return Err(wrong());
             }
-            Ok(Transition {
-                to: S::ExecutorAssigned,
-                action: TicketAction::ExecutorAssigned,
-                assignee_id: executor_id,
-                execution_due,
-                ..base
+            let assigned = to(S::ExecutorAssigned { draft: draft() }).with(Effect::Assign(Some(executor_id)));
+            Ok(match execution_due {
+                Some(due) => assigned.with(Effect::SetExecutionDue(due)),
+                None => assigned,
             })
         }
         Command::HandOver { executor_id } => {
-            non_empty(&executor_id, "executor_id is required")?;
-            if !matches!(ticket.stage, S::InWork | S::ExecutorAssigned | S::AnswerPrepared) {
+            non_empty(&executor_id, "executor_id", "executor_id is required")?;
+            if !matches!(stage, Stage::InWork | Stage::ExecutorAssigned | Stage::AnswerPrepared) {
                 return Err(wrong());
             }
             require_assignee()?;
-            if executor_id == ticket.assignee_id {
-                return Err(Refusal::Invalid("the ticket is already with this executor"));
+            if ticket.assignee_id.as_deref() == Some(executor_id.as_str()) {
+                return Err(Refusal::Invalid { field: "executor_id", why: "the ticket is already with this executor" });
             }
-            Ok(Transition {
-                to: S::ExecutorAssigned,
-                action: TicketAction::HandedOver,
-                assignee_id: executor_id,
-                ..base
-            })
+            Ok(to(S::ExecutorAssigned { draft: draft() }).with(Effect::Assign(Some(executor_id))))
         }
         Command::ReturnToCoordinator { comment } => {
-            non_empty(&comment, "a comment is required")?;
-            if !matches!(ticket.stage, S::InWork | S::ExecutorAssigned | S::AnswerPrepared) {
+            non_empty(&comment, "comment", "a comment is required")?;
+            if !matches!(stage, Stage::InWork | Stage::ExecutorAssigned | Stage::AnswerPrepared) {
                 return Err(wrong());
             }
             require_assignee()?;
-            Ok(Transition {
-                to: S::New,
-                action: TicketAction::ReturnedToCoordinator,
-                assignee_id: String::new(),
-                comment,
-                ..base
-            })
+            Ok(to(S::New { draft: draft() }).commented(comment).with(Effect::Assign(None)))
         }
         Command::PrepareAnswer { answer } => {
-            non_empty(&answer.text, "the answer's text is required")?;
+            non_empty(&answer.text, "answer.text", "the answer's text is required")?;
             if let AnswerKind::Rejected { basis } = &answer.kind {
-                non_empty(basis, "a rejected answer needs its basis")?;
+                non_empty(basis, "answer.basis", "a rejected answer needs its basis")?;
             }
-            if !matches!(ticket.stage, S::InWork | S::AnswerPrepared) {
+            if !matches!(stage, Stage::InWork | Stage::AnswerPrepared) {
                 return Err(wrong());
             }
             require_assignee()?;
-            Ok(Transition { to: S::AnswerPrepared, action: TicketAction::AnswerPrepared, answer: Some(answer), ..base })
+            Ok(to(S::AnswerPrepared { answer }))
         }
         Command::RequestInformation { comment } => {
-            non_empty(&comment, "say what information is needed")?;
-            if !matches!(ticket.stage, S::InWork | S::AnswerPrepared) {
+            non_empty(&comment, "comment", "say what information is needed")?;
+            if !matches!(stage, Stage::InWork | Stage::AnswerPrepared) {
                 return Err(wrong());
             }
             require_assignee()?;
-            Ok(Transition { to: S::InformationRequested, action: TicketAction::InformationRequested, comment, ..base })
+            Ok(to(S::InformationRequested { draft: draft() }).commented(comment))
         }
         Command::InformationReceived { comment } => {
-            non_empty(&comment, "a comment is required")?;
-            if ticket.stage != S::InformationRequested {
-                return Err(wrong());
-            }
+            non_empty(&comment, "comment", "a comment is required")?;
+            let S::InformationRequested { draft } = &ticket.state else { return Err(wrong()) };
             // Back to work; a draft written before the request stays.
-            Ok(Transition { to: S::InWork, action: TicketAction::InformationReceived, comment, ..base })
+            Ok(to(S::InWork { draft: draft.clone() }).commented(comment))
         }
         Command::SendForAgreement => {
-            if ticket.stage != S::AnswerPrepared {
-                return Err(wrong());
-            }
+            let S::AnswerPrepared { answer } = &ticket.state else { return Err(wrong()) };
             require_assignee()?;
-            Ok(Transition { to: S::OnAgreement, action: TicketAction::SentForAgreement, ..base })
+            Ok(to(S::OnAgreement { answer: answer.clone() }))
         }
         Command::Agree { comment } => {
-            if ticket.stage != S::OnAgreement {
-                return Err(wrong());
-            }
-            Ok(Transition { to: S::OnApproval, action: TicketAction::Agreed, comment, ..base })
+            let S::OnAgreement { answer } = &ticket.state else { return Err(wrong()) };
+            Ok(to(S::OnApproval { answer: answer.clone() }).commented(comment))
         }
         Command::SendForApproval => {
-            if ticket.stage != S::AnswerPrepared {
-                return Err(wrong());
-            }
+            let S::AnswerPrepared { answer } = &ticket.state else { return Err(wrong()) };
             require_assignee()?;
-            Ok(Transition { to: S::OnApproval, action: TicketAction::SentForApproval, ..base })
+            Ok(to(S::OnApproval { answer: answer.clone() }))
         }
         Command::ReturnForRework { comment } => {
-            non_empty(&comment, "a comment is required")?;
-            let allowed = (ticket.stage == S::OnApproval && actor.has(Role::Head))
-                || (ticket.stage == S::OnAgreement && actor.has(Role::Approver));
-            if !allowed {
-                return Err(wrong());
-            }
+            non_empty(&comment, "comment", "a comment is required")?;
+            // The head returns from approval, the approver from agreement.
+            let answer = match &ticket.state {
+                S::OnApproval { answer } if actor.has(Role::Head) => answer,
+                S::OnAgreement { answer } if actor.has(Role::Approver) => answer,
+                S::OnApproval { .. } | S::OnAgreement { .. } => return Err(wrong()),
+                S::New { .. }
+                | S::InWork { .. }
+                | S::ExecutorAssigned { .. }
+                | S::InformationRequested { .. }
+                | S::AnswerPrepared { .. }
+                | S::Answered { .. }
+                | S::Returned { .. }
+                | S::Accepted { .. }
+                | S::ReviewStopped { .. }
+                | S::Rejected { .. }
+                | S::Redirected { .. }
+                | S::ReturnedToCoordination { .. } => return Err(wrong()),
+            };
             // The draft stays so the executor reworks it rather than starting over.
-            Ok(Transition { to: S::InWork, action: TicketAction::ReturnedForRework, comment, ..base })
+            Ok(to(S::InWork { draft: Some(answer.clone()) }).commented(comment))
         }
         Command::Approve { edited } => {
-            if ticket.stage != S::OnApproval {
-                return Err(wrong());
+            let S::OnApproval { answer } = &ticket.state else { return Err(wrong()) };
+            if let Some(edited) = &edited {
+                non_empty(&edited.text, "edited.text", "the answer's text is required")?;
             }
-            if let Some(answer) = &edited {
-                non_empty(&answer.text, "the answer's text is required")?;
-            }
-            let answer = edited.or_else(|| ticket.answer.clone()).ok_or(Refusal::Invalid("there is no answer"))?;
-            Ok(Transition {
-                to: S::Answered,
-                action: TicketAction::Approved,
-                answer: Some(answer.clone()),
-                approved: Some(answer),
-                ..base
-            })
+            let answer = edited.unwrap_or_else(|| answer.clone());
+            Ok(to(S::Answered { answer: answer.clone() }).with(Effect::ReleaseAnswer(answer)))
         }
         Command::Redirect { to_organization_id, reason } => {
-            non_empty(&to_organization_id, "to_organization_id is required")?;
-            non_empty(&reason, "a reason is required")?;
-            if !matches!(ticket.stage, S::New | S::InWork | S::ExecutorAssigned | S::Returned) {
+            non_empty(&to_organization_id, "to_organization_id", "to_organization_id is required")?;
+            non_empty(&reason, "reason", "a reason is required")?;
+            if !matches!(stage, Stage::New | Stage::InWork | Stage::ExecutorAssigned | Stage::Returned) {
                 return Err(wrong());
             }
-            Ok(Transition {
-                to: S::Redirected,
-                action: TicketAction::Redirected,
-                comment: reason,
-                reroute_to: Some(to_organization_id),
-                ..base
-            })
+            let reroute = Effect::Reroute { to_organization_id: Some(to_organization_id) };
+            Ok(to(S::Redirected { draft: draft() }).commented(reason).with(reroute))
         }
         Command::ReturnToCoordination { reason } => {
-            non_empty(&reason, "a reason is required")?;
-            if !matches!(ticket.stage, S::New | S::InWork | S::ExecutorAssigned | S::Returned) {
+            // The request calls the reason its comment.
+            non_empty(&reason, "comment", "a reason is required")?;
+            if !matches!(stage, Stage::New | Stage::InWork | Stage::ExecutorAssigned | Stage::Returned) {
                 return Err(wrong());
             }
-            Ok(Transition {
-                to: S::ReturnedToCoordination,
-                action: TicketAction::ReturnedToCoordination,
-                comment: reason,
-                reroute_to: Some(String::new()),
-                ..base
-            })
+            let reroute = Effect::Reroute { to_organization_id: None };
+            Ok(to(S::ReturnedToCoordination { draft: draft() }).commented(reason).with(reroute))
         }
         Command::Reject { reason } => {
-            non_empty(&reason, "a reason is required")?;
-            if !matches!(ticket.stage, S::New | S::InWork | S::ExecutorAssigned) {
+            non_empty(&reason, "comment", "a reason is required")?;
+            if !matches!(stage, Stage::New | Stage::InWork | Stage::ExecutorAssigned) {
                 return Err(wrong());
             }
-            Ok(Transition { to: S::Rejected, action: TicketAction::Rejected, comment: reason, ..base })
+            Ok(to(S::Rejected { draft: draft() }).commented(reason))
         }
         Command::AcceptAnswer { rating } => {
-            if ticket.stage != S::Answered {
-                return Err(wrong());
-            }
-            Ok(Transition { to: S::Accepted, action: TicketAction::AcceptedByApplicant, rating: Some(rating), ..base })
+            let S::Answered { answer } = &ticket.state else { return Err(wrong()) };
+            Ok(to(S::Accepted { answer: answer.clone() }).with(Effect::Rate(rating)))
         }
         Command::RejectAnswer { comment } => {
-            non_empty(&comment, "a comment is required")?;
-            if ticket.stage != S::Answered {
-                return Err(wrong());
-            }
-            Ok(Transition {
-                to: S::Returned,
-                action: TicketAction::RejectedByApplicant,
-                comment,
-                reopens: true,
-                ..base
-            })
+            non_empty(&comment, "comment", "a comment is required")?;
+            let S::Answered { answer } = &ticket.state else { return Err(wrong()) };
+            Ok(to(S::Returned { answer: answer.clone() }).commented(comment).with(Effect::Reopen))
         }
         Command::StopReview { comment } => {
-            non_empty(&comment, "a comment is required")?;
-            if ticket.stage != S::Returned {
-                return Err(wrong());
-            }
-            Ok(Transition { to: S::ReviewStopped, action: TicketAction::ReviewStopped, comment, ..base })
+            non_empty(&comment, "comment", "a comment is required")?;
+            let S::Returned { answer } = &ticket.state else { return Err(wrong()) };
+            Ok(to(S::ReviewStopped { answer: answer.clone() }).commented(comment))
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray;
+
     use super::*;
 
     const COORDINATOR: Actor<'static> = Actor { subject: "coord", roles: &[Role::Coordinator] };
@@ -579,19 +653,27 @@ mod tests {
         }
     }
 
-    fn at(stage: Stage, assignee: &str) -> Snapshot {
-        let answer = matches!(
-            stage,
-            Stage::AnswerPrepared | Stage::OnAgreement | Stage::OnApproval | Stage::Answered | Stage::Returned
-        )
-        .then(answer);
-        Snapshot { stage, assignee_id: assignee.into(), answer }
+    /// A ticket in `stage`, with an answer only where the stage needs one.
+    fn at(stage: Stage, assignee: Option<&str>) -> Snapshot {
+        let state = State::new(stage, None).or_else(|| State::new(stage, Some(answer()))).expect("a state");
+        Snapshot { state, assignee_id: assignee.map(str::to_owned) }
+    }
+
+    /// What the transition leaves: its state, and the assignee its effects name.
+    fn after(ticket: &Snapshot, t: Transition) -> Snapshot {
+        let mut assignee_id = ticket.assignee_id.clone();
+        for effect in t.effects {
+            if let Effect::Assign(assignee) = effect {
+                assignee_id = assignee;
+            }
+        }
+        Snapshot { state: t.to, assignee_id }
     }
 
     fn apply(ticket: &Snapshot, command: Command, actor: Actor<'_>) -> Snapshot {
         let t = decide(ticket, command, actor).expect("legal transition");
-        assert_eq!(t.from, ticket.stage);
-        Snapshot { stage: t.to, assignee_id: t.assignee_id, answer: t.answer }
+        assert_eq!(t.from, ticket.state.stage());
+        after(ticket, t)
     }
 
     /// Every command, with valid data.
@@ -649,11 +731,11 @@ mod tests {
     fn every_stage_and_command_pair_is_either_legal_or_refused_for_its_stage() {
         // With every role, the stage alone decides; the assignee is the actor.
         let roles = Role::ALL;
-        let actor = Actor { subject: "exec-1", roles: &roles };
-        for stage in Stage::ALL {
+        let actor = Actor { subject: "exec-1", roles };
+        for &stage in Stage::VARIANTS {
             for command in all_commands() {
                 let expected = legal(stage, &command);
-                let outcome = decide(&at(stage, "exec-1"), command.clone(), actor);
+                let outcome = decide(&at(stage, Some("exec-1")), command.clone(), actor);
                 match outcome {
                     Ok(t) => {
                         assert!(expected, "{command:?} must be refused in {stage:?}");
@@ -669,92 +751,93 @@ mod tests {
     #[test]
     fn final_stages_accept_nothing() {
         let roles = Role::ALL;
-        let actor = Actor { subject: "exec-1", roles: &roles };
-        for stage in Stage::ALL.into_iter().filter(|s| s.is_final()) {
+        let actor = Actor { subject: "exec-1", roles };
+        for stage in Stage::VARIANTS.iter().copied().filter(|s| s.is_final()) {
             for command in all_commands() {
-                assert!(decide(&at(stage, "exec-1"), command, actor).is_err());
+                assert!(decide(&at(stage, Some("exec-1")), command, actor).is_err());
             }
         }
     }
 
     #[test]
     fn the_whole_life_with_rework_and_re_review() {
-        let mut t = at(Stage::New, "");
+        let mut t = at(Stage::New, None);
         let due = Utc::now();
         t = apply(&t, Command::AssignExecutor { executor_id: "exec-1".into(), execution_due: Some(due) }, COORDINATOR);
-        assert_eq!((t.stage, t.assignee_id.as_str()), (Stage::ExecutorAssigned, "exec-1"));
+        assert_eq!((t.state.stage(), t.assignee_id.as_deref()), (Stage::ExecutorAssigned, Some("exec-1")));
         t = apply(&t, Command::TakeInWork, EXECUTOR);
         t = apply(&t, Command::RequestInformation { comment: "which class?".into() }, EXECUTOR);
-        assert_eq!((t.stage, t.stage.folder()), (Stage::InformationRequested, Folder::InWork));
+        assert_eq!((t.state.stage(), t.state.stage().folder()), (Stage::InformationRequested, Folder::InWork));
         assert!(decide(&t, Command::PrepareAnswer { answer: answer() }, EXECUTOR).is_err(), "waits for the reply");
         t = apply(&t, Command::InformationReceived { comment: "7B".into() }, APPLICANT);
         t = apply(&t, Command::PrepareAnswer { answer: answer() }, EXECUTOR);
         t = apply(&t, Command::SendForApproval, EXECUTOR);
-        assert_eq!(t.stage.folder(), Folder::SentForApproval);
+        assert_eq!(t.state.stage().folder(), Folder::SentForApproval);
         t = apply(&t, Command::ReturnForRework { comment: "add dates".into() }, HEAD);
-        assert_eq!(t.stage, Stage::InWork);
-        assert!(t.answer.is_some(), "the draft survives rework");
+        assert_eq!(t.state.stage(), Stage::InWork);
+        assert!(t.state.answer().is_some(), "the draft survives rework");
         t = apply(&t, Command::PrepareAnswer { answer: answer() }, EXECUTOR);
         t = apply(&t, Command::SendForAgreement, EXECUTOR);
         t = apply(&t, Command::Agree { comment: String::new() }, APPROVER);
         let approved = decide(&t, Command::Approve { edited: None }, HEAD).unwrap();
-        assert_eq!(approved.approved, Some(answer()));
+        assert!(approved.effects.contains(&Effect::ReleaseAnswer(answer())));
         t = apply(&t, Command::Approve { edited: None }, HEAD);
-        assert_eq!(t.stage.folder(), Folder::Processed);
+        assert_eq!(t.state.stage().folder(), Folder::Processed);
         let reopened = decide(&t, Command::RejectAnswer { comment: "nothing changed".into() }, APPLICANT).unwrap();
-        assert!(reopened.reopens);
+        assert!(reopened.effects.contains(&Effect::Reopen));
         t = apply(&t, Command::RejectAnswer { comment: "nothing changed".into() }, APPLICANT);
-        assert_eq!(t.stage.folder(), Folder::Returned);
+        assert_eq!(t.state.stage().folder(), Folder::Returned);
         t = apply(&t, Command::TakeInWork, EXECUTOR);
         t = apply(&t, Command::PrepareAnswer { answer: answer() }, EXECUTOR);
         t = apply(&t, Command::SendForApproval, EXECUTOR);
         let edited = Answer { text: "edited".into(), ..answer() };
         t = apply(&t, Command::Approve { edited: Some(edited.clone()) }, HEAD);
-        assert_eq!(t.answer, Some(edited));
+        assert_eq!(t.state.answer(), Some(&edited));
         let accepted = decide(&t, Command::AcceptAnswer { rating: Rating::new(4).unwrap() }, APPLICANT).unwrap();
-        assert_eq!(accepted.rating.map(Rating::get), Some(4));
+        assert!(accepted.effects.contains(&Effect::Rate(Rating::new(4).unwrap())));
         t = apply(&t, Command::AcceptAnswer { rating: Rating::new(4).unwrap() }, APPLICANT);
-        assert!(t.stage.is_final());
+        assert!(t.state.stage().is_final());
     }
 
     #[test]
     fn roles_are_enforced() {
-        let t = at(Stage::OnApproval, "exec-1");
+        let t = at(Stage::OnApproval, Some("exec-1"));
         assert_eq!(
             decide(&t, Command::Approve { edited: None }, EXECUTOR),
             Err(Refusal::NotAllowed { command: "approved" })
         );
-        assert!(decide(&at(Stage::New, ""), Command::Reject { reason: "x".into() }, EXECUTOR).is_err());
+        assert!(decide(&at(Stage::New, None), Command::Reject { reason: "x".into() }, EXECUTOR).is_err());
         assert!(
-            decide(&at(Stage::Answered, ""), Command::AcceptAnswer { rating: Rating::new(5).unwrap() }, HEAD).is_err()
+            decide(&at(Stage::Answered, None), Command::AcceptAnswer { rating: Rating::new(5).unwrap() }, HEAD)
+                .is_err()
         );
         // A head may not agree, an approver may not approve.
-        assert!(decide(&at(Stage::OnAgreement, ""), Command::Agree { comment: String::new() }, HEAD).is_err());
-        assert!(decide(&at(Stage::OnApproval, ""), Command::Approve { edited: None }, APPROVER).is_err());
+        assert!(decide(&at(Stage::OnAgreement, None), Command::Agree { comment: String::new() }, HEAD).is_err());
+        assert!(decide(&at(Stage::OnApproval, None), Command::Approve { edited: None }, APPROVER).is_err());
         // An approver returns from agreement, not from the head's approval.
         assert!(
-            decide(&at(Stage::OnApproval, ""), Command::ReturnForRework { comment: "x".into() }, APPROVER).is_err()
+            decide(&at(Stage::OnApproval, None), Command::ReturnForRework { comment: "x".into() }, APPROVER).is_err()
         );
-        assert!(decide(&at(Stage::Returned, ""), Command::StopReview { comment: "x".into() }, CURATOR).is_ok());
-        assert!(decide(&at(Stage::Returned, ""), Command::StopReview { comment: "x".into() }, COORDINATOR).is_err());
+        assert!(decide(&at(Stage::Returned, None), Command::StopReview { comment: "x".into() }, CURATOR).is_ok());
+        assert!(decide(&at(Stage::Returned, None), Command::StopReview { comment: "x".into() }, COORDINATOR).is_err());
     }
 
     #[test]
     fn executors_act_only_on_their_own_tickets() {
-        let t = at(Stage::ExecutorAssigned, "exec-1");
+        let t = at(Stage::ExecutorAssigned, Some("exec-1"));
         assert_eq!(decide(&t, Command::TakeInWork, OTHER_EXECUTOR), Err(Refusal::NotAssignee));
-        assert_eq!(decide(&at(Stage::New, ""), Command::TakeInWork, EXECUTOR).unwrap_err(), Refusal::NotAssignee);
+        assert_eq!(decide(&at(Stage::New, None), Command::TakeInWork, EXECUTOR).unwrap_err(), Refusal::NotAssignee);
         // A ticket an auto-rule addressed to this executor they take straight from New.
-        assert_eq!(apply(&at(Stage::New, "exec-1"), Command::TakeInWork, EXECUTOR).stage, Stage::InWork);
+        assert_eq!(apply(&at(Stage::New, Some("exec-1")), Command::TakeInWork, EXECUTOR).state.stage(), Stage::InWork);
         let t = apply(&t, Command::TakeInWork, EXECUTOR);
         let handed = apply(&t, Command::HandOver { executor_id: "exec-2".into() }, EXECUTOR);
-        assert_eq!((handed.stage, handed.assignee_id.as_str()), (Stage::ExecutorAssigned, "exec-2"));
+        assert_eq!((handed.state.stage(), handed.assignee_id.as_deref()), (Stage::ExecutorAssigned, Some("exec-2")));
         assert_eq!(
             decide(&handed, Command::ReturnToCoordinator { comment: "x".into() }, EXECUTOR),
             Err(Refusal::NotAssignee)
         );
         let back = apply(&handed, Command::ReturnToCoordinator { comment: "not ours".into() }, OTHER_EXECUTOR);
-        assert_eq!((back.stage, back.assignee_id.as_str()), (Stage::New, ""));
+        assert_eq!((back.state.stage(), back.assignee_id), (Stage::New, None));
     }
 
     #[test]
@@ -762,35 +845,66 @@ mod tests {
         assert_eq!(Rating::new(0), None);
         assert_eq!(Rating::new(6), None);
         assert!(Rating::new(1).is_some());
-        let t = at(Stage::InWork, "exec-1");
+        let t = at(Stage::InWork, Some("exec-1"));
         let blank = Answer { text: "  ".into(), ..answer() };
-        assert!(matches!(decide(&t, Command::PrepareAnswer { answer: blank }, EXECUTOR), Err(Refusal::Invalid(_))));
+        assert!(matches!(decide(&t, Command::PrepareAnswer { answer: blank }, EXECUTOR), Err(Refusal::Invalid { .. })));
         let no_basis = Answer { kind: AnswerKind::Rejected { basis: String::new() }, ..answer() };
-        assert!(matches!(decide(&t, Command::PrepareAnswer { answer: no_basis }, EXECUTOR), Err(Refusal::Invalid(_))));
         assert!(matches!(
-            decide(&at(Stage::Answered, ""), Command::RejectAnswer { comment: String::new() }, APPLICANT),
-            Err(Refusal::Invalid(_))
+            decide(&t, Command::PrepareAnswer { answer: no_basis }, EXECUTOR),
+            Err(Refusal::Invalid { .. })
+        ));
+        assert!(matches!(
+            decide(&at(Stage::Answered, None), Command::RejectAnswer { comment: String::new() }, APPLICANT),
+            Err(Refusal::Invalid { .. })
         ));
     }
 
     #[test]
     fn reroutes_leave_the_organization() {
         let t = decide(
-            &at(Stage::New, ""),
+            &at(Stage::New, None),
             Command::Redirect { to_organization_id: "org-2".into(), reason: "theirs".into() },
             COORDINATOR,
         )
         .unwrap();
-        assert_eq!((t.to, t.reroute_to.as_deref()), (Stage::Redirected, Some("org-2")));
-        let t = decide(&at(Stage::InWork, ""), Command::ReturnToCoordination { reason: "mistake".into() }, COORDINATOR)
-            .unwrap();
-        assert_eq!((t.to.folder(), t.reroute_to.as_deref()), (Folder::ReturnedToCoordination, Some("")));
+        assert_eq!(t.to.stage(), Stage::Redirected);
+        assert!(t.effects.contains(&Effect::Reroute { to_organization_id: Some("org-2".into()) }));
+        let t =
+            decide(&at(Stage::InWork, None), Command::ReturnToCoordination { reason: "mistake".into() }, COORDINATOR)
+                .unwrap();
+        assert_eq!(t.to.stage().folder(), Folder::ReturnedToCoordination);
+        assert!(t.effects.contains(&Effect::Reroute { to_organization_id: None }), "up to the parent");
     }
 
     #[test]
     fn stored_names_round_trip() {
-        for stage in Stage::ALL {
-            assert_eq!(Stage::parse(stage.as_str()), Some(stage));
+        for &stage in Stage::VARIANTS {
+            assert_eq!(stage.code().parse::<Stage>(), Ok(stage));
         }
+        assert_eq!(Stage::ReturnedToCoordination.code(), "returned_to_coordination");
+        assert_eq!(AnswerKind::NotResolved.code(), "not_resolved");
+    }
+
+    #[test]
+    fn a_stage_that_needs_an_answer_cannot_be_without_one() {
+        for &stage in Stage::VARIANTS {
+            let with = State::new(stage, Some(answer())).expect("every stage may hold an answer");
+            assert_eq!((with.stage(), with.answer()), (stage, Some(&answer())));
+            if let Some(without) = State::new(stage, None) {
+                assert_eq!((without.stage(), without.answer()), (stage, None));
+            }
+        }
+        assert_eq!(State::new(Stage::OnApproval, None), None);
+        assert_eq!(State::new(Stage::AnswerPrepared, None), None);
+    }
+
+    #[test]
+    fn every_command_names_its_rpc() {
+        for command in all_commands() {
+            assert!(!command.kind().roles().is_empty());
+            assert!(command.kind().name().chars().all(|c| c.is_ascii_alphabetic()));
+        }
+        assert_eq!(CommandKind::TakeInWork.name(), "TakeInWork");
+        assert_eq!(Command::Approve { edited: Some(answer()) }.action_name(), "edited and approved");
     }
 }

@@ -26,22 +26,22 @@ async fn list_latency_over_a_million_tickets() {
     let app = spawn_app().await;
     let started = Instant::now();
     // Straight into the table: the list reads what the store writes, and per-ticket inserts would
-    // take an hour here. Stages, sources, categories, facts, regions and deadlines vary by i.
+    // take an hour here. Stages, sources, categories, facts, regions and deadlines vary by i; every
+    // ticket has a draft, so that the stages that need an answer have one. Nobody is assigned.
     sqlx::query(
         "INSERT INTO tickets (id, appeal_id, number, organization_id, organization_short_name, organization_type, \
-         folder, status, fast_track, delegated_by_auto_rule, source, region_code, category_id, subcategory_id, \
-         fact_id, public_text, problem_address, period_days, working_days, assignee_id, received_at, created_at, \
-         updated_at, version, trace_id, applicant_account_id, answer_due, overdue) \
+         stage, fast_track, delegated_by_auto_rule, source, region_code, category_id, subcategory_id, \
+         fact_id, public_text, problem_address, period_days, working_days, received_at, created_at, \
+         updated_at, version, trace_id, applicant_account_id, answer_due, overdue, answer_type, answer_text) \
          SELECT 't-' || lpad(i::text, 7, '0'), 'a-' || i, 100000 + i, \
                 CASE WHEN i % 10 = 0 THEN 'org-big' ELSE 'org-' || (i % 90) END, 'school', 1, \
-                (ARRAY['new','in_work','in_work','in_work','returned','processed','processed','processed','processed','sent_for_approval','returned_to_coordination'])[1 + i % 11], \
-                (ARRAY['new','in work','executor assigned','answer prepared','returned for re-review','answered','accepted by applicant','rejected','redirected','on approval','returned to coordination'])[1 + i % 11], \
+                (ARRAY['new','in_work','executor_assigned','answer_prepared','returned','answered','accepted','rejected','redirected','on_approval','returned_to_coordination'])[1 + i % 11], \
                 i % 13 = 0, i % 4 = 1, 1 + i % 8, CASE WHEN i % 3 = 0 THEN '41' ELSE '25' END, 'cat-' || (i % 20), '', \
                 'fact-' || (i % 150), CASE WHEN i % 97 = 0 THEN 'нет горячей воды в школе' ELSE 'обращение о питании' END, \
-                '', 30, FALSE, '', 1700000000000000 + i * 30000000, 1700000000000000 + i * 30000000, \
+                '', 30, FALSE, 1700000000000000 + i * 30000000, 1700000000000000 + i * 30000000, \
                 1700000000000000 + i * 30000000, 1, '', 'citizen-' || (i % 50000), \
                 CASE WHEN i % 10 = 5 THEN NULL ELSE 1700000000000000 + i * 30000000 + (i % 40) * 86400000000 END, \
-                i % 7 = 0 \
+                i % 7 = 0, 'resolved', 'Проверим' \
          FROM generate_series(1, $1) AS i",
     )
     .bind(TICKETS)
@@ -52,7 +52,7 @@ async fn list_latency_over_a_million_tickets() {
     sqlx::raw_sql("VACUUM ANALYZE tickets").execute(app.db.pool()).await.expect("analyze");
     println!("seeded {TICKETS} tickets in {:.1}s", started.elapsed().as_secs_f64());
 
-    let mut client = app.client().await;
+    let mut client = app.client();
     let base = pb::ListTicketsRequest { organization_id: BIG.into(), page_size: 50, ..Default::default() };
     let day = 86_400;
     let at = |offset_days: i64| Some(prost_types::Timestamp { seconds: 1_700_000_000 + offset_days * day, nanos: 0 });

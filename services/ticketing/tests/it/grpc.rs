@@ -31,7 +31,7 @@ fn answer(text: &str) -> pb::Answer {
 }
 
 async fn staffed(app: &App) {
-    let mut client = app.client().await;
+    let mut client = app.client();
     for subject in ["exec-1", "exec-2"] {
         let member = pb::StaffMember {
             subject: subject.into(),
@@ -50,7 +50,7 @@ async fn one_appeal_s_whole_life_through_every_role() {
     staffed(&app).await;
     deliver(&app.db, &routed("a-1", SCHOOL, "citizen-1")).await;
     let id = current(&app.db, "a-1").await.id;
-    let mut c = app.client().await;
+    let mut c = app.client();
     let v = |t: &pb::Ticket| t.version;
 
     let t = c
@@ -167,7 +167,7 @@ async fn other_schools_other_applicants_and_bad_tokens_are_refused() {
     let app = spawn_app().await;
     deliver(&app.db, &routed("a-1", SCHOOL, "citizen-1")).await;
     let ticket = current(&app.db, "a-1").await;
-    let mut c = app.client().await;
+    let mut c = app.client();
     let by_id = || pb::GetTicketRequest { key: Some(pb::get_ticket_request::Key::TicketId(ticket.id.clone())) };
     let foreign = as_(by_id(), "exec-9", "school-2", &[Role::Executor]);
     assert_eq!(c.get_ticket(foreign).await.expect_err("other school").code(), Code::PermissionDenied);
@@ -228,7 +228,7 @@ async fn two_heads_approving_at_once_send_one_answer() {
     let app = spawn_app().await;
     deliver(&app.db, &routed("a-1", SCHOOL, "citizen-1")).await;
     let id = current(&app.db, "a-1").await.id;
-    let mut c = app.client().await;
+    let mut c = app.client();
     let t = c
         .take_in_work(coordinator(pb::TakeInWorkRequest { ticket_id: id.clone(), expected_version: 1 }))
         .await
@@ -286,7 +286,7 @@ async fn templates_are_checked_when_saved_and_filled_when_used() {
     let app = spawn_app().await;
     deliver(&app.db, &routed("a-1", SCHOOL, "citizen-1")).await;
     let id = current(&app.db, "a-1").await.id;
-    let mut c = app.client().await;
+    let mut c = app.client();
     let bad = pb::AnswerTemplate {
         name: "greeting".into(),
         body: "Здравствуйте, {{applicant}}!".into(),
@@ -334,7 +334,7 @@ async fn an_incident_goes_through_both_lines_and_the_applicant_confirms_the_resu
     let app = spawn_app().await;
     deliver(&app.db, &routed("a-1", SCHOOL, "citizen-1")).await;
     let id = current(&app.db, "a-1").await.id;
-    let mut c = app.client().await;
+    let mut c = app.client();
     let open = pb::OpenIncidentRequest {
         ticket_id: id.clone(),
         kind: pb::IncidentKind::SituationCenter as i32,

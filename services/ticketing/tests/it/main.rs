@@ -1,7 +1,9 @@
-//! Ticketing's integration tests: the store's contract on PostgreSQL and SQLite, and the cabinet
-//! over gRPC served by the platform host.
+//! Ticketing's integration tests: the store's contract on PostgreSQL and SQLite, the migrations,
+//! the cabinet over gRPC served by the platform host, and the cabinet with its database down.
 
 mod bench;
 mod grpc;
 mod helpers;
+mod migrations;
+mod outage;
 mod store;

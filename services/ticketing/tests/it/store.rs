@@ -4,8 +4,11 @@ use chrono::Duration;
 use pos_platform::auth::Role;
 use pos_platform::db::{Db, from_micros, to_micros};
 use pos_ticketing::folder::Folder;
-use pos_ticketing::store::{self, ApplyError, Filters, ListQuery, Scope, SortKey, Ticket};
+use pos_ticketing::store::listing::{self, Filters, ListQuery, Scope, SortKey};
+use pos_ticketing::store::tickets::{self, ApplyError, Ticket};
+use pos_ticketing::store::{deadlines, history, staff, templates};
 use pos_ticketing::workflow::{self, Actor, Command, Stage};
+use strum::VariantArray;
 
 use crate::helpers::{REGISTERED_AT, current, databases, deliver, outbox_count, release, routed};
 
@@ -13,7 +16,7 @@ const COORDINATOR: Actor<'static> = Actor { subject: "coord", roles: &[Role::Coo
 
 async fn command(db: &Db, ticket: &Ticket, command: Command, actor: Actor<'_>) -> Result<Ticket, ApplyError> {
     let mut tx = db.begin().await.expect("begin");
-    let (after, _) = store::apply(&mut tx, &ticket.id, ticket.version, actor.subject, |t| {
+    let (after, _) = tickets::apply(&mut tx, &ticket.id, ticket.version, actor.subject, |t| {
         workflow::decide(&t.snapshot(), command, actor)
     })
     .await?;
@@ -27,7 +30,7 @@ async fn a_routed_appeal_becomes_one_ticket_in_new() {
         deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
         deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
         let ticket = current(&db, "a-1").await;
-        assert_eq!((ticket.stage, ticket.folder, ticket.version), (Stage::New, Folder::New, 1));
+        assert_eq!((ticket.stage(), ticket.folder(), ticket.version), (Stage::New, Folder::New, 1));
         assert_eq!(ticket.applicant_account_id, "citizen-1");
         assert_eq!(ticket.received_at.timestamp(), REGISTERED_AT);
         assert_eq!(outbox_count(&db, "pos.v1.events.TicketStatusChanged").await, 1, "a repeat changes nothing");
@@ -41,15 +44,15 @@ async fn a_stale_version_changes_nothing() {
         deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
         let ticket = current(&db, "a-1").await;
         let taken = command(&db, &ticket, Command::TakeInWork, COORDINATOR).await.expect("taken");
-        assert_eq!((taken.stage, taken.version), (Stage::InWork, 2));
+        assert_eq!((taken.stage(), taken.version), (Stage::InWork, 2));
         // The same command on the version read before: refused, nothing written.
         let stale = command(&db, &ticket, Command::Reject { reason: "spam".into() }, COORDINATOR).await;
-        assert!(matches!(stale, Err(ApplyError::StaleVersion { current: 2 })), "{stale:?}");
+        assert!(matches!(stale, Err(ApplyError::StaleVersion { current: 2, .. })), "{stale:?}");
         let after = current(&db, "a-1").await;
-        assert_eq!((after.stage, after.version), (Stage::InWork, 2));
-        let history = store::history(&db, &ticket.id).await.expect("history");
+        assert_eq!((after.stage(), after.version), (Stage::InWork, 2));
+        let history = history::of_ticket(&db, &ticket.id).await.expect("history");
         assert_eq!(history.iter().map(|h| h.action.as_str()).collect::<Vec<_>>(), ["received", "taken in work"]);
-        assert_eq!((history[1].from_status.as_str(), history[1].to_status.as_str()), ("new", "in work"));
+        assert_eq!((history[1].from.map(Stage::label), history[1].to.label()), (Some("new"), "in work"));
         release(db).await;
     }
 }
@@ -61,7 +64,7 @@ async fn a_reroute_ends_the_old_ticket_and_opens_a_new_one_keeping_the_received_
         let old = current(&db, "a-1").await;
         let redirect = Command::Redirect { to_organization_id: "school-2".into(), reason: "their pupil".into() };
         let redirected = command(&db, &old, redirect, COORDINATOR).await.expect("redirected");
-        assert_eq!((redirected.stage, redirected.folder), (Stage::Redirected, Folder::Processed));
+        assert_eq!((redirected.stage(), redirected.folder()), (Stage::Redirected, Folder::Processed));
         // Routing answers with a new decision; it is registered later than the first.
         let mut again = routed("a-1", "school-2", "citizen-1");
         again.registered_at = Some(prost_types::Timestamp { seconds: REGISTERED_AT + 86_400, nanos: 0 });
@@ -69,11 +72,11 @@ async fn a_reroute_ends_the_old_ticket_and_opens_a_new_one_keeping_the_received_
         deliver(&db, &again).await;
         let new = current(&db, "a-1").await;
         assert_ne!(new.id, old.id);
-        assert_eq!((new.organization_id.as_str(), new.stage, new.version), ("school-2", Stage::New, 1));
+        assert_eq!((new.organization_id.as_str(), new.stage(), new.version), ("school-2", Stage::New, 1));
         assert_eq!(new.received_at, old.received_at, "the original received time is kept");
-        let old = store::get(&db, &old.id).await.expect("read").expect("old ticket kept");
-        assert_eq!((old.superseded_by.as_str(), old.stage), (new.id.as_str(), Stage::Redirected));
-        let history = store::history(&db, &old.id).await.expect("history");
+        let old = tickets::get(&db, &old.id).await.expect("read").expect("old ticket kept");
+        assert_eq!((old.superseded_by.as_str(), old.stage()), (new.id.as_str(), Stage::Redirected));
+        let history = history::of_ticket(&db, &old.id).await.expect("history");
         assert_eq!(history.last().map(|h| h.action.as_str()), Some("redirected"));
         // What routing's reroute carries: the addressee, not the content.
         assert_eq!(
@@ -102,17 +105,17 @@ async fn a_reroute_ends_the_old_ticket_and_opens_a_new_one_keeping_the_received_
         deliver(&db, &routed("a-1", "school-3", "citizen-1")).await;
         let third = current(&db, "a-1").await;
         assert_eq!(third.organization_id, "school-3");
-        let second = store::get(&db, &new.id).await.expect("read").expect("kept");
-        assert_eq!((second.stage, second.superseded_by.as_str()), (Stage::Redirected, third.id.as_str()));
+        let second = tickets::get(&db, &new.id).await.expect("read").expect("kept");
+        assert_eq!((second.stage(), second.superseded_by.as_str()), (Stage::Redirected, third.id.as_str()));
         // Returned to coordination, the appeal may even come back to the same organization.
         let back = command(&db, &third, Command::ReturnToCoordination { reason: "not ours".into() }, COORDINATOR)
             .await
             .expect("returned");
-        assert_eq!(back.folder, Folder::ReturnedToCoordination);
+        assert_eq!(back.folder(), Folder::ReturnedToCoordination);
         deliver(&db, &routed("a-1", "school-3", "citizen-1")).await;
         let fourth = current(&db, "a-1").await;
         assert_ne!(fourth.id, third.id);
-        assert_eq!(fourth.stage, Stage::New);
+        assert_eq!(fourth.stage(), Stage::New);
         release(db).await;
     }
 }
@@ -124,8 +127,9 @@ async fn sla_deadlines_are_mirrored_for_the_list() {
         let ticket = current(&db, "a-1").await;
         let due = to_micros(ticket.received_at + Duration::days(30));
         let mut tx = db.begin().await.expect("begin");
-        let by_appeal = store::set_due(&mut tx, "", "a-1", "school-1", store::Clock::Answer, due).await.expect("set");
-        let overdue = store::set_overdue(&mut tx, &ticket.id, "", "").await.expect("overdue");
+        let by_appeal =
+            deadlines::set_due(&mut tx, "", "a-1", "school-1", deadlines::Clock::Answer, due).await.expect("set");
+        let overdue = deadlines::set_overdue(&mut tx, &ticket.id, "", "").await.expect("overdue");
         tx.commit().await.expect("commit");
         assert_eq!((by_appeal, overdue), (1, 1));
         let ticket = current(&db, "a-1").await;
@@ -154,16 +158,18 @@ async fn seed(db: &Db, n: i64) {
         } else {
             "Нет учебников".into()
         };
-        store::create_from_routed(&mut tx, &r, "").await.expect("seed");
+        tickets::create_from_routed(&mut tx, &r, "").await.expect("seed");
     }
     tx.commit().await.expect("commit");
-    // Stages, deadlines and overdue flags spread by number; a tenth have no deadline yet.
-    let stages: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
-    for (k, stage) in stages.iter().enumerate() {
-        let folder = Stage::parse(stage).expect("stage").folder().as_str();
-        sqlx::query("UPDATE tickets SET status = $1, folder = $2 WHERE number % 13 = $3")
-            .bind(*stage)
-            .bind(folder)
+    // Stages, deadlines and overdue flags spread by number; a tenth have no deadline yet. Every
+    // ticket has a draft, so that the stages that need an answer have one.
+    sqlx::query("UPDATE tickets SET answer_type = 'resolved', answer_text = 'Проверим'")
+        .execute(db.pool())
+        .await
+        .expect("drafts");
+    for (k, stage) in Stage::VARIANTS.iter().enumerate() {
+        sqlx::query("UPDATE tickets SET stage = $1 WHERE number % 13 = $2")
+            .bind(stage.code())
             .bind(k as i64)
             .execute(db.pool())
             .await
@@ -179,7 +185,7 @@ async fn seed(db: &Db, n: i64) {
 }
 
 async fn all_tickets(db: &Db) -> Vec<Ticket> {
-    let sql = format!("SELECT {} FROM tickets", store::COLUMNS);
+    let sql = format!("SELECT {} FROM tickets", tickets::COLUMNS);
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db.pool()).await.expect("all tickets");
     rows.iter().map(|row| Ticket::from_row(row).expect("ticket")).collect()
 }
@@ -236,9 +242,9 @@ async fn folder_counts_and_filters_agree_with_a_brute_force_count() {
             let scope = Scope::Organization("school-1".into());
             let mine: Vec<&Ticket> =
                 all.iter().filter(|t| t.organization_id == "school-1" && passes(t, &filters)).collect();
-            let counts = store::folder_counts(&db, &scope, &filters).await.expect("counts");
+            let counts = listing::folder_counts(&db, &scope, &filters).await.expect("counts");
             for (folder, count) in &counts {
-                let expected = mine.iter().filter(|t| t.folder == *folder).count() as i64;
+                let expected = mine.iter().filter(|t| t.folder() == *folder).count() as i64;
                 assert_eq!(*count, expected, "{folder:?} under {filters:?}");
             }
             // Every folder and sort, paged through with cursors, lists exactly the brute-force set in order.
@@ -248,7 +254,7 @@ async fn folder_counts_and_filters_agree_with_a_brute_force_count() {
                 {
                     let filters = Filters { folder, ..filters.clone() };
                     let mut expected: Vec<&Ticket> =
-                        mine.iter().copied().filter(|t| folder.is_none_or(|f| t.folder == f)).collect();
+                        mine.iter().copied().filter(|t| folder.is_none_or(|f| t.folder() == f)).collect();
                     let key = |t: &Ticket| match sort {
                         SortKey::Received => to_micros(t.received_at),
                         SortKey::Due => t.answer_due.map(to_micros).unwrap_or(i64::MAX),
@@ -268,7 +274,7 @@ async fn folder_counts_and_filters_agree_with_a_brute_force_count() {
                             after,
                             limit: 500,
                         };
-                        let (page, next) = store::list(&db, &query).await.expect("list");
+                        let (page, next) = listing::page(&db, &query).await.expect("list");
                         listed.extend(page.into_iter().map(|t| t.id));
                         match next {
                             Some(cursor) => after = Some(cursor),
@@ -288,7 +294,7 @@ async fn folder_counts_and_filters_agree_with_a_brute_force_count() {
 #[tokio::test]
 async fn staff_and_templates_round_trip() {
     for (db, _dir) in databases().await {
-        let member = store::StaffMember {
+        let member = staff::StaffMember {
             organization_id: "school-1".into(),
             subject: "exec-1".into(),
             full_name: "Петрова Анна".into(),
@@ -296,29 +302,28 @@ async fn staff_and_templates_round_trip() {
             roles: vec![Role::Executor],
             active: true,
         };
-        store::upsert_staff(&db, &member).await.expect("insert");
-        store::upsert_staff(&db, &store::StaffMember { roles: vec![Role::Executor, Role::Head], ..member.clone() })
+        staff::upsert(&db, &member).await.expect("insert");
+        staff::upsert(&db, &staff::StaffMember { roles: vec![Role::Executor, Role::Head], ..member.clone() })
             .await
             .expect("update");
-        assert_eq!(store::list_staff(&db, "school-1", Some(Role::Head)).await.expect("list").len(), 1);
-        assert!(store::list_staff(&db, "school-2", None).await.expect("list").is_empty());
-        assert!(store::is_active_staff(&db, "school-1", "exec-1", Role::Executor).await.expect("check"));
-        store::upsert_staff(&db, &store::StaffMember { active: false, ..member }).await.expect("deactivate");
-        assert!(!store::is_active_staff(&db, "school-1", "exec-1", Role::Executor).await.expect("check"));
+        assert_eq!(staff::list(&db, "school-1", Some(Role::Head)).await.expect("list").len(), 1);
+        assert!(staff::list(&db, "school-2", None).await.expect("list").is_empty());
+        assert!(staff::is_active(&db, "school-1", "exec-1", Role::Executor).await.expect("check"));
+        staff::upsert(&db, &staff::StaffMember { active: false, ..member }).await.expect("deactivate");
+        assert!(!staff::is_active(&db, "school-1", "exec-1", Role::Executor).await.expect("check"));
 
         let saved =
-            store::save_template(&db, "school-1", "greeting", "Здравствуйте, {{applicant_name}}!").await.expect("save");
+            templates::save(&db, "school-1", "greeting", "Здравствуйте, {{applicant_name}}!").await.expect("save");
         let resaved =
-            store::save_template(&db, "school-1", "greeting", "Добрый день, {{applicant_name}}!").await.expect("save");
+            templates::save(&db, "school-1", "greeting", "Добрый день, {{applicant_name}}!").await.expect("save");
         assert_eq!(saved.id, resaved.id);
-        assert_eq!(store::list_templates(&db, "school-1").await.expect("list"), vec![resaved]);
+        assert_eq!(templates::list(&db, "school-1").await.expect("list"), vec![resaved]);
         release(db).await;
     }
 }
 
 #[tokio::test]
 async fn the_sla_consumer_mirrors_armed_and_overdue_answer_deadlines() {
-    use pos_platform::consumer::Handler;
     use pos_proto::v1::events::{SlaArmed, SlaClock, SlaDeadline, SlaOverdue};
     for (db, _dir) in databases().await {
         deliver(&db, &routed("a-1", "school-1", "citizen-1")).await;
@@ -339,7 +344,9 @@ async fn the_sla_consumer_mirrors_armed_and_overdue_answer_deadlines() {
             pos_platform::Envelope::new(&SlaOverdue { deadline: Some(deadline(SlaClock::Answer)), at: None }, "41"),
         ] {
             let mut tx = db.begin().await.expect("begin");
-            pos_ticketing::consumer::SlaHandler.handle(&mut tx, &envelope).await.expect("handled");
+            pos_platform::consumer::deliver(&pos_ticketing::consumer::SlaHandler, &mut tx, &envelope)
+                .await
+                .expect("handled");
             tx.commit().await.expect("commit");
         }
         let ticket = current(&db, "a-1").await;

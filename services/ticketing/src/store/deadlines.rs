@@ -1,0 +1,64 @@
+//! The deadlines the SLA service armed, mirrored on the tickets for the list to filter and sort
+//! by. The SLA service owns the clocks; these columns only follow its events.
+
+use pos_platform::Tx;
+
+/// Which deadline an `sla.*` event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    Answer,
+    Execution,
+}
+
+/// Records a deadline the SLA service armed (or moved). Tickets are found by id, or by appeal and
+/// organization when the SLA event predates the ticket id (it is keyed by the appeal). Returns
+/// the number of tickets changed.
+pub async fn set_due(
+    tx: &mut Tx,
+    ticket_id: &str,
+    appeal_id: &str,
+    organization_id: &str,
+    clock: Clock,
+    due: i64,
+) -> Result<u64, sqlx::Error> {
+    let column = match clock {
+        Clock::Answer => "answer_due",
+        Clock::Execution => "execution_due",
+    };
+    // A newly armed answer clock is a fresh deadline: the overdue flag belongs to the old one.
+    let reset = match clock {
+        Clock::Answer => ", overdue = FALSE",
+        Clock::Execution => "",
+    };
+    let sql = format!(
+        "UPDATE tickets SET {column} = $1{reset} WHERE (id = $2 OR ($2 = '' AND appeal_id = $3 AND organization_id = $4 \
+         AND superseded_by = ''))"
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(due)
+        .bind(ticket_id)
+        .bind(appeal_id)
+        .bind(organization_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+/// `sla.overdue` for the answer clock: the list's overdue filter.
+pub async fn set_overdue(
+    tx: &mut Tx,
+    ticket_id: &str,
+    appeal_id: &str,
+    organization_id: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE tickets SET overdue = TRUE WHERE (id = $1 OR ($1 = '' AND appeal_id = $2 AND organization_id = $3 \
+         AND superseded_by = ''))",
+    )
+    .bind(ticket_id)
+    .bind(appeal_id)
+    .bind(organization_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
