@@ -55,6 +55,11 @@ pub struct PlatformConfig {
     pub json_logs: bool,
     /// The topic exchange all events go through.
     pub exchange: String,
+    /// This deployment's name on the broker (`POS_DEPLOYMENT`): every consumer queue is
+    /// `<exchange>.<deployment>.<consumer>`, so deployments sharing a broker and an exchange
+    /// never share a queue. Unset: derived from `schema_prefix` (see
+    /// [`PlatformConfig::deployment`]).
+    pub deployment: Option<String>,
     /// Prefix of every cache key, so deployments can share a Redis.
     pub cache_prefix: String,
     /// Regions whose events this deployment consumes: `*` for all, or codes such as `41`
@@ -81,6 +86,7 @@ impl Default for PlatformConfig {
             log_filter: None,
             json_logs: false,
             exchange: "pos.events".into(),
+            deployment: None,
             cache_prefix: "pos".into(),
             regions: vec!["*".into()],
             db_max_connections: 10,
@@ -158,7 +164,32 @@ pub fn figment(file: Option<&Path>) -> Figment {
     figment.merge(Env::prefixed("POS_").split("__").ignore(&["config"]))
 }
 
+/// Longest deployment name: it goes into every queue name, which AMQP limits to 255 bytes.
+const MAX_DEPLOYMENT_NAME: usize = 48;
+
 impl PlatformConfig {
+    /// The deployment's name on the broker: `deployment` when set, else the schema prefix without
+    /// its trailing separators (`kamchatka_` → `kamchatka`). The schema prefix is already what
+    /// keeps two deployments' data apart, and it does not change when the regions do: so a queue
+    /// stays with the inbox it feeds, and a deployment whose regions change keeps its queues.
+    /// Empty (no prefix, nothing set): the exchange's one unnamed deployment, whose queues keep
+    /// the short names `<exchange>.<consumer>`.
+    pub fn deployment(&self) -> String {
+        match &self.deployment {
+            Some(name) => name.trim().to_owned(),
+            None => self.schema_prefix.trim_end_matches(['_', '.', '-']).to_owned(),
+        }
+    }
+
+    /// The queue of `consumer` (e.g. `routing.appeal-received`) in this deployment: the exchange
+    /// first (test runs and environments on one broker use their own), then the deployment.
+    pub fn queue_name(&self, consumer: &str) -> String {
+        match self.deployment().as_str() {
+            "" => format!("{}.{consumer}", self.exchange),
+            deployment => format!("{}.{deployment}.{consumer}", self.exchange),
+        }
+    }
+
     pub fn load(file: Option<&Path>) -> Result<PlatformConfig, ConfigError> {
         let config: PlatformConfig = figment(file).extract().map_err(Box::new)?;
         config.validate()?;
@@ -179,6 +210,16 @@ impl PlatformConfig {
         }
         if self.exchange.trim().is_empty() {
             return Err(ConfigError::invalid("exchange", "must not be empty"));
+        }
+        let deployment = self.deployment();
+        if deployment.len() > MAX_DEPLOYMENT_NAME
+            || !deployment.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            let problem = format!(
+                "{deployment:?} is not a broker name: up to {MAX_DEPLOYMENT_NAME} letters, digits, `_` or `-`{}",
+                if self.deployment.is_none() { " (derived from schema_prefix; set POS_DEPLOYMENT)" } else { "" }
+            );
+            return Err(ConfigError::invalid("deployment", problem));
         }
         if self.regions.is_empty() {
             return Err(ConfigError::invalid("regions", "list `*` or at least one region code"));
@@ -228,6 +269,40 @@ mod tests {
             jail.set_env("POS_REDIS_URL", "http://nope");
             let error = PlatformConfig::load(None).unwrap_err().to_string();
             assert!(error.contains("redis_url"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn queues_carry_the_deployment_not_the_regions() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("POS_AUTH__HS256_SECRET", "dev");
+            jail.set_env("POS_EXCHANGE", "pos.events");
+            let unnamed = PlatformConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(unnamed.queue_name("routing.appeal-received"), "pos.events.routing.appeal-received");
+
+            // The two deployments: one broker and exchange, their own regions and prefixes.
+            jail.set_env("POS_SCHEMA_PREFIX", "kamchatka_");
+            jail.set_env("POS_REGIONS", "41");
+            let kamchatka = PlatformConfig::load(None).map_err(|e| e.to_string())?;
+            jail.set_env("POS_SCHEMA_PREFIX", "tatarstan_");
+            jail.set_env("POS_REGIONS", "16");
+            let tatarstan = PlatformConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(kamchatka.queue_name("sla.appeal-routed"), "pos.events.kamchatka.sla.appeal-routed");
+            assert_ne!(kamchatka.queue_name("sla.appeal-routed"), tatarstan.queue_name("sla.appeal-routed"));
+
+            // New regions, same deployment, same queue.
+            jail.set_env("POS_REGIONS", "16,02");
+            let widened = PlatformConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(widened.queue_name("sla.appeal-routed"), tatarstan.queue_name("sla.appeal-routed"));
+
+            jail.set_env("POS_DEPLOYMENT", "volga");
+            let named = PlatformConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(named.queue_name("sla.appeal-routed"), "pos.events.volga.sla.appeal-routed");
+            jail.set_env("POS_DEPLOYMENT", "volga.east");
+            let error = PlatformConfig::load(None).unwrap_err().to_string();
+            assert!(error.contains("deployment"), "{error}");
             Ok(())
         });
     }

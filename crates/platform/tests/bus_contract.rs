@@ -130,6 +130,7 @@ impl Target {
         for spec in self.specs.lock().unwrap().iter() {
             queues.push(spec.name.clone());
             queues.push(spec.dead_letter_queue());
+            queues.push(format!("{}.bindings", spec.name));
             queues.extend(spec.retry_delays.iter().map(|d| format!("{}.retry.{}", spec.name, d.as_millis())));
         }
         // One channel per deletion: a failure closes its channel.
@@ -213,6 +214,7 @@ contract!(
     unroutable_is_kept,
     queue_depth_counts_waiting_messages,
     prefetch_bounds_unsettled_deliveries,
+    rebinding_adds_before_it_removes,
 );
 
 fn envelope(routing_key: &str) -> Envelope {
@@ -524,6 +526,111 @@ async fn prefetch_bounds_unsettled_deliveries(t: &Target) {
     let third = next(&mut deliveries).await;
     ack(second).await;
     ack(third).await;
+}
+
+/// A deployment restarted with other regions: the queue keeps its messages, the new binding is
+/// there before the old one goes, and only the one the spec no longer lists goes.
+async fn rebinding_adds_before_it_removes(t: &Target) {
+    let before = t.spec("regional", &["appeal.received.41", "appeal.received.16"]);
+    t.bus().declare(&before).await.unwrap();
+    let (old_41, old_16) = (envelope("appeal.received.41"), envelope("appeal.received.16"));
+    publish(t.bus(), &old_41).await;
+    publish(t.bus(), &old_16).await;
+    assert_depth(t.bus(), &before.name, 2).await;
+
+    let after =
+        QueueSpec { bindings: vec!["appeal.received.41".to_owned(), "appeal.received.77".to_owned()], ..before };
+    t.bus().declare(&after).await.unwrap();
+    // Declaring adds: both the old and the new regions reach the queue until the removal.
+    let (new_77, late_16) = (envelope("appeal.received.77"), envelope("appeal.received.16"));
+    publish(t.bus(), &new_77).await;
+    publish(t.bus(), &late_16).await;
+    assert_depth(t.bus(), &after.name, 4).await;
+
+    assert_eq!(t.bus().remove_stale_bindings(&after).await.unwrap(), vec!["appeal.received.16".to_owned()]);
+    assert!(t.bus().remove_stale_bindings(&after).await.unwrap().is_empty(), "removed once");
+    let (gone_16, still_41) = (envelope("appeal.received.16"), envelope("appeal.received.41"));
+    publish(t.bus(), &gone_16).await;
+    publish(t.bus(), &still_41).await;
+    assert_depth(t.bus(), &t.unroutable_queue(), 1).await;
+    assert_depth(t.bus(), &after.name, 5).await;
+
+    // What was queued before the change is still handled, in order.
+    let mut deliveries = t.bus().consume(&after).await.unwrap();
+    for sent in [&old_41, &old_16, &new_77, &late_16, &still_41] {
+        let delivery = next(&mut deliveries).await;
+        assert_eq!(delivery.envelope.message_id, sent.message_id);
+        ack(delivery).await;
+    }
+    nothing(&mut deliveries).await;
+}
+
+/// The record of what a queue is bound to outlives the process that bound it: the next start,
+/// on a bus of its own, removes what the previous one bound and no longer wants.
+mod bindings_outlive_the_process {
+    use super::*;
+
+    const BEFORE: &[&str] = &["appeal.received.41", "appeal.received.16"];
+
+    /// On a bus other than the one that declared `BEFORE`: re-declared for 41 only, the queue
+    /// loses 16 and keeps 41.
+    async fn restart_without_16(bus: &dyn Bus, unroutable: &str, name: &str) {
+        let after = QueueSpec::new(name, &["appeal.received.41"]);
+        bus.declare(&after).await.unwrap();
+        assert_eq!(bus.remove_stale_bindings(&after).await.unwrap(), vec!["appeal.received.16".to_owned()]);
+        publish(bus, &envelope("appeal.received.16")).await;
+        publish(bus, &envelope("appeal.received.41")).await;
+        assert_depth(bus, unroutable, 1).await;
+        assert_depth(bus, name, 1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable() {
+        init_tracing();
+        let file = temp_db_file();
+        let name = unique("durable");
+        let first = MemoryBus::durable(sqlite(&file).await).await.unwrap();
+        first.declare(&QueueSpec::new(&name, BEFORE)).await.unwrap();
+        first.close().await;
+        drop(first);
+        let second = MemoryBus::durable(sqlite(&file).await).await.unwrap();
+        restart_without_16(&second, second.unroutable_queue(), &name).await;
+        second.close().await;
+        drop(second);
+        remove_db_files(&file);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn amqp() {
+        init_tracing();
+        let exchange = unique("amqp");
+        let name = format!("{exchange}.regional");
+        let first = AmqpBus::connect(&amqp_url(), &exchange).await.unwrap();
+        first.declare(&QueueSpec::new(&name, BEFORE)).await.unwrap();
+        first.close().await;
+        let second = AmqpBus::connect(&amqp_url(), &exchange).await.unwrap();
+        restart_without_16(&second, second.unroutable_queue(), &name).await;
+        // Decommissioning removes the record with the queue, and the exchanges with the last queue.
+        second.delete_declared().await.unwrap();
+        let unroutable = second.unroutable_queue().to_owned();
+        // Closed first: a bus that hits a missing queue reconnects and declares its exchanges again.
+        second.close().await;
+        for queue in [name.clone(), format!("{name}.bindings"), unroutable] {
+            assert!(!queue_exists(&queue).await, "{queue} is gone");
+        }
+    }
+
+    /// Asked on a connection of its own, without declaring anything.
+    async fn queue_exists(queue: &str) -> bool {
+        use lapin::options::QueueDeclareOptions;
+        let connection =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await.expect("RabbitMQ");
+        let channel = connection.create_channel().await.expect("a channel");
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let exists = channel.queue_declare(queue.into(), passive, Default::default()).await.is_ok();
+        let _ = connection.close(200, "OK".into()).await;
+        exists
+    }
 }
 
 /// The durable in-process bus: what was published survives the bus, and a process killed

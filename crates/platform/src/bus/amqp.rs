@@ -10,7 +10,9 @@
 //! - per consumer `Q`: quorum queue `Q` bound to `E` with the consumer's patterns, its dead-letter
 //!   queue `Q.dead` bound to `E.dlx` with key `Q`, and one retry queue `Q.retry.<millis>` per
 //!   distinct retry delay, bound to `E.retry` with its own name, whose messages expire after that
-//!   delay and are dead-lettered through the default exchange straight back into `Q` alone.
+//!   delay and are dead-lettered through the default exchange straight back into `Q` alone;
+//!   and `Q.bindings`, the record of the patterns `Q` was bound to (AMQP cannot list a queue's
+//!   bindings), so that a later start can remove those its spec no longer lists.
 //!
 //! A retry or a dead letter is a copy published with a confirm, then the original is acked:
 //! publishing the copy ourselves keeps our headers (retry count, death reason), which a broker
@@ -364,6 +366,61 @@ fn retry_queue(queue: &str, delay_ms: u64) -> String {
     format!("{queue}.retry.{delay_ms}")
 }
 
+/// The queue holding the record of what `queue` is bound to: each record is one message listing
+/// patterns; what the queue may be bound to is the union of the records.
+fn bindings_record_queue(queue: &str) -> String {
+    format!("{queue}.bindings")
+}
+
+/// The patterns the binding record of `queue` lists, and the delivery tag that acknowledges
+/// every record read (on this channel). Usually one record; more after a crash between writing
+/// a record and acknowledging the one it replaces, or when replicas start together: the union
+/// is a superset of what is bound, and removing a binding that is not there does nothing.
+async fn read_bindings_record(channel: &Channel, queue: &str) -> Result<(BTreeSet<String>, Option<u64>), lapin::Error> {
+    let record = bindings_record_queue(queue);
+    // Quorum: a record lost with a node would leave a stale binding that nothing removes.
+    channel.queue_declare(record.as_str().into(), durable_queue(), quorum_arguments()).await?;
+    let mut patterns = BTreeSet::new();
+    let mut last_tag = None;
+    // Not auto-acked: a record goes only once its replacement is confirmed.
+    while let Some(message) = channel.basic_get(record.as_str().into(), BasicGetOptions { no_ack: false }).await? {
+        last_tag = Some(message.delivery.delivery_tag);
+        match serde_json::from_slice::<Vec<String>>(&message.delivery.data) {
+            Ok(listed) => patterns.extend(listed),
+            Err(error) => tracing::warn!(%error, queue, "unreadable binding record, dropping it"),
+        }
+    }
+    Ok((patterns, last_tag))
+}
+
+/// Replaces the records read (up to `read`) with one listing `patterns`: the new record is
+/// confirmed before the old ones are acknowledged, so a crash in between leaves both, never none.
+/// `channel` is in confirm mode.
+async fn write_bindings_record(
+    channel: &Channel,
+    queue: &str,
+    patterns: &BTreeSet<String>,
+    read: Option<u64>,
+) -> Result<(), lapin::Error> {
+    let record = bindings_record_queue(queue);
+    let body = serde_json::to_vec(patterns).unwrap_or_else(|_| b"[]".to_vec());
+    let properties = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+    // Through the default exchange, which routes by queue name.
+    let confirmation = channel
+        .basic_publish("".into(), record.as_str().into(), BasicPublishOptions::default(), &body, properties)
+        .await?
+        .await?;
+    if !matches!(confirmation, Confirmation::Ack(None)) {
+        return Err(lapin::Error::from(ErrorKind::IOError(Arc::new(std::io::Error::other(format!(
+            "the broker did not confirm the binding record of {queue}: {confirmation:?}"
+        ))))));
+    }
+    if let Some(tag) = read {
+        channel.basic_ack(tag, BasicAckOptions { multiple: true }).await?;
+    }
+    Ok(())
+}
+
 /// The retry queue for `delay`: the shortest declared delay not below it, else the longest
 /// (a handler asking for a delay the spec does not list gets the nearest longer one).
 fn pick_retry_delay(delays: &BTreeSet<u64>, delay: Duration) -> u64 {
@@ -537,6 +594,11 @@ fn is_not_found(error: &lapin::Error) -> bool {
     matches!(error.kind(), ErrorKind::ProtocolError(e) if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
 }
 
+/// The broker refused to delete an exchange that still has bindings (`if-unused`).
+fn is_in_use(error: &lapin::Error) -> bool {
+    matches!(error.kind(), ErrorKind::ProtocolError(e) if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+}
+
 #[async_trait]
 impl Bus for AmqpBus {
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>> {
@@ -573,6 +635,11 @@ impl Bus for AmqpBus {
         let link = self.shared.link(LINK_WAIT).await?;
         let declare = async {
             let channel = link.connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            // Written down before binding: a binding missing from the record would never be removed.
+            let (mut recorded, read) = read_bindings_record(&channel, &spec.name).await?;
+            recorded.extend(spec.bindings.iter().cloned());
+            write_bindings_record(&channel, &spec.name, &recorded, read).await?;
             declare_queue(&channel, &self.shared.names, spec).await?;
             let _ = channel.close(200, "OK".into()).await;
             Ok::<(), lapin::Error>(())
@@ -587,6 +654,44 @@ impl Bus for AmqpBus {
                 Err(BusError::Other(format!("declaring queue {}: {error}", spec.name)))
             }
             Err(_) => Err(BusError::Unavailable(format!("declaring queue {} timed out", spec.name))),
+        }
+    }
+
+    async fn remove_stale_bindings(&self, spec: &QueueSpec) -> Result<Vec<String>, BusError> {
+        validate(spec)?;
+        let link = self.shared.link(LINK_WAIT).await?;
+        let names = &self.shared.names;
+        let remove = async {
+            let channel = link.connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            let (recorded, read) = read_bindings_record(&channel, &spec.name).await?;
+            let (kept, stale): (BTreeSet<String>, BTreeSet<String>) =
+                recorded.into_iter().partition(|pattern| spec.bindings.contains(pattern));
+            for pattern in &stale {
+                // Removing a binding that is not there (any more) succeeds.
+                channel
+                    .queue_unbind(
+                        spec.name.as_str().into(),
+                        names.exchange.as_str().into(),
+                        pattern.as_str().into(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+            // Unchanged: the records read go back to their queue when the channel closes.
+            if !stale.is_empty() {
+                write_bindings_record(&channel, &spec.name, &kept, read).await?;
+            }
+            let _ = channel.close(200, "OK".into()).await;
+            Ok::<Vec<String>, lapin::Error>(stale.into_iter().collect())
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT, remove).await {
+            Ok(Ok(stale)) => Ok(stale),
+            Ok(Err(error)) => {
+                self.shared.kick.notify_one();
+                Err(BusError::Other(format!("removing stale bindings of {}: {error}", spec.name)))
+            }
+            Err(_) => Err(BusError::Unavailable(format!("removing stale bindings of {} timed out", spec.name))),
         }
     }
 
@@ -605,14 +710,30 @@ impl Bus for AmqpBus {
         let delete = async {
             let channel = link.connection.create_channel().await?;
             for spec in &specs {
-                let mut queues = vec![spec.name.clone(), spec.dead_letter_queue()];
+                let mut queues = vec![spec.name.clone(), spec.dead_letter_queue(), bindings_record_queue(&spec.name)];
                 queues.extend(retry_delays_ms(spec).into_iter().map(|delay| retry_queue(&spec.name, delay)));
                 for queue in queues {
                     channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
                 }
             }
+            let _ = channel.close(200, "OK".into()).await;
+            // The exchanges (and the unroutable queue) are shared by every deployment on them:
+            // they go with the last one, i.e. when no queue is bound to the main exchange any more.
+            let shared = link.connection.create_channel().await?;
+            let if_unused = ExchangeDeleteOptions { if_unused: true, ..ExchangeDeleteOptions::default() };
+            match shared.exchange_delete(names.exchange.as_str().into(), if_unused).await {
+                Ok(()) => {}
+                Err(error) if is_in_use(&error) => {
+                    tracing::info!(exchange = %names.exchange, "another deployment still uses the exchange, keeping it");
+                    return Ok(());
+                }
+                Err(error) if is_not_found(&error) => {}
+                Err(error) => return Err(error),
+            }
+            // A fresh channel: a refused deletion above closed the first one.
+            let channel = link.connection.create_channel().await?;
             channel.queue_delete(names.unroutable.as_str().into(), QueueDeleteOptions::default()).await?;
-            for exchange in [&names.exchange, &names.unroutable, &names.dlx, &names.retry] {
+            for exchange in [&names.unroutable, &names.dlx, &names.retry] {
                 channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
             }
             let _ = channel.close(200, "OK".into()).await;

@@ -183,6 +183,20 @@ impl State {
         self.queue(&name).spec = Some(spec);
     }
 
+    /// `spec` with the bindings the queue has already: declaring adds bindings, as on a broker;
+    /// only [`Bus::remove_stale_bindings`] takes them away.
+    fn with_current_bindings(&self, spec: &QueueSpec) -> QueueSpec {
+        let mut merged = spec.clone();
+        if let Some(current) = self.queues.get(&spec.name).and_then(|queue| queue.spec.as_ref()) {
+            for pattern in &current.bindings {
+                if !merged.bindings.contains(pattern) {
+                    merged.bindings.push(pattern.clone());
+                }
+            }
+        }
+        merged
+    }
+
     /// Every queue bound to `routing_key`, or the unroutable queue.
     fn route(&self, routing_key: &str) -> Vec<String> {
         let mut targets: Vec<String> = self
@@ -240,11 +254,32 @@ impl Bus for MemoryBus {
 
     async fn declare(&self, spec: &QueueSpec) -> Result<(), BusError> {
         self.inner.ensure_open()?;
+        let declared = self.inner.lock().with_current_bindings(spec);
         if let Some(store) = &self.inner.store {
-            store.save_spec(spec).await.map_err(store_error)?;
+            store.save_spec(&declared).await.map_err(store_error)?;
         }
-        self.inner.lock().declare(spec.clone());
+        self.inner.lock().declare(declared);
         Ok(())
+    }
+
+    async fn remove_stale_bindings(&self, spec: &QueueSpec) -> Result<Vec<String>, BusError> {
+        self.inner.ensure_open()?;
+        let Some(mut current) = self.inner.lock().queues.get(&spec.name).and_then(|queue| queue.spec.clone()) else {
+            return Err(BusError::Other(format!("queue {} is not declared", spec.name)));
+        };
+        let (kept, stale): (Vec<String>, Vec<String>) =
+            current.bindings.into_iter().partition(|pattern| spec.bindings.contains(pattern));
+        if stale.is_empty() {
+            return Ok(stale);
+        }
+        current.bindings = kept;
+        // Stored before routing changes, as in `declare`: the stored spec is what the next
+        // process routes by.
+        if let Some(store) = &self.inner.store {
+            store.save_spec(&current).await.map_err(store_error)?;
+        }
+        self.inner.lock().declare(current);
+        Ok(stale)
     }
 
     async fn consume(&self, spec: &QueueSpec) -> Result<BoxStream<'static, Delivery>, BusError> {

@@ -264,8 +264,15 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>>;
 
     /// Declares the consumer's queue, its bindings, its retry path and its dead-letter queue.
-    /// Idempotent.
+    /// Idempotent. Only adds bindings, and remembers them (where the queue lives, so that any
+    /// later process sees them) for [`Bus::remove_stale_bindings`].
     async fn declare(&self, spec: &QueueSpec) -> Result<(), BusError>;
+
+    /// Removes the bindings that declarations of the queue made before (by any process, before
+    /// any restart) and `spec` no longer lists, and returns them. Called after [`Bus::declare`],
+    /// so a deployment whose regions change binds the new ones before the old ones go: nothing
+    /// published in between misses the queue. Messages already queued stay in it.
+    async fn remove_stale_bindings(&self, spec: &QueueSpec) -> Result<Vec<String>, BusError>;
 
     /// Deliveries from the consumer's queue (declared first). The stream survives broker
     /// restarts and ends only when the bus is closed.
@@ -279,7 +286,8 @@ pub trait Bus: Send + Sync + 'static {
     async fn drain_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<Envelope>, BusError>;
 
     /// Removes every queue (with its retry and dead-letter queues) declared through this bus,
-    /// and the exchanges, messages included: for decommissioning a deployment or a test run.
+    /// messages included, and the exchanges unless another deployment's queues are still bound
+    /// to them: for decommissioning a deployment or a test run.
     async fn delete_declared(&self) -> Result<(), BusError>;
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {

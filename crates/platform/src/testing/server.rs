@@ -121,9 +121,9 @@ impl TestServer {
         &self.infra.bus
     }
 
-    /// The name a consumer's queue has on the bus (the host puts the exchange before it).
+    /// The name a consumer's queue has on the bus (see `PlatformConfig::queue_name`).
     pub fn queue(&self, consumer: &str) -> String {
-        format!("{}.{consumer}", self.infra.config.exchange)
+        self.infra.config.queue_name(consumer)
     }
 
     /// Stops serving (gracefully, as on SIGTERM) and returns the result of the host's run.

@@ -70,8 +70,8 @@ async fn notify_killed_mid_stream_loses_no_email() {
 
     let bus = AmqpBus::connect(&testing::amqp_url(), &exchange).await.unwrap();
     // Declared here too, so that this run's queues are removed with it at the end. The host
-    // names a consumer's queue after the exchange: `<exchange>.notify.events`.
-    let queue = format!("{exchange}.{}", pos_notify::CONSUMER);
+    // names a consumer's queue after the exchange and deployment: `<exchange>.<run>.notify.events`.
+    let queue = format!("{exchange}.{run}.{}", pos_notify::CONSUMER);
     bus.declare(&QueueSpec::for_events::<NotifyEvent>(queue, &["*".to_owned()])).await.unwrap();
     let domain = unique_domain();
     let count = 400;
