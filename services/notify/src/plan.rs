@@ -52,7 +52,10 @@ pub const APPLICANT: &str = "applicant";
 pub const ORGANIZATION: &str = "organization";
 
 /// An appeal whose earlier events notify has not processed yet: they are in the queue (the
-/// consumer handles several at once), so try again shortly.
+/// consumer handles several at once), so try again shortly. Retrying, not parking, is enough
+/// here: every event notify follows is caused by `appeal.received` or `appeal.routed`, published
+/// before it into this same queue, so the missing event is already ahead in the queue or in
+/// another replica's hands, and the first retry (a second later) normally finds it applied.
 fn not_yet(appeal_id: &str, what: &str) -> HandleError {
     HandleError::Transient(anyhow::anyhow!("appeal {appeal_id} has no {what} yet"))
 }

@@ -126,7 +126,10 @@ impl Handler for RerouteRequestedHandler {
             return Ok(());
         }
         // The appeal's deadline terms stay those of its first decision; the cabinet keeps the
-        // appeal's content and received time from the ticket that asked.
+        // appeal's content and received time from the ticket that asked. That decision exists
+        // whenever this deployment routed the appeal: it was committed with the `appeal.routed`
+        // that created the asking ticket. Without it (an appeal first routed by another
+        // deployment) the defaults leave the ticket's own terms in place.
         let first = store::decision(tx, &request.appeal_id).await?;
         let region_code =
             if request.region_code.is_empty() { envelope.region().to_owned() } else { request.region_code };

@@ -1,6 +1,10 @@
 //! What the SLA service does with the events it consumes: `appeal.routed` arms the answer
 //! deadline (or keeps it through a redirect), `ticket.status_changed` pauses, resumes, stops
 //! and sets the executor's stage, `ticket.reopened` arms a re-review round.
+//!
+//! Ticketing creates its ticket from the same `appeal.routed`, so its status events can reach
+//! this service before the appeal's clock exists (always a race with replicas). They are parked,
+//! keyed by the appeal, and applied in the transaction that arms the appeal's first clock.
 
 use std::sync::Arc;
 
@@ -8,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pos_platform::consumer::{HandleError, Handler};
 use pos_platform::db::Dialect;
-use pos_platform::{Envelope, Tx};
+use pos_platform::{Envelope, EventSet, Tx, parking};
 use pos_proto::v1::events::{AppealRouted, TicketAction, TicketReopened, TicketStatusChanged};
 use tokio::sync::Notify;
 
@@ -173,8 +177,76 @@ impl Handler for RoutedHandler {
         };
         engine::arm(tx, clock, None, &calendar, at, &detail).await?;
         self.0.ring();
-        Ok(())
+        apply_parked(&self.0, tx, &routed.appeal_id).await
     }
+}
+
+pos_platform::event_set! {
+    /// The ticket's events that change an appeal's clocks, as they wait for it.
+    pub enum TicketEvent {
+        StatusChanged(TicketStatusChanged),
+        Reopened(TicketReopened),
+    }
+}
+
+/// The ticket's events that arrived before the appeal's clock, just armed, applied to it in the
+/// order ticketing published them (its two queues are taken back together).
+async fn apply_parked(shared: &Shared, tx: &mut Tx, appeal_id: &str) -> Result<(), HandleError> {
+    let mut parked = parking::take(tx, STATUS_QUEUE, appeal_id).await?;
+    parked.extend(parking::take(tx, REOPENED_QUEUE, appeal_id).await?);
+    // Stable: one consumer's events keep their arrival order when published at the same instant.
+    parked.sort_by_key(|envelope| envelope.timestamp);
+    for envelope in parked {
+        match apply(shared, tx, TicketEvent::decode(&envelope)?).await? {
+            Clocked::Applied => {}
+            // Just armed in this transaction, so it cannot be missing.
+            Clocked::NoClock => {
+                tracing::error!(%appeal_id, event = envelope.event(), "a parked ticket event found no clock");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a ticket's event found the appeal's clock.
+enum Clocked {
+    Applied,
+    NoClock,
+}
+
+/// Applies a ticket's event to the appeal's clocks.
+async fn apply(shared: &Shared, tx: &mut Tx, event: TicketEvent) -> Result<Clocked, HandleError> {
+    match event {
+        TicketEvent::StatusChanged(changed) => status_changed(shared, tx, changed).await,
+        TicketEvent::Reopened(reopened) => reopened_round(shared, tx, reopened).await,
+    }
+}
+
+/// Applies a ticket's event; when the appeal has no clock yet, looks again under the appeal's
+/// parking lock (the transaction arming it may be committing) and parks the event for
+/// `consumer` if there still is none.
+async fn apply_or_park(
+    shared: &Shared,
+    tx: &mut Tx,
+    consumer: &str,
+    event: TicketEvent,
+    envelope: &Envelope,
+) -> Result<(), HandleError> {
+    let appeal_id = match &event {
+        TicketEvent::StatusChanged(changed) => changed.appeal_id.clone(),
+        TicketEvent::Reopened(reopened) => reopened.appeal_id.clone(),
+    };
+    if let Clocked::Applied = apply(shared, tx, event.clone()).await? {
+        return Ok(());
+    }
+    parking::lock(tx, consumer, &appeal_id).await?;
+    match apply(shared, tx, event).await? {
+        Clocked::Applied => {}
+        Clocked::NoClock => {
+            parking::park(tx, consumer, &appeal_id, envelope).await?;
+        }
+    }
+    Ok(())
 }
 
 /// `ticket.status_changed` → pause, resume, stop, the executor's stage.
@@ -184,127 +256,91 @@ pub struct StatusHandler(pub Shared);
 impl Handler for StatusHandler {
     type Event = TicketStatusChanged;
 
-    async fn handle(&self, tx: &mut Tx, changed: TicketStatusChanged, _: &Envelope) -> Result<(), HandleError> {
-        let at = time(changed.at.as_ref()).unwrap_or_else(Utc::now);
-        let action = TicketAction::try_from(changed.action).unwrap_or(TicketAction::Unspecified);
-        let (answer, execution) = engine::lock_both(tx, self.0.dialect, &changed.appeal_id).await?;
-        let Some(mut answer) = answer else {
-            if !changes_a_clock(action) {
-                return Ok(());
-            }
-            // Ticketing can only act on a routed appeal, and appeal.routed reaches us first in
-            // the normal flow; a status change that overtook it is retried until it has.
-            return Err(HandleError::Transient(anyhow::anyhow!(
-                "no answer deadline for appeal {} yet",
-                changed.appeal_id
-            )));
-        };
-        if answer.ticket_id.is_empty() && !changed.ticket_id.is_empty() {
-            answer.ticket_id = changed.ticket_id.clone();
-            store::save_clock(tx, &answer).await?;
-        }
-        let region = answer.region_code.clone();
-        match action {
-            TicketAction::ExecutorAssigned => {
-                let calendar = store::calendar_for(tx, &region).await?;
-                let policy = store::policy_for(tx, &region).await?;
-                let tz = engine::zone(&answer.time_zone)?;
-                let (due, source) = match time(changed.execution_due.as_ref()) {
-                    Some(due) => (due.min(answer.due_at), "set by the coordinator".to_owned()),
-                    None => {
-                        let due = deadline::execution_due(
-                            answer.started_at,
-                            answer.due_at,
-                            policy.execution_share_percent,
-                            tz,
-                        )
-                        .ok_or_else(|| EngineError::Uncomputable("execution deadline".into()))?;
-                        (due, format!("{}% of the answer period", policy.execution_share_percent))
-                    }
-                };
-                let clock = Clock {
-                    kind: ClockKind::Execution,
-                    ticket_id: changed.ticket_id.clone(),
-                    assignee_id: changed.assignee_id.clone(),
-                    started_at: at,
-                    due_at: due,
-                    span: due - at,
-                    warnings: Vec::new(),
-                    ..answer.clone()
-                };
-                let detail = format!("executor {} assigned; stage deadline {source}", changed.assignee_id);
-                engine::arm(tx, clock, execution.as_ref(), &calendar, at, &detail).await?;
-                self.0.ring();
-            }
-            TicketAction::InformationRequested => {
-                engine::pause(tx, answer, at, "information requested from the applicant").await?;
-                if let Some(execution) = execution {
-                    engine::pause(tx, execution, at, "information requested from the applicant").await?;
-                }
-            }
-            TicketAction::InformationReceived => {
-                let calendar = store::calendar_for(tx, &region).await?;
-                engine::resume(tx, answer, &calendar, at, "information received").await?;
-                if let Some(execution) = execution {
-                    engine::resume(tx, execution, &calendar, at, "information received").await?;
-                }
-                self.0.ring();
-            }
-            TicketAction::AnswerPrepared | TicketAction::SentForApproval | TicketAction::SentForAgreement => {
-                if let Some(execution) = execution {
-                    engine::stop(tx, execution, true, at, "answer prepared").await?;
-                }
-            }
-            TicketAction::Approved => {
-                if let Some(execution) = execution {
-                    engine::stop(tx, execution, true, at, "answer approved").await?;
-                }
-                engine::stop(tx, answer, true, at, "answer approved").await?;
-            }
-            TicketAction::Rejected | TicketAction::ReviewStopped => {
-                let why =
-                    if action == TicketAction::Rejected { "rejected by the coordinator" } else { "review stopped" };
-                if let Some(execution) = execution {
-                    engine::stop(tx, execution, false, at, why).await?;
-                }
-                engine::stop(tx, answer, false, at, why).await?;
-            }
-            TicketAction::Redirected | TicketAction::ReturnedToCoordination => {
-                // The new addressee arrives with appeal.routed; the policy decides there.
-                store::append_log(tx, &answer, LogKind::Kept, at, "redirect requested; waiting for the new addressee")
-                    .await?;
-            }
-            TicketAction::Unspecified
-            | TicketAction::Created
-            | TicketAction::TakenInWork
-            | TicketAction::HandedOver
-            | TicketAction::ReturnedToCoordinator
-            | TicketAction::Agreed
-            | TicketAction::ReturnedForRework
-            | TicketAction::AcceptedByApplicant
-            | TicketAction::RejectedByApplicant
-            | TicketAction::Escalated => {
-                // No clock changes: the re-review arrives as ticket.reopened.
-            }
-        }
-        Ok(())
+    async fn handle(&self, tx: &mut Tx, changed: TicketStatusChanged, envelope: &Envelope) -> Result<(), HandleError> {
+        apply_or_park(&self.0, tx, STATUS_QUEUE, TicketEvent::StatusChanged(changed), envelope).await
     }
 }
 
-/// Whether `action` changes a clock (and so needs the appeal's clock to exist).
-fn changes_a_clock(action: TicketAction) -> bool {
+/// Applies a ticket's status change to the appeal's clocks.
+async fn status_changed(shared: &Shared, tx: &mut Tx, changed: TicketStatusChanged) -> Result<Clocked, HandleError> {
+    let at = time(changed.at.as_ref()).unwrap_or_else(Utc::now);
+    let action = TicketAction::try_from(changed.action).unwrap_or(TicketAction::Unspecified);
+    let (answer, execution) = engine::lock_both(tx, shared.dialect, &changed.appeal_id).await?;
+    let Some(mut answer) = answer else {
+        // Ticketing acts only on a routed appeal: this change overtook our appeal.routed.
+        // Even one that changes no clock carries the ticket's id, which the clock keeps.
+        return Ok(Clocked::NoClock);
+    };
+    if answer.ticket_id.is_empty() && !changed.ticket_id.is_empty() {
+        answer.ticket_id = changed.ticket_id.clone();
+        store::save_clock(tx, &answer).await?;
+    }
+    let region = answer.region_code.clone();
     match action {
-        TicketAction::ExecutorAssigned
-        | TicketAction::InformationRequested
-        | TicketAction::InformationReceived
-        | TicketAction::AnswerPrepared
-        | TicketAction::SentForApproval
-        | TicketAction::SentForAgreement
-        | TicketAction::Approved
-        | TicketAction::Rejected
-        | TicketAction::ReviewStopped
-        | TicketAction::Redirected
-        | TicketAction::ReturnedToCoordination => true,
+        TicketAction::ExecutorAssigned => {
+            let calendar = store::calendar_for(tx, &region).await?;
+            let policy = store::policy_for(tx, &region).await?;
+            let tz = engine::zone(&answer.time_zone)?;
+            let (due, source) = match time(changed.execution_due.as_ref()) {
+                Some(due) => (due.min(answer.due_at), "set by the coordinator".to_owned()),
+                None => {
+                    let due =
+                        deadline::execution_due(answer.started_at, answer.due_at, policy.execution_share_percent, tz)
+                            .ok_or_else(|| EngineError::Uncomputable("execution deadline".into()))?;
+                    (due, format!("{}% of the answer period", policy.execution_share_percent))
+                }
+            };
+            let clock = Clock {
+                kind: ClockKind::Execution,
+                ticket_id: changed.ticket_id.clone(),
+                assignee_id: changed.assignee_id.clone(),
+                started_at: at,
+                due_at: due,
+                span: due - at,
+                warnings: Vec::new(),
+                ..answer.clone()
+            };
+            let detail = format!("executor {} assigned; stage deadline {source}", changed.assignee_id);
+            engine::arm(tx, clock, execution.as_ref(), &calendar, at, &detail).await?;
+            shared.ring();
+        }
+        TicketAction::InformationRequested => {
+            engine::pause(tx, answer, at, "information requested from the applicant").await?;
+            if let Some(execution) = execution {
+                engine::pause(tx, execution, at, "information requested from the applicant").await?;
+            }
+        }
+        TicketAction::InformationReceived => {
+            let calendar = store::calendar_for(tx, &region).await?;
+            engine::resume(tx, answer, &calendar, at, "information received").await?;
+            if let Some(execution) = execution {
+                engine::resume(tx, execution, &calendar, at, "information received").await?;
+            }
+            shared.ring();
+        }
+        TicketAction::AnswerPrepared | TicketAction::SentForApproval | TicketAction::SentForAgreement => {
+            if let Some(execution) = execution {
+                engine::stop(tx, execution, true, at, "answer prepared").await?;
+            }
+        }
+        TicketAction::Approved => {
+            if let Some(execution) = execution {
+                engine::stop(tx, execution, true, at, "answer approved").await?;
+            }
+            engine::stop(tx, answer, true, at, "answer approved").await?;
+        }
+        TicketAction::Rejected | TicketAction::ReviewStopped => {
+            let why = if action == TicketAction::Rejected { "rejected by the coordinator" } else { "review stopped" };
+            if let Some(execution) = execution {
+                engine::stop(tx, execution, false, at, why).await?;
+            }
+            engine::stop(tx, answer, false, at, why).await?;
+        }
+        TicketAction::Redirected | TicketAction::ReturnedToCoordination => {
+            // The new addressee arrives with appeal.routed; the policy decides there.
+            store::append_log(tx, &answer, LogKind::Kept, at, "redirect requested; waiting for the new addressee")
+                .await?;
+        }
         TicketAction::Unspecified
         | TicketAction::Created
         | TicketAction::TakenInWork
@@ -314,8 +350,11 @@ fn changes_a_clock(action: TicketAction) -> bool {
         | TicketAction::ReturnedForRework
         | TicketAction::AcceptedByApplicant
         | TicketAction::RejectedByApplicant
-        | TicketAction::Escalated => false,
+        | TicketAction::Escalated => {
+            // No clock changes: the re-review arrives as ticket.reopened.
+        }
     }
+    Ok(Clocked::Applied)
 }
 
 /// `ticket.reopened` → a new answer deadline, the next round.
@@ -325,54 +364,52 @@ pub struct ReopenedHandler(pub Shared);
 impl Handler for ReopenedHandler {
     type Event = TicketReopened;
 
-    async fn handle(&self, tx: &mut Tx, reopened: TicketReopened, _: &Envelope) -> Result<(), HandleError> {
-        let at = time(reopened.reopened_at.as_ref()).unwrap_or_else(Utc::now);
-        let (answer, execution) = engine::lock_both(tx, self.0.dialect, &reopened.appeal_id).await?;
-        let Some(previous) = answer else {
-            return Err(HandleError::Transient(anyhow::anyhow!(
-                "no answer deadline for appeal {} yet",
-                reopened.appeal_id
-            )));
-        };
-        let round = reopened.review_round.max(previous.round + 1);
-        if reopened.review_round > 0 && reopened.review_round <= previous.round {
-            // This round is armed already (a duplicate with a new message id).
-            return Ok(());
-        }
-        if let Some(execution) = execution {
-            engine::stop(tx, execution, false, at, "re-review: a new stage follows assignment").await?;
-        }
-        let previous = if previous.state == State::Stopped {
-            previous
-        } else {
-            engine::stop(tx, previous, false, at, "re-review replaces this round").await?
-        };
-        let region = previous.region_code.clone();
-        let policy = store::policy_for(tx, &region).await?;
-        let calendar = store::calendar_for(tx, &region).await?;
-        let zone_name =
-            if reopened.time_zone.is_empty() { previous.time_zone.clone() } else { reopened.time_zone.clone() };
-        let tz = engine::zone(&zone_name)?;
-        let period = policy.rereview_period(previous.period);
-        let due = deadline::due(at, tz, period, policy.move_to_next_working_day, &calendar)
-            .ok_or_else(|| EngineError::Uncomputable(format!("{period} from {at}")))?;
-        let clock = Clock {
-            round,
-            ticket_id: if reopened.ticket_id.is_empty() {
-                previous.ticket_id.clone()
-            } else {
-                reopened.ticket_id.clone()
-            },
-            time_zone: zone_name,
-            period,
-            started_at: at,
-            due_at: due,
-            span: due - at,
-            warnings: policy.warnings.clone(),
-            ..previous.clone()
-        };
-        engine::arm(tx, clock, Some(&previous), &calendar, at, &format!("re-review round {round}: {period}")).await?;
-        self.0.ring();
-        Ok(())
+    async fn handle(&self, tx: &mut Tx, reopened: TicketReopened, envelope: &Envelope) -> Result<(), HandleError> {
+        apply_or_park(&self.0, tx, REOPENED_QUEUE, TicketEvent::Reopened(reopened), envelope).await
     }
+}
+
+/// Arms the re-review round a reopened ticket asks for.
+async fn reopened_round(shared: &Shared, tx: &mut Tx, reopened: TicketReopened) -> Result<Clocked, HandleError> {
+    let at = time(reopened.reopened_at.as_ref()).unwrap_or_else(Utc::now);
+    let (answer, execution) = engine::lock_both(tx, shared.dialect, &reopened.appeal_id).await?;
+    let Some(previous) = answer else {
+        // Ticketing reopens only a ticket it created from a routed appeal: this overtook ours.
+        return Ok(Clocked::NoClock);
+    };
+    let round = reopened.review_round.max(previous.round + 1);
+    if reopened.review_round > 0 && reopened.review_round <= previous.round {
+        // This round is armed already (a duplicate with a new message id).
+        return Ok(Clocked::Applied);
+    }
+    if let Some(execution) = execution {
+        engine::stop(tx, execution, false, at, "re-review: a new stage follows assignment").await?;
+    }
+    let previous = if previous.state == State::Stopped {
+        previous
+    } else {
+        engine::stop(tx, previous, false, at, "re-review replaces this round").await?
+    };
+    let region = previous.region_code.clone();
+    let policy = store::policy_for(tx, &region).await?;
+    let calendar = store::calendar_for(tx, &region).await?;
+    let zone_name = if reopened.time_zone.is_empty() { previous.time_zone.clone() } else { reopened.time_zone.clone() };
+    let tz = engine::zone(&zone_name)?;
+    let period = policy.rereview_period(previous.period);
+    let due = deadline::due(at, tz, period, policy.move_to_next_working_day, &calendar)
+        .ok_or_else(|| EngineError::Uncomputable(format!("{period} from {at}")))?;
+    let clock = Clock {
+        round,
+        ticket_id: if reopened.ticket_id.is_empty() { previous.ticket_id.clone() } else { reopened.ticket_id.clone() },
+        time_zone: zone_name,
+        period,
+        started_at: at,
+        due_at: due,
+        span: due - at,
+        warnings: policy.warnings.clone(),
+        ..previous.clone()
+    };
+    engine::arm(tx, clock, Some(&previous), &calendar, at, &format!("re-review round {round}: {period}")).await?;
+    shared.ring();
+    Ok(Clocked::Applied)
 }

@@ -29,6 +29,6 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let regions = &ctx.infra.config.regions;
     let routes = tonic::service::Routes::new(TicketingServiceServer::new(grpc::Ticketing::new(ctx.db.clone())));
     Ok(Component::new("ticketing", ctx.db, routes, vec!["pos.v1.TicketingService"])
-        .consumer(Consumer::new("ticketing.appeal-routed", regions, consumer::AppealRoutedHandler))
-        .consumer(Consumer::new("ticketing.sla", regions, consumer::SlaHandler)))
+        .consumer(Consumer::new(consumer::ROUTED_QUEUE, regions, consumer::AppealRoutedHandler))
+        .consumer(Consumer::new(consumer::SLA_QUEUE, regions, consumer::SlaHandler)))
 }

@@ -84,5 +84,8 @@ async fn fault_pos_up_killed_with_sigkill_loses_nothing() {
     let tickets =
         wait_for_tickets(&second.endpoint, KAMCHATKA_CENTER, APPEALS, Duration::from_secs(120)).await.unwrap();
     pos_e2e::assert_one_ticket_per_appeal(&tickets, &appeal_ids);
+    pos_e2e::wait_for_deadlines(&second.endpoint, KAMCHATKA_CENTER, &appeal_ids, Duration::from_secs(60))
+        .await
+        .unwrap();
     drop(second);
 }

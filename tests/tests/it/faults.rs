@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use pos_e2e::{
     KAMCHATKA_CENTER, Mode, Options, Platform, ServiceProcess, assert_one_ticket_per_appeal, config, e_diary_appeal,
+    wait_for_deadlines,
 };
 use pos_platform::Envelope;
 use pos_platform::bus::QueueSpec;
@@ -52,6 +53,7 @@ async fn fault_rabbitmq_stopped_during_1000_submissions() {
     let appeal_ids: Vec<String> = first.into_iter().chain(during).chain(after).collect();
     let tickets = platform.wait_for_tickets(KAMCHATKA_CENTER, APPEALS, Duration::from_secs(180)).await.unwrap();
     assert_one_ticket_per_appeal(&tickets, &appeal_ids);
+    wait_for_deadlines(&platform.endpoint, KAMCHATKA_CENTER, &appeal_ids, Duration::from_secs(60)).await.unwrap();
     platform.stop().await.expect("stops");
     tokio::task::spawn_blocking(move || drop(node)).await.unwrap();
 }
@@ -85,6 +87,7 @@ async fn fault_routing_killed_mid_stream_and_restarted() {
     let appeal_ids: Vec<String> = first.into_iter().chain(during).chain(after).collect();
     let tickets = platform.wait_for_tickets(KAMCHATKA_CENTER, APPEALS, Duration::from_secs(180)).await.unwrap();
     assert_one_ticket_per_appeal(&tickets, &appeal_ids);
+    wait_for_deadlines(&platform.endpoint, KAMCHATKA_CENTER, &appeal_ids, Duration::from_secs(60)).await.unwrap();
     drop(routing);
     for queue in ["routing.appeal-received", "routing.reroute-requested"] {
         platform.adopt_queue(queue).await.unwrap();
@@ -104,7 +107,7 @@ async fn poison_event_is_dead_lettered_and_the_rest_flow_on(mode: Mode) {
     let tickets = platform.wait_for_tickets(KAMCHATKA_CENTER, 3, Duration::from_secs(30)).await.unwrap();
     assert_one_ticket_per_appeal(&tickets, &appeal_ids);
 
-    let spec = QueueSpec::new(format!("{}.routing.appeal-received", platform.infra.config.exchange), &[]);
+    let spec = QueueSpec::new(platform.infra.config.queue_name("routing.appeal-received"), &[]);
     let mut dead = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while dead.is_empty() && std::time::Instant::now() < deadline {

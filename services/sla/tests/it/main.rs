@@ -3,6 +3,7 @@
 //! by side, an instance killed with SIGKILL, and every method without its database.
 
 mod bench;
+mod early;
 mod flow;
 mod grpc;
 mod helpers;

@@ -10,9 +10,10 @@ pub enum Clock {
     Execution,
 }
 
-/// Records a deadline the SLA service armed (or moved). Tickets are found by id, or by appeal and
-/// organization when the SLA event predates the ticket id (it is keyed by the appeal). Returns
-/// the number of tickets changed.
+/// Records a deadline the SLA service armed (or moved) on the appeal's current ticket at the
+/// deadline's organization; by ticket id only when no appeal is given. The SLA service keys its
+/// clocks by appeal and keeps them through a reroute, so the ticket id it knows may be the
+/// superseded one. Returns the number of tickets changed (0: no such ticket yet).
 pub async fn set_due(
     tx: &mut Tx,
     ticket_id: &str,
@@ -31,8 +32,8 @@ pub async fn set_due(
         Clock::Execution => "",
     };
     let sql = format!(
-        "UPDATE tickets SET {column} = $1{reset} WHERE (id = $2 OR ($2 = '' AND appeal_id = $3 AND organization_id = $4 \
-         AND superseded_by = ''))"
+        "UPDATE tickets SET {column} = $1{reset} WHERE (appeal_id = $3 AND organization_id = $4 AND superseded_by = '') \
+         OR ($3 = '' AND id = $2)"
     );
     Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(due)
@@ -44,7 +45,8 @@ pub async fn set_due(
         .rows_affected())
 }
 
-/// `sla.overdue` for the answer clock: the list's overdue filter.
+/// `sla.overdue` for the answer clock: the list's overdue filter. The ticket is found as in
+/// [`set_due`].
 pub async fn set_overdue(
     tx: &mut Tx,
     ticket_id: &str,
@@ -52,8 +54,8 @@ pub async fn set_overdue(
     organization_id: &str,
 ) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
-        "UPDATE tickets SET overdue = TRUE WHERE (id = $1 OR ($1 = '' AND appeal_id = $2 AND organization_id = $3 \
-         AND superseded_by = ''))",
+        "UPDATE tickets SET overdue = TRUE WHERE (appeal_id = $2 AND organization_id = $3 AND superseded_by = '') \
+         OR ($2 = '' AND id = $1)",
     )
     .bind(ticket_id)
     .bind(appeal_id)

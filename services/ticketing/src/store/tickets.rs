@@ -281,13 +281,16 @@ pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &s
         history::append(tx, &previous.id, "routing", line).await?;
     }
     let assignee_id = Some(routed.target_executor_id.clone()).filter(|executor| !executor.is_empty());
+    // The appeal's answer deadline follows it: the SLA service keeps it through a redirect
+    // without a new `sla.armed`, and when it sets a new one that event overwrites this.
+    let (answer_due, overdue) = current.as_ref().map_or((None, false), |p| (p.answer_due.map(to_micros), p.overdue));
     sqlx::query(
         "INSERT INTO tickets (id, appeal_id, number, organization_id, organization_short_name, organization_type, \
          stage, fast_track, delegated_by_auto_rule, source, region_code, category_id, subcategory_id, \
          fact_id, public_text, problem_address, period_days, working_days, assignee_id, received_at, created_at, \
-         updated_at, version, trace_id, applicant_account_id, applicant_name, time_zone) \
+         updated_at, version, trace_id, applicant_account_id, applicant_name, time_zone, answer_due, overdue) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-         $21, 1, $22, $23, $24, $25)",
+         $21, 1, $22, $23, $24, $25, $26, $27)",
     )
     .bind(&id)
     .bind(&routed.appeal_id)
@@ -314,6 +317,8 @@ pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &s
     .bind(routed.applicant.as_ref().map(|a| a.account_id.clone()).unwrap_or_default())
     .bind(routed.applicant.as_ref().map(|a| a.full_name.clone()).unwrap_or_default())
     .bind(&routed.time_zone)
+    .bind(answer_due)
+    .bind(overdue)
     .execute(&mut **tx)
     .await?;
     let comment = if routed.delegated_by_auto_rule {

@@ -2,6 +2,7 @@
 //! the cabinet over gRPC served by the platform host, and the cabinet with its database down.
 
 mod bench;
+mod early;
 mod grpc;
 mod helpers;
 mod migrations;
