@@ -1,6 +1,10 @@
 //! Consumers with an inbox: a handler's effect and the `(consumer, message_id)` inbox row are
 //! committed in one transaction, and the delivery is acked only after the commit. A redelivered
 //! event finds its inbox row and changes nothing the second time.
+//!
+//! Each delivery is handled under a CONSUMER span (`<exchange> process`, per the OpenTelemetry
+//! messaging conventions) continuing the trace context the message carries, so the events the
+//! handler writes continue the same trace.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,6 +82,8 @@ pub struct Consumer {
     handler: Arc<dyn Dispatch>,
     /// Deliveries handled at once.
     pub concurrency: usize,
+    /// The exchange the queue is bound to: the destination named by process spans.
+    pub exchange: String,
 }
 
 impl Consumer {
@@ -90,8 +96,13 @@ impl Consumer {
     /// A consumer on a queue specified by hand (tests tune delivery limits and delays).
     pub fn with_spec<H: Handler>(spec: QueueSpec, handler: H) -> Consumer {
         let concurrency = usize::from(spec.prefetch).clamp(1, 16);
-        Consumer { spec, handler: Arc::new(handler), concurrency }
+        Consumer { spec, handler: Arc::new(handler), concurrency, exchange: default_exchange() }
     }
+}
+
+/// The exchange named in spans when the host does not say (`pos up`'s default).
+fn default_exchange() -> String {
+    crate::config::PlatformConfig::default().exchange
 }
 
 /// What happened to one delivery.
@@ -104,6 +115,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// `error.type` of the process span: what went wrong, if anything.
+    fn error_type(self) -> Option<&'static str> {
+        match self {
+            Outcome::Done | Outcome::Duplicate => None,
+            Outcome::Retried => Some("retried"),
+            Outcome::DeadLettered => Some("dead_lettered"),
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Outcome::Done => "done",
@@ -116,18 +136,19 @@ impl Outcome {
 
 /// Consumes until `shutdown`; deliveries in hand are finished before returning.
 pub async fn run(db: Db, bus: Arc<dyn Bus>, consumer: Consumer, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Consumer { spec, handler, concurrency } = consumer;
+    let Consumer { spec, handler, concurrency, exchange } = consumer;
     let spec = Arc::new(spec);
+    let exchange: Arc<str> = exchange.into();
     let deliveries = bus.consume(&spec).await?;
     tracing::info!(queue = %spec.name, "consumer started");
     // Stop taking deliveries on shutdown; the ones already taken run to completion.
     let deliveries = deliveries.take_until(shutdown.cancelled_owned());
     deliveries
         .for_each_concurrent(concurrency, |delivery| {
-            let (db, handler, spec) = (db.clone(), handler.clone(), spec.clone());
+            let (db, handler, spec, exchange) = (db.clone(), handler.clone(), spec.clone(), exchange.clone());
             async move {
                 let queue = spec.name.clone();
-                if let Err(error) = settle(&db, handler.as_ref(), &spec, delivery).await {
+                if let Err(error) = settle(&db, handler.as_ref(), &spec, &exchange, delivery).await {
                     tracing::warn!(%queue, %error, "delivery left unsettled, it will come back");
                 }
             }
@@ -145,24 +166,48 @@ pub async fn process<H: Handler>(
     spec: &QueueSpec,
     delivery: Delivery,
 ) -> anyhow::Result<Outcome> {
-    settle(db, handler, spec, delivery).await
+    settle(db, handler, spec, &default_exchange(), delivery).await
+}
+
+/// The CONSUMER span of handling one delivery, per the OpenTelemetry messaging conventions: a
+/// child of the context the message carries (a new trace when it carries none).
+fn process_span(exchange: &str, spec: &QueueSpec, envelope: &Envelope, attempt: u32) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "process",
+        otel.name = format!("{exchange} process"),
+        otel.kind = "consumer",
+        messaging.system = crate::telemetry::MESSAGING_SYSTEM,
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = exchange,
+        messaging.consumer.group.name = %spec.name,
+        messaging.message.id = %envelope.message_id,
+        messaging.rabbitmq.destination.routing_key = %envelope.routing_key,
+        event = %envelope.event(),
+        appeal_id = envelope.appeal_id().unwrap_or_default(),
+        attempt,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    crate::telemetry::set_parent_from(&span, &envelope.headers);
+    span
 }
 
 /// Handles one delivery and settles it.
-async fn settle(db: &Db, handler: &dyn Dispatch, spec: &QueueSpec, delivery: Delivery) -> anyhow::Result<Outcome> {
+async fn settle(
+    db: &Db,
+    handler: &dyn Dispatch,
+    spec: &QueueSpec,
+    exchange: &str,
+    delivery: Delivery,
+) -> anyhow::Result<Outcome> {
     let envelope = delivery.envelope.clone();
-    let span = tracing::info_span!(
-        "consume",
-        queue = %spec.name,
-        event = %envelope.event(),
-        message_id = %envelope.message_id,
-        appeal_id = envelope.appeal_id().unwrap_or_default(),
-    );
-    crate::telemetry::set_parent_from(&span, &envelope.headers);
-    let started = Instant::now();
     let attempt = delivery.attempt();
-    let (outcome, disposition) = async {
-        match handle_once(db, handler, &spec.name, &envelope).await {
+    let span = process_span(exchange, spec, &envelope, attempt);
+    let started = Instant::now();
+    let outcome = async {
+        let (outcome, disposition) = match handle_once(db, handler, &spec.name, &envelope).await {
             Ok(true) => (Outcome::Done, Disposition::Ack),
             Ok(false) => (Outcome::Duplicate, Disposition::Ack),
             Err(HandleError::Poison(error)) => {
@@ -181,11 +226,17 @@ async fn settle(db: &Db, handler: &dyn Dispatch, spec: &QueueSpec, delivery: Del
                 tracing::warn!(attempt, ?delay, error = %format!("{error:#}"), "handler failed, retrying later");
                 (Outcome::Retried, Disposition::Retry { delay, reason: format!("{error:#}") })
             }
+        };
+        if let Some(error_type) = outcome.error_type() {
+            let span = tracing::Span::current();
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error_type);
         }
+        delivery.settle(disposition).await?;
+        anyhow::Ok(outcome)
     }
     .instrument(span)
-    .await;
-    delivery.settle(disposition).await?;
+    .await?;
     if outcome == Outcome::Done {
         db.wake_outbox();
     }
@@ -221,4 +272,65 @@ async fn handle_once(
     handler.dispatch(&mut tx, envelope).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use sqlx::migrate::Migrator;
+
+    use super::*;
+    use crate::bus::{BusError, Settle};
+    use crate::db::Migrations;
+    use pos_proto::v1::events::AppealReceived;
+
+    static NONE: Migrator = Migrator::DEFAULT;
+    static PLATFORM_ONLY: Migrations = Migrations { postgres: &NONE, sqlite: &NONE };
+    const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+
+    /// Remembers the trace the handler ran in, and what the events it writes would carry.
+    #[derive(Default)]
+    struct Witness {
+        seen: Mutex<Option<(String, String)>>,
+    }
+
+    #[async_trait]
+    impl Handler for Arc<Witness> {
+        type Event = AppealReceived;
+
+        async fn handle(&self, _: &mut Tx, _: AppealReceived, envelope: &Envelope) -> Result<(), HandleError> {
+            let written = Envelope::new(&AppealReceived::default(), "41");
+            *self.seen.lock().unwrap() = Some((
+                crate::telemetry::event_trace_id(&envelope.headers),
+                crate::telemetry::event_trace_id(&written.headers),
+            ));
+            Ok(())
+        }
+    }
+
+    struct Settled;
+
+    #[async_trait]
+    impl Settle for Settled {
+        async fn settle(self: Box<Self>, _: &Envelope, _: Disposition) -> Result<(), BusError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_runs_in_the_messages_trace_and_its_events_continue_it() {
+        let (db, _dir) = crate::testing::sqlite_db("consumer", &PLATFORM_ONLY).await;
+        let mut envelope = Envelope::new(&AppealReceived::default(), "41");
+        envelope
+            .headers
+            .insert(crate::bus::HEADER_TRACEPARENT.to_owned(), format!("00-{TRACE_ID}-b7ad6b7169203331-01"));
+        let witness = Arc::new(Witness::default());
+        let spec = QueueSpec::new("test.appeal-received", &["appeal.received.*"]);
+        let outcome = process(&db, &witness, &spec, Delivery::new(envelope, 0, Box::new(Settled))).await.unwrap();
+        assert_eq!(outcome, Outcome::Done);
+        let seen = witness.seen.lock().unwrap().clone();
+        assert_eq!(seen, Some((TRACE_ID.to_owned(), TRACE_ID.to_owned())));
+        db.close().await;
+    }
 }

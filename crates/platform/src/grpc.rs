@@ -56,11 +56,7 @@ pub async fn serve(
         stream
     });
     tonic::transport::Server::builder()
-        .trace_fn(|request| {
-            let span = tracing::info_span!("grpc", method = %request.uri().path());
-            crate::telemetry::set_parent_from_http(&span, request.headers());
-            span
-        })
+        .trace_fn(|request| server_span(request.uri().path(), request.headers()))
         .layer(GrpcMetricsLayer)
         .layer(AuthLayer::new(authenticator))
         .add_routes(routes)
@@ -70,6 +66,64 @@ pub async fn serve(
         .await?;
     tracing::info!(%addr, "grpc server stopped");
     Ok(())
+}
+
+/// The server span of one call, per the OpenTelemetry RPC conventions: named
+/// `<package.Service>/<Method>`, kind SERVER, continuing the caller's trace context. Health
+/// checks (probes, every few seconds) get none: they would be a root trace each.
+fn server_span(path: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let name = path.trim_start_matches('/');
+    let (service, method) = name.split_once('/').unwrap_or((name, ""));
+    if service == "grpc.health.v1.Health" {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "grpc",
+        otel.name = name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::set_parent_from_http(&span, headers);
+    span
+}
+
+/// Records a call's gRPC status code (as the `grpc-status` header spells it) on its server span;
+/// the codes that mean the server failed mark the span as an error.
+pub(crate) fn record_status(span: &tracing::Span, grpc_status: &str) {
+    let Ok(code) = grpc_status.parse::<i32>() else {
+        span.record("otel.status_code", "ERROR");
+        return;
+    };
+    span.record("rpc.grpc.status_code", code);
+    use tonic::Code;
+    let server_failed = match Code::from_i32(code) {
+        Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::Unavailable
+        | Code::DataLoss => true,
+        // The caller's mistakes or the answer to them: the server did its job.
+        Code::Ok
+        | Code::Cancelled
+        | Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unauthenticated => false,
+    };
+    if server_failed {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// A lazily connecting channel to a peer service, e.g. `http://127.0.0.1:50051`.

@@ -26,6 +26,21 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Names the process on `/metrics`: `target_info{service_name, service_version} 1`, the
+/// OpenMetrics target info (the name OpenTelemetry gives resource attributes in Prometheus).
+/// One series per process rather than a label on every series: dashboards join it on the
+/// scrape's `instance`, and the metric names and labels of everything else stay as they are.
+pub fn describe_target(service_name: &str) {
+    install();
+    metrics::describe_gauge!("target_info", "The service this process runs; always 1.");
+    metrics::gauge!(
+        "target_info",
+        "service_name" => service_name.to_owned(),
+        "service_version" => env!("CARGO_PKG_VERSION"),
+    )
+    .set(1.0);
+}
+
 /// Serves `GET /metrics` until `shutdown`.
 pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
     let handle = install();
@@ -42,7 +57,8 @@ pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     Ok(())
 }
 
-/// Records `pos_grpc_requests_total{method,code}` and `pos_grpc_request_seconds{method}`.
+/// Records `pos_grpc_requests_total{method,code}` and `pos_grpc_request_seconds{method}`, and
+/// the status on the call's server span (see [`crate::grpc::serve`]).
 #[derive(Clone, Default)]
 pub struct GrpcMetricsLayer;
 
@@ -85,6 +101,7 @@ where
                 }
                 Err(_) => "transport".to_owned(),
             };
+            crate::grpc::record_status(&tracing::Span::current(), &code);
             metrics::counter!("pos_grpc_requests_total", "method" => method.clone(), "code" => code).increment(1);
             metrics::histogram!("pos_grpc_request_seconds", "method" => method).record(started.elapsed().as_secs_f64());
             result

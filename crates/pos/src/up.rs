@@ -40,7 +40,7 @@ pub const SERVICES: [(&str, &Migrations); 5] = [
 ];
 
 pub async fn migrate(config: PlatformConfig) -> anyhow::Result<()> {
-    let _telemetry = telemetry(&config)?;
+    let _telemetry = telemetry(&config, &[])?;
     let infra = Infra::connect(config).await?;
     for (name, migrations) in SERVICES {
         infra.database(name, migrations).await?;
@@ -65,9 +65,9 @@ pub async fn seed(config: PlatformConfig, dir: Option<&Path>) -> anyhow::Result<
     Ok(())
 }
 
-fn telemetry(config: &PlatformConfig) -> anyhow::Result<pos_platform::telemetry::TelemetryGuard> {
+fn telemetry(config: &PlatformConfig, services: &[&str]) -> anyhow::Result<pos_platform::telemetry::TelemetryGuard> {
     pos_platform::telemetry::init(&pos_platform::telemetry::TelemetryConfig {
-        service_name: "pos".into(),
+        service_name: pos_platform::telemetry::service_name(services),
         otlp_endpoint: config.otlp_endpoint.clone(),
         log_filter: config.log_filter.clone(),
         json_logs: config.json_logs,
@@ -115,7 +115,7 @@ pub async fn components(
 }
 
 pub async fn up(config: PlatformConfig, config_file: Option<PathBuf>, only: &[&str]) -> anyhow::Result<()> {
-    let telemetry = telemetry(&config)?;
+    let telemetry = telemetry(&config, only)?;
     let infra = Infra::connect(config).await?;
     let listener = tokio::net::TcpListener::bind(infra.config.grpc_addr)
         .await
