@@ -39,6 +39,10 @@ pub struct Options {
     pub config_file: Option<std::path::PathBuf>,
     /// Serve Prometheus metrics here.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Regions whose events this platform consumes (`POS_REGIONS`); all by default.
+    pub regions: Vec<String>,
+    /// An exchange other than the run's own, e.g. one another deployment uses too.
+    pub exchange: Option<String>,
 }
 
 impl Options {
@@ -51,6 +55,8 @@ impl Options {
             services: Vec::new(),
             config_file: None,
             metrics_addr: None,
+            regions: vec!["*".to_owned()],
+            exchange: None,
         }
     }
 }
@@ -84,12 +90,19 @@ pub fn config_env(config: &PlatformConfig) -> Vec<(String, String)> {
         ("POS_DATA_DIR".to_owned(), config.data_dir.display().to_string()),
         ("POS_SCHEMA_PREFIX".to_owned(), config.schema_prefix.clone()),
         ("POS_EXCHANGE".to_owned(), config.exchange.clone()),
+        ("POS_REGIONS".to_owned(), config.regions.join(",")),
         ("POS_CACHE_PREFIX".to_owned(), config.cache_prefix.clone()),
         ("POS_AUTH__HS256_SECRET".to_owned(), testing::TEST_SECRET.to_owned()),
         ("POS_SHUTDOWN_GRACE_SECS".to_owned(), config.shutdown_grace_secs.to_string()),
     ];
     if let Some(endpoint) = &config.otlp_endpoint {
         env.push(("POS_OTLP_ENDPOINT".to_owned(), endpoint.clone()));
+    }
+    if let Some(deployment) = &config.deployment {
+        env.push(("POS_DEPLOYMENT".to_owned(), deployment.clone()));
+    }
+    if let Some(addr) = &config.metrics_addr {
+        env.push(("POS_METRICS_ADDR".to_owned(), addr.to_string()));
     }
     for (name, value) in [
         ("POS_DATABASE_URL", &config.database_url),
@@ -113,6 +126,17 @@ impl ServiceProcess {
     /// Starts `binary` (the `pos` command line; tests pass `env!("CARGO_BIN_EXE_pos-under-test")`)
     /// and waits until its gRPC health answers SERVING.
     pub async fn start(binary: &str, services: &[&str], config: &PlatformConfig) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::start_with_env(binary, services, config, &[]).await
+    }
+
+    /// [`ServiceProcess::start`] with more environment, e.g. a peer's URL
+    /// (`POS_INTAKE__ROUTING_URL`) for services that run in processes of their own.
+    pub async fn start_with_env(
+        binary: &str,
+        services: &[&str],
+        config: &PlatformConfig,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceProcess> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let endpoint = format!("http://127.0.0.1:{port}");
         let child = std::process::Command::new(binary)
@@ -121,6 +145,7 @@ impl ServiceProcess {
             .envs(config_env(config))
             .env("POS_GRPC_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", std::env::var("TEST_LOG").map(|_| "info").unwrap_or("warn"))
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()?;
         let process = ServiceProcess { child, endpoint };
@@ -164,6 +189,8 @@ pub struct Platform {
     pub endpoint: String,
     pub infra: Infra,
     pub mode: Mode,
+    /// Every consumer queue of the platform, named as on the bus.
+    pub queues: Vec<pos_platform::bus::QueueSpec>,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
     _data: TempDir,
@@ -176,13 +203,26 @@ impl Platform {
 
     pub async fn start_with(options: Options) -> anyhow::Result<Platform> {
         testing::init_for_tests_once();
-        let Options { mode, data, run_id, amqp_url, services, config_file, metrics_addr } = options;
+        let Options { mode, data, run_id, amqp_url, services, config_file, metrics_addr, regions, exchange } = options;
         let mut config = config(mode, &data, &run_id, amqp_url.as_deref());
         config.metrics_addr = metrics_addr;
+        config.regions = regions;
+        if let Some(exchange) = exchange {
+            config.exchange = exchange;
+        }
         let infra = Infra::connect(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let components = pos::up::components(&infra, config_file, &endpoint, &services).await?;
+        let queues = components
+            .iter()
+            .flat_map(|component| component.consumers.iter())
+            .map(|consumer| {
+                let mut spec = consumer.spec.clone();
+                spec.name = infra.config.queue_name(&spec.name);
+                spec
+            })
+            .collect();
         let shutdown = CancellationToken::new();
         let handle = {
             let (infra, shutdown) = (infra.clone(), shutdown.clone());
@@ -195,32 +235,32 @@ impl Platform {
             anyhow::ensure!(Instant::now() < deadline, "the platform did not become healthy");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Platform { endpoint, infra, mode, shutdown, handle, _data: data })
+        Ok(Platform { endpoint, infra, mode, queues, shutdown, handle, _data: data })
+    }
+
+    /// Stops gracefully, as on SIGTERM, and leaves everything in place (queues, schemas, state
+    /// directory) for a restart with the same run id and data.
+    pub async fn shut_down(self) -> anyhow::Result<(Infra, TempDir)> {
+        self.shutdown.cancel();
+        self.handle.await??;
+        Ok((self.infra, self._data))
     }
 
     /// Stops gracefully, as on SIGTERM, then removes what the run left on the shared servers
     /// (queues, exchanges, schemas), so that test runs do not pile up on them.
     pub async fn stop(self) -> anyhow::Result<TempDir> {
-        self.shutdown.cancel();
-        self.handle.await??;
-        if self.mode == Mode::Servers {
-            self.infra.bus.delete_declared().await?;
-            let db = pos_platform::db::Db::connect(&testing::database_url(), "public", 1).await?;
-            for (service, _) in pos::up::SERVICES {
-                let schema = format!("{}{service}", self.infra.config.schema_prefix);
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                    .execute(db.pool())
-                    .await?;
-            }
-            db.close().await;
+        let mode = self.mode;
+        let (infra, data) = self.shut_down().await?;
+        if mode == Mode::Servers {
+            remove_from_servers(&infra).await?;
         }
-        Ok(self._data)
+        Ok(data)
     }
 
     /// Declares a queue of a service running elsewhere (another process) on this platform's bus,
     /// so that [`Platform::stop`] removes it too.
     pub async fn adopt_queue(&self, name: &str) -> anyhow::Result<()> {
-        let spec = pos_platform::bus::QueueSpec::new(format!("{}.{name}", self.infra.config.exchange), &[]);
+        let spec = pos_platform::bus::QueueSpec::new(self.infra.config.queue_name(name), &[]);
         self.infra.bus.declare(&spec).await?;
         Ok(())
     }
@@ -264,6 +304,19 @@ impl Platform {
             }
         }
     }
+}
+
+/// Removes what a stopped platform on real servers left there: its queues (and the exchanges,
+/// unless another deployment still uses them) and its schemas.
+pub async fn remove_from_servers(infra: &Infra) -> anyhow::Result<()> {
+    infra.bus.delete_declared().await?;
+    let db = pos_platform::db::Db::connect(&testing::database_url(), "public", 1).await?;
+    for (service, _) in pos::up::SERVICES {
+        let schema = format!("{}{service}", infra.config.schema_prefix);
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(db.pool()).await?;
+    }
+    db.close().await;
+    Ok(())
 }
 
 impl Platform {
@@ -349,6 +402,31 @@ pub async fn wait_for_tickets(
     }
 }
 
+/// Waits until the ticket of every one of `appeal_ids` at `endpoint` shows its answer deadline:
+/// the SLA service's `sla.armed` reached ticketing, even when it came before the ticket. Fails
+/// naming how many still have none after `timeout`.
+pub async fn wait_for_deadlines(
+    endpoint: &str,
+    organization_id: &str,
+    appeal_ids: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tickets = all_tickets(endpoint, organization_id).await?;
+        let shown: std::collections::HashSet<&str> =
+            tickets.iter().filter(|t| t.answer_due.is_some()).map(|t| t.appeal_id.as_str()).collect();
+        let missing = appeal_ids.iter().filter(|id| !shown.contains(id.as_str())).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{missing} of {} tickets show no answer deadline after {timeout:?}", appeal_ids.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The e-diary appeal of the walkthrough (Kamchatka, fast-track, to the regional center).
 pub fn e_diary_appeal(request_id: &str) -> pb::SubmitAppealRequest {
     pb::SubmitAppealRequest {
@@ -370,6 +448,13 @@ pub fn e_diary_appeal(request_id: &str) -> pb::SubmitAppealRequest {
 }
 
 pub const KAMCHATKA_CENTER: &str = "41-kcioko";
+
+/// The same e-diary appeal from Tatarstan, which goes to Tatarstan's regional center.
+pub fn tatarstan_e_diary_appeal(request_id: &str) -> pb::SubmitAppealRequest {
+    pb::SubmitAppealRequest { region_code: "16".into(), ..e_diary_appeal(request_id) }
+}
+
+pub const TATARSTAN_CENTER: &str = "16-rcmko";
 
 /// Asserts that `tickets` are exactly one per appeal of `appeal_ids`.
 pub fn assert_one_ticket_per_appeal(tickets: &[pb::Ticket], appeal_ids: &[String]) {

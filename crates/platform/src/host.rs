@@ -132,11 +132,15 @@ pub async fn run(
     // Every queue exists before anything is served or relayed, so that no event published
     // from now on can miss a consumer of this process.
     let mut components = components;
+    // Parked events are kept under the consumer's own name, not its deployment's queue name.
+    let parking_consumers: Vec<Vec<String>> =
+        components.iter().map(|c| c.consumers.iter().map(|consumer| consumer.spec.name.clone()).collect()).collect();
     for component in &mut components {
         for consumer in &mut component.consumers {
-            // Queues belong to the exchange's deployment: two deployments (or test runs) on one
-            // broker never share a queue.
-            consumer.spec.name = format!("{}.{}", infra.config.exchange, consumer.spec.name);
+            // Queues belong to the deployment: two deployments (or test runs) on one broker never
+            // share a queue, whatever their regions.
+            consumer.spec.name = infra.config.queue_name(&consumer.spec.name);
+            consumer.exchange = infra.config.exchange.clone();
             infra
                 .bus
                 .declare(&consumer.spec)
@@ -144,8 +148,21 @@ pub async fn run(
                 .with_context(|| format!("failed to declare queue {}", consumer.spec.name))?;
         }
     }
-    let lag_queues: Vec<String> =
-        components.iter().flat_map(|c| c.consumers.iter().map(|consumer| consumer.spec.name.clone())).collect();
+    // Then the bindings the configuration no longer wants go (regions dropped since the last
+    // start): after every new one is in place, so an event moving between bindings misses none.
+    let specs: Vec<crate::bus::QueueSpec> =
+        components.iter().flat_map(|c| c.consumers.iter().map(|consumer| consumer.spec.clone())).collect();
+    for spec in &specs {
+        let stale = infra
+            .bus
+            .remove_stale_bindings(spec)
+            .await
+            .with_context(|| format!("failed to remove stale bindings of queue {}", spec.name))?;
+        if !stale.is_empty() {
+            tracing::info!(queue = %spec.name, removed = ?stale, "bindings no longer configured removed");
+        }
+    }
+    let lag_queues: Vec<String> = specs.into_iter().map(|spec| spec.name).collect();
     let relay_stop = CancellationToken::new();
     let mut work = JoinSet::new();
     let mut relays = JoinSet::new();
@@ -153,10 +170,17 @@ pub async fn run(
     // their routers can be merged.
     let mut router = Routes::default().into_axum_router();
     let mut health = Vec::new();
-    for component in components {
+    for (component, parking_consumers) in components.into_iter().zip(parking_consumers) {
         router = router.merge(component.routes.into_axum_router().reset_fallback());
         health.extend(component.health);
-        relays.spawn(Relay::new(component.db.clone(), infra.bus.clone()).run(relay_stop.clone()));
+        relays.spawn(
+            Relay::new(component.db.clone(), infra.bus.clone())
+                .with_exchange(&infra.config.exchange)
+                .run(relay_stop.clone()),
+        );
+        if !parking_consumers.is_empty() {
+            work.spawn(report_parked(component.db.clone(), parking_consumers, shutdown.clone()));
+        }
         for consumer in component.consumers {
             let name = consumer.spec.name.clone();
             let task = consumer::run(component.db.clone(), infra.bus.clone(), consumer, shutdown.clone());
@@ -207,6 +231,27 @@ pub async fn run(
     match failure {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// How long an event may wait for its object before the wait is logged as suspicious: the
+/// object comes from another service's event, normally within seconds.
+const PARKED_STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// Publishes `pos_parked_events` and `pos_parked_oldest_seconds` of the component's consumers
+/// every 15 seconds, and warns about events that wait too long (see [`crate::parking`]).
+async fn report_parked(db: Db, consumers: Vec<String>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let consumers: Vec<&str> = consumers.iter().map(String::as_str).collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        // A database outage shows elsewhere; a missed sample here is not worth stopping for.
+        if let Err(error) = crate::parking::observe(&db, &consumers, PARKED_STALE_AFTER).await {
+            tracing::warn!(%error, "failed to read parked events");
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod host;
 pub mod metrics;
 pub mod outbox;
+pub mod parking;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
