@@ -70,6 +70,10 @@ pub struct PlatformConfig {
     /// Seconds in-flight work gets to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
     pub auth: AuthConfig,
+    /// Where the services this process does not host are served (`[peers]`,
+    /// `POS_PEERS__ROUTING=http://a:50051,http://b:50051`): its own calls to them are balanced
+    /// over those endpoints, and calls it receives for them are forwarded there.
+    pub peers: crate::peers::PeersConfig,
 }
 
 impl Default for PlatformConfig {
@@ -92,6 +96,7 @@ impl Default for PlatformConfig {
             db_max_connections: 10,
             shutdown_grace_secs: 20,
             auth: AuthConfig::default(),
+            peers: crate::peers::PeersConfig::default(),
         }
     }
 }
@@ -224,6 +229,7 @@ impl PlatformConfig {
         if self.regions.is_empty() {
             return Err(ConfigError::invalid("regions", "list `*` or at least one region code"));
         }
+        self.peers.validate()?;
         if self.db_max_connections == 0 {
             return Err(ConfigError::invalid("db_max_connections", "must be at least 1"));
         }

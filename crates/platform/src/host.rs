@@ -169,6 +169,7 @@ pub async fn run(
     // One UNIMPLEMENTED fallback for the process; each component's own is dropped so that
     // their routers can be merged.
     let mut router = Routes::default().into_axum_router();
+    let hosted: Vec<&'static str> = components.iter().map(|component| component.name).collect();
     let mut health = Vec::new();
     for (component, parking_consumers) in components.into_iter().zip(parking_consumers) {
         router = router.merge(component.routes.into_axum_router().reset_fallback());
@@ -191,6 +192,8 @@ pub async fn run(
             work.spawn(async move { task.await.with_context(|| format!("task {name} failed")) });
         }
     }
+    // The front door: what this process does not host goes to the peers that do.
+    let router = crate::peers::forward_unhosted(router, &hosted, &infra.config.peers)?;
     work.spawn(report_consumer_lag(infra.bus.clone(), lag_queues, shutdown.clone()));
     if let Some(addr) = infra.config.metrics_addr {
         work.spawn(crate::metrics::serve(addr, shutdown.clone()));
@@ -306,6 +309,24 @@ pub struct ServiceContext {
     pub config_file: Option<PathBuf>,
     /// Where this process serves gRPC, e.g. `http://127.0.0.1:50051`.
     pub self_endpoint: String,
+}
+
+/// How long a service's own call to a peer may take until its response begins.
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl ServiceContext {
+    /// A channel to `service`: balanced over its configured peers (`[peers]`), or this process's
+    /// own endpoint when none are configured (the service runs here, as in `pos up`).
+    pub fn peer(&self, service: crate::peers::Service) -> anyhow::Result<tonic::transport::Channel> {
+        let peers = &self.infra.config.peers;
+        let endpoints = peers.endpoints(service);
+        if endpoints.is_empty() {
+            return Ok(crate::grpc::channel(&self.self_endpoint)?);
+        }
+        tracing::info!(peer = service.name(), ?endpoints, "calls balanced over peers");
+        crate::peers::balanced(endpoints, peers.dns_refresh(), Some(PEER_CALL_TIMEOUT))
+            .with_context(|| format!("invalid {}", service.setting()))
+    }
 }
 
 /// The body of a service's thin `main`: parse the command line, load and validate the

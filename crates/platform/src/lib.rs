@@ -14,6 +14,7 @@ pub mod host;
 pub mod metrics;
 pub mod outbox;
 pub mod parking;
+pub mod peers;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pos_platform::cache::Cache;
 use pos_platform::host::Infra;
+use pos_platform::peers::retry_idempotent;
 use pos_proto::v1::routing_service_client::RoutingServiceClient;
 use pos_proto::v1::{
     Category, Classifier, Fact, GetOrganizationRequest, ListClassifierRequest, ListRegionsRequest, Organization,
@@ -125,31 +126,51 @@ pub struct RoutingClassifier {
 }
 
 impl RoutingClassifier {
-    pub fn new(endpoint: &str, infra: Infra) -> anyhow::Result<RoutingClassifier> {
-        let channel = pos_platform::grpc::channel(endpoint)?;
-        Ok(RoutingClassifier { client: RoutingServiceClient::new(channel), infra })
+    /// Routing over `channel` (balanced over its replicas, see `ServiceContext::peer`).
+    pub fn new(channel: Channel, infra: Infra) -> RoutingClassifier {
+        RoutingClassifier { client: RoutingServiceClient::new(channel), infra }
     }
 
-    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, SourceError> {
-        let token = self.infra.service_token("intake").map_err(|e| SourceError::Failed(format!("{e:#}")))?;
-        let mut request = pos_platform::grpc::outgoing(message, &token);
+    fn token(&self) -> Result<String, SourceError> {
+        self.infra.service_token("intake").map_err(|e| SourceError::Failed(format!("{e:#}")))
+    }
+
+    fn request<T>(message: T, token: &str) -> tonic::Request<T> {
+        let mut request = pos_platform::grpc::outgoing(message, token);
         request.set_timeout(Duration::from_secs(5));
-        Ok(request)
+        request
     }
 }
 
+// Reads only: each is tried again when the replica the balancer picked is down.
 #[async_trait]
 impl ClassifierSource for RoutingClassifier {
     async fn load(&self) -> Result<ClassifierSnapshot, SourceError> {
-        let mut client = self.client.clone();
-        let classifier = client.list_classifier(self.request(ListClassifierRequest {})?).await?.into_inner();
-        let regions = client.list_regions(self.request(ListRegionsRequest {})?).await?.into_inner().regions;
+        let token = self.token()?;
+        let classifier = retry_idempotent(|| {
+            let (mut client, request) = (self.client.clone(), Self::request(ListClassifierRequest {}, &token));
+            async move { client.list_classifier(request).await }
+        })
+        .await?
+        .into_inner();
+        let regions = retry_idempotent(|| {
+            let (mut client, request) = (self.client.clone(), Self::request(ListRegionsRequest {}, &token));
+            async move { client.list_regions(request).await }
+        })
+        .await?
+        .into_inner()
+        .regions;
         Ok(ClassifierSnapshot::new(classifier, regions))
     }
 
     async fn organization(&self, id: &str) -> Result<Option<Organization>, SourceError> {
-        let mut client = self.client.clone();
-        match client.get_organization(self.request(GetOrganizationRequest { id: id.to_owned() })?).await {
+        let token = self.token()?;
+        let lookup = retry_idempotent(|| {
+            let request = Self::request(GetOrganizationRequest { id: id.to_owned() }, &token);
+            let mut client = self.client.clone();
+            async move { client.get_organization(request).await }
+        });
+        match lookup.await {
             Ok(response) => Ok(Some(response.into_inner())),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(status.into()),

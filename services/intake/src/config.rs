@@ -20,8 +20,8 @@ pub struct IntakeConfig {
     pub max_attachments: usize,
     /// The longest appeal text accepted, in characters (not bytes).
     pub max_text_chars: usize,
-    /// The routing service, which owns the classifier, regions and organizations. Unset: this
-    /// process's own endpoint (the embedded mode serves every service on one listener).
+    /// Deprecated: one routing endpoint, used only when `[peers] routing` (`POS_PEERS__ROUTING`)
+    /// lists none. Routing's replicas belong in the platform's `[peers]` section.
     pub routing_url: Option<String>,
     /// How often the classifier snapshot is reloaded from routing.
     pub classifier_refresh_secs: u64,

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use pos_platform::db::Migrations;
 use pos_platform::host::{Component, ServiceContext};
+use pos_platform::peers::Service;
 use pos_proto::v1::intake_service_server::IntakeServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
@@ -42,12 +43,18 @@ pub const HEALTH_NAME: &str = "pos.v1.IntakeService";
 /// How often unattached uploads are looked for.
 const JANITOR_PERIOD: Duration = Duration::from_secs(600);
 
-/// Intake as the platform hosts it: the classifier comes from routing over gRPC
-/// (`intake.routing_url`, or this process's own endpoint in the embedded mode).
+/// Intake as the platform hosts it: the classifier comes from routing over gRPC, balanced over
+/// routing's peers (`[peers] routing`), or this process's own endpoint when routing runs here.
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let config = IntakeConfig::load(ctx.config_file.as_deref())?;
-    let endpoint = config.routing_url.clone().unwrap_or_else(|| ctx.self_endpoint.clone());
-    let source = Arc::new(RoutingClassifier::new(&endpoint, ctx.infra.clone())?);
+    let routing = match &config.routing_url {
+        Some(url) if ctx.infra.config.peers.endpoints(Service::Routing).is_empty() => {
+            tracing::warn!("intake.routing_url is deprecated: list routing's endpoints in POS_PEERS__ROUTING");
+            pos_platform::grpc::channel(url)?
+        }
+        _ => ctx.peer(Service::Routing)?,
+    };
+    let source = Arc::new(RoutingClassifier::new(routing, ctx.infra.clone()));
     // Routing may be this very process, not serving yet: the refresher loads the snapshot.
     build(ctx, config, source, false).await
 }

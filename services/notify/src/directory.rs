@@ -6,10 +6,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use pos_platform::peers::retry_idempotent;
 use pos_proto::v1 as pb;
 use pos_proto::v1::routing_service_client::RoutingServiceClient;
 use pos_proto::v1::ticketing_service_client::TicketingServiceClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Staff {
@@ -48,14 +50,16 @@ type StaffKey = (String, String);
 const CACHE_FOR: Duration = Duration::from_secs(30);
 
 impl GrpcDirectory {
-    pub fn new(ticketing_endpoint: &str, routing_endpoint: &str, token: String) -> anyhow::Result<GrpcDirectory> {
-        Ok(GrpcDirectory {
-            ticketing: TicketingServiceClient::new(pos_platform::grpc::channel(ticketing_endpoint)?),
-            routing: RoutingServiceClient::new(pos_platform::grpc::channel(routing_endpoint)?),
+    /// The directory over channels to ticketing and routing (balanced over their replicas,
+    /// see `ServiceContext::peer`).
+    pub fn new(ticketing: Channel, routing: Channel, token: String) -> GrpcDirectory {
+        GrpcDirectory {
+            ticketing: TicketingServiceClient::new(ticketing),
+            routing: RoutingServiceClient::new(routing),
             token,
             staff_cache: Mutex::new(HashMap::new()),
             email_cache: Mutex::new(HashMap::new()),
-        })
+        }
     }
 }
 
@@ -74,8 +78,13 @@ impl Directory for GrpcDirectory {
         {
             return Ok(staff.clone());
         }
-        let request = pb::ListStaffRequest { organization_id: organization_id.to_owned(), role: role.to_owned() };
-        let staff = match self.ticketing.clone().list_staff(pos_platform::grpc::outgoing(request, &self.token)).await {
+        // A read: tried again when the replica the balancer picked is down.
+        let lookup = retry_idempotent(|| {
+            let request = pb::ListStaffRequest { organization_id: organization_id.to_owned(), role: role.to_owned() };
+            let (mut client, request) = (self.ticketing.clone(), pos_platform::grpc::outgoing(request, &self.token));
+            async move { client.list_staff(request).await }
+        });
+        let staff = match lookup.await {
             Ok(response) => response
                 .into_inner()
                 .staff
@@ -99,16 +108,19 @@ impl Directory for GrpcDirectory {
         {
             return Ok(email.clone());
         }
-        let request = pb::GetOrganizationRequest { id: organization_id.to_owned() };
-        let email =
-            match self.routing.clone().get_organization(pos_platform::grpc::outgoing(request, &self.token)).await {
-                Ok(response) => response.into_inner().email,
-                Err(status) if nobody(status.code()) => {
-                    tracing::warn!(organization_id, code = ?status.code(), "organization directory has no answer");
-                    String::new()
-                }
-                Err(status) => return Err(DirectoryError(status.message().to_owned())),
-            };
+        let lookup = retry_idempotent(|| {
+            let request = pb::GetOrganizationRequest { id: organization_id.to_owned() };
+            let (mut client, request) = (self.routing.clone(), pos_platform::grpc::outgoing(request, &self.token));
+            async move { client.get_organization(request).await }
+        });
+        let email = match lookup.await {
+            Ok(response) => response.into_inner().email,
+            Err(status) if nobody(status.code()) => {
+                tracing::warn!(organization_id, code = ?status.code(), "organization directory has no answer");
+                String::new()
+            }
+            Err(status) => return Err(DirectoryError(status.message().to_owned())),
+        };
         self.email_cache
             .lock()
             .expect("cache lock")

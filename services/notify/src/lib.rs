@@ -28,6 +28,7 @@ use pos_platform::config::Secret;
 use pos_platform::consumer::Consumer;
 use pos_platform::db::Migrations;
 use pos_platform::host::{Component, ServiceContext};
+use pos_platform::peers::Service;
 use pos_proto::v1::notify_service_server::NotifyServiceServer;
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
@@ -61,7 +62,9 @@ pub struct NotifyConfig {
     pub lease_secs: u64,
     pub poll_ms: u64,
     pub digest_poll_secs: u64,
-    /// Ticketing (staff directory) and routing (organizations); unset: this process.
+    /// Deprecated: one ticketing (staff directory) or routing (organizations) endpoint, used
+    /// only when the platform's `[peers]` section (`POS_PEERS__TICKETING`, `POS_PEERS__ROUTING`)
+    /// lists none for that service.
     pub ticketing_endpoint: Option<String>,
     pub routing_endpoint: Option<String>,
 }
@@ -143,12 +146,28 @@ pub struct Parts {
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let config: NotifyConfig = pos_platform::config::section(ctx.config_file.as_deref(), "notify")?;
     let token = ctx.infra.service_token("notify")?;
-    let ticketing = config.ticketing_endpoint.clone().unwrap_or_else(|| ctx.self_endpoint.clone());
-    let routing = config.routing_endpoint.clone().unwrap_or_else(|| ctx.self_endpoint.clone());
-    let directory = Arc::new(directory::GrpcDirectory::new(&ticketing, &routing, token)?);
+    let ticketing = peer(&ctx, Service::Ticketing, config.ticketing_endpoint.as_deref(), "notify.ticketing_endpoint")?;
+    let routing = peer(&ctx, Service::Routing, config.routing_endpoint.as_deref(), "notify.routing_endpoint")?;
+    let directory = Arc::new(directory::GrpcDirectory::new(ticketing, routing, token));
     let mailer = config.mailer(&ctx.infra.config.data_dir)?;
     tracing::info!(mailer = mailer.kind(), "notify mail port chosen");
     Ok(build(ctx, Parts { config, directory, mailer }))
+}
+
+/// The channel to `service`: its `[peers]`, else the deprecated single endpoint, else this process.
+fn peer(
+    ctx: &ServiceContext,
+    service: Service,
+    deprecated: Option<&str>,
+    setting: &str,
+) -> anyhow::Result<tonic::transport::Channel> {
+    match deprecated {
+        Some(url) if ctx.infra.config.peers.endpoints(service).is_empty() => {
+            tracing::warn!("{setting} is deprecated: list the endpoints in {}", service.setting());
+            Ok(pos_platform::grpc::channel(url)?)
+        }
+        _ => ctx.peer(service),
+    }
 }
 
 pub fn build(ctx: ServiceContext, parts: Parts) -> Component {

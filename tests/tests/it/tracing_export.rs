@@ -213,13 +213,13 @@ async fn five_processes_export_one_trace_per_appeal() {
     // Routing first: intake validates against it. Every queue exists before the first appeal.
     let routing = start("routing", vec![]).await;
     let ticketing = start("ticketing", vec![]).await;
-    let intake = start("intake", vec![("POS_INTAKE__ROUTING_URL", routing.1.endpoint.clone())]).await;
+    let intake = start("intake", vec![("POS_PEERS__ROUTING", routing.1.endpoint.clone())]).await;
     let sla = start("sla", vec![]).await;
     let notify = start(
         "notify",
         vec![
-            ("POS_NOTIFY__TICKETING_ENDPOINT", ticketing.1.endpoint.clone()),
-            ("POS_NOTIFY__ROUTING_ENDPOINT", routing.1.endpoint.clone()),
+            ("POS_PEERS__TICKETING", ticketing.1.endpoint.clone()),
+            ("POS_PEERS__ROUTING", routing.1.endpoint.clone()),
         ],
     )
     .await;
