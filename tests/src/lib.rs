@@ -116,6 +116,19 @@ pub fn config_env(config: &PlatformConfig) -> Vec<(String, String)> {
     env
 }
 
+/// A loopback port free at the time of asking, for a process to listen on.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The environment naming each service's peers: `POS_PEERS__<SERVICE>` with its endpoints.
+pub fn peers_env(peers: &[(&str, Vec<String>)]) -> Vec<(String, String)> {
+    peers
+        .iter()
+        .map(|(service, endpoints)| (format!("POS_PEERS__{}", service.to_ascii_uppercase()), endpoints.join(",")))
+        .collect()
+}
+
 /// `pos up --services …` as a process of its own, killed on drop.
 pub struct ServiceProcess {
     child: std::process::Child,
@@ -129,15 +142,27 @@ impl ServiceProcess {
         ServiceProcess::start_with_env(binary, services, config, &[]).await
     }
 
-    /// [`ServiceProcess::start`] with more environment, e.g. a peer's URL
-    /// (`POS_INTAKE__ROUTING_URL`) for services that run in processes of their own.
+    /// [`ServiceProcess::start`] with more environment, e.g. the peers of the services that run
+    /// in other processes (`POS_PEERS__ROUTING`, see [`peers_env`]).
     pub async fn start_with_env(
         binary: &str,
         services: &[&str],
         config: &PlatformConfig,
         env: &[(&str, &str)],
     ) -> anyhow::Result<ServiceProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
+        ServiceProcess::start_on_port(binary, services, config, env, port).await
+    }
+
+    /// [`ServiceProcess::start_with_env`] listening on `port` (see [`free_port`]), e.g. to
+    /// restart a killed replica where its peers already look for it.
+    pub async fn start_on_port(
+        binary: &str,
+        services: &[&str],
+        config: &PlatformConfig,
+        env: &[(&str, &str)],
+        port: u16,
+    ) -> anyhow::Result<ServiceProcess> {
         let endpoint = format!("http://127.0.0.1:{port}");
         let child = std::process::Command::new(binary)
             .arg("up")

@@ -3,8 +3,10 @@
 mod deployments;
 mod embedded_crash;
 mod faults;
+mod front_door;
 mod lifecycle;
 mod observability;
+mod replicas;
 mod schema_parity;
 mod submit_to_ticket;
 mod tracing_export;

@@ -1,0 +1,635 @@
+//! Two replicas of every service, as ten processes on a RabbitMQ node of the test's own,
+//! PostgreSQL, Redis and a real SMTP sink: appeals submitted across both intake replicas while
+//! one replica of each service is killed (SIGKILL, then restarted) and the other is stopped
+//! (SIGTERM, then restarted). Every appeal ends with exactly one ticket that shows its answer
+//! deadline, exactly one deadline in sla and its registration e-mail; e-mails sent twice in the
+//! crash window are counted and reported. Named `fault_` so that it runs alone.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pos_e2e::{
+    KAMCHATKA_CENTER, Mode, Options, Platform, ServiceProcess, all_tickets, assert_one_ticket_per_appeal, config,
+    e_diary_appeal, free_port, peers_env, wait_for_deadlines, wait_for_tickets,
+};
+use pos_platform::auth::Role;
+use pos_platform::config::PlatformConfig;
+use pos_platform::grpc::outgoing;
+use pos_platform::testing::{self, RabbitNode, TempDir};
+use pos_proto::BusEvent;
+use pos_proto::v1 as pb;
+use pos_proto::v1::events::AppealReceived;
+use pos_proto::v1::intake_service_client::IntakeServiceClient;
+use pos_proto::v1::notify_service_client::NotifyServiceClient;
+use pos_proto::v1::ticketing_service_client::TicketingServiceClient;
+use sqlx::Row;
+use tonic::transport::Channel;
+
+const POS: &str = env!("CARGO_BIN_EXE_pos-under-test");
+const APPEALS: usize = 1_000;
+/// Submissions in flight at once, spread over both intake replicas.
+const IN_FLIGHT: usize = 32;
+/// In start order: routing first (intake validates against it), notify last.
+const SERVICES: [&str; 5] = ["routing", "ticketing", "intake", "sla", "notify"];
+const REPLICAS: usize = 2;
+/// The replica of each service that is killed, and the one that is stopped gracefully.
+const KILLED: usize = 1;
+const TERMINATED: usize = 0;
+/// notify's messages in flight per process (`[notify] concurrency`), set explicitly because
+/// the duplicate bound below is counted in it.
+const NOTIFY_CONCURRENCY: usize = 16;
+/// A `sending` row older than this is sent again by the other replica: short, so that the rows
+/// the killed notify had claimed go out soon, yet well above the SMTP timeout.
+const NOTIFY_LEASE_SECS: u64 = 15;
+const SMTP_TIMEOUT_SECS: u64 = 5;
+/// Each replica's database pool.
+const DB_CONNECTIONS: u32 = 5;
+
+/// What a replica of `service` is told of its peers: every replica of every other service, over
+/// which the platform balances its calls (intake's to routing, notify's to ticketing and
+/// routing). A killed replica comes back on the same port. The one place that knows how peers
+/// are configured.
+fn peer_env(service: &str, endpoints: &[(&str, Vec<String>)]) -> Vec<(String, String)> {
+    let others: Vec<(&str, Vec<String>)> =
+        endpoints.iter().filter(|(peer, _)| *peer != service).map(|(peer, list)| (*peer, list.clone())).collect();
+    peers_env(&others)
+}
+
+/// `deploy/local/smtp_sink.py` on a port of its own: each message it accepts becomes a file of
+/// its own, so a message sent twice arrives twice. Stopped when dropped.
+struct SmtpSink {
+    port: u16,
+    dir: TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpSink {
+    fn start() -> SmtpSink {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/smtp_sink.py");
+        let (port, dir) = (free_port().expect("a free port"), TempDir::new());
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--dir", &dir.0.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs (deploy/local/smtp.sh installs aiosmtpd)");
+        let sink = SmtpSink { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "smtp sink did not start: is aiosmtpd installed (deploy/local/smtp.sh)?"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sink
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// How many times each Message-ID arrived.
+    fn arrivals(&self) -> HashMap<String, usize> {
+        let mut arrivals = HashMap::new();
+        for folder in std::fs::read_dir(&self.dir.0).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(folder.path()).into_iter().flatten().flatten() {
+                if file.path().extension().is_some_and(|ext| ext == "eml")
+                    && let Some(id) = message_id(&file.path())
+                {
+                    *arrivals.entry(id).or_insert(0) += 1;
+                }
+            }
+        }
+        arrivals
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ledger row id a message carries in its Message-ID (`<id@pos.notify>`).
+fn message_id(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let header = text.lines().take_while(|line| !line.is_empty()).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("message-id").then(|| value.trim().to_owned())
+    })?;
+    Some(header.trim_start_matches('<').split('@').next()?.to_owned())
+}
+
+/// One replica: a `pos up --services <service>` process on a port that stays its own across
+/// restarts, so that its peers find it again.
+struct Replica {
+    service: &'static str,
+    port: u16,
+    config: PlatformConfig,
+    env: Vec<(String, String)>,
+    process: Option<ServiceProcess>,
+    _data: TempDir,
+}
+
+impl Replica {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+        let process = ServiceProcess::start_on_port(POS, &[self.service], &self.config, &env, self.port)
+            .await
+            .unwrap_or_else(|error| panic!("{} on port {} starts: {error}", self.service, self.port));
+        self.process = Some(process);
+    }
+}
+
+/// The ten replicas, `replicas[service][r]`.
+struct Cluster {
+    replicas: Vec<[Replica; REPLICAS]>,
+}
+
+impl Cluster {
+    fn new(base: &PlatformConfig, shared_env: &[(String, String)]) -> Cluster {
+        let ports: Vec<[u16; REPLICAS]> =
+            SERVICES.iter().map(|_| std::array::from_fn(|_| free_port().expect("a free port"))).collect();
+        let endpoints: Vec<(&str, Vec<String>)> = SERVICES
+            .iter()
+            .zip(&ports)
+            .map(|(service, ports)| (*service, ports.iter().map(|port| format!("http://127.0.0.1:{port}")).collect()))
+            .collect();
+        let replicas = SERVICES
+            .iter()
+            .zip(&ports)
+            .map(|(service, ports)| {
+                std::array::from_fn(|r| {
+                    // Each replica has a state directory of its own, as on another machine.
+                    let data = TempDir::new();
+                    let mut config = base.clone();
+                    config.data_dir = data.0.clone();
+                    let peers = peer_env(service, &endpoints);
+                    Replica {
+                        service,
+                        port: ports[r],
+                        config,
+                        env: shared_env.iter().cloned().chain(peers).collect(),
+                        process: None,
+                        _data: data,
+                    }
+                })
+            })
+            .collect();
+        Cluster { replicas }
+    }
+
+    fn endpoint(&self, service: &str, r: usize) -> String {
+        let index = SERVICES.iter().position(|s| *s == service).expect("a service");
+        self.replicas[index][r].endpoint()
+    }
+
+    /// Starts replica `r` of every service, in [`SERVICES`] order.
+    async fn start(&mut self, r: usize) {
+        for replicas in &mut self.replicas {
+            replicas[r].start().await;
+        }
+    }
+
+    /// SIGKILL to replica `r` of every service at once: no shutdown, as a crash.
+    async fn kill(&mut self, r: usize) {
+        let processes: Vec<ServiceProcess> =
+            self.replicas.iter_mut().map(|replicas| replicas[r].process.take().expect("running")).collect();
+        tokio::task::spawn_blocking(move || processes.into_iter().for_each(ServiceProcess::kill)).await.unwrap();
+    }
+
+    /// SIGTERM to replica `r` of every service at once; each must finish what it holds and exit
+    /// cleanly within the shutdown grace.
+    async fn terminate(&mut self, r: usize) {
+        let stopping: Vec<_> = self
+            .replicas
+            .iter_mut()
+            .map(|replicas| {
+                let (service, process) = (replicas[r].service, replicas[r].process.take().expect("running"));
+                tokio::task::spawn_blocking(move || (service, process.terminate(Duration::from_secs(30))))
+            })
+            .collect();
+        for stopped in stopping {
+            let (service, status) = stopped.await.unwrap();
+            let status = status.unwrap_or_else(|error| panic!("{service} replica {r} stops on SIGTERM: {error}"));
+            assert!(status.success(), "{service} replica {r} exits cleanly on SIGTERM: {status}");
+        }
+    }
+
+    /// SIGTERM to every replica that runs, so that nothing is left behind.
+    async fn stop(&mut self) {
+        for r in 0..REPLICAS {
+            if self.replicas.iter().all(|replicas| replicas[r].process.is_some()) {
+                self.terminate(r).await;
+            }
+        }
+    }
+}
+
+/// Submits appeals `0..count` of `run`, alternating between the intake replicas and retrying
+/// with the same request id on the other one when a call fails because a replica went away
+/// (or its routing peer did). Counts the accepted in `accepted`; returns the appeal ids.
+async fn submit_all(
+    intakes: [IntakeServiceClient<Channel>; REPLICAS],
+    run: &str,
+    count: usize,
+    accepted: &AtomicUsize,
+    retries: &AtomicUsize,
+) -> Vec<String> {
+    let token = testing::token("operator-replicas", "", "", &[Role::Operator]);
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let (intakes, token) = (&intakes, &token);
+            async move {
+                let request = e_diary_appeal(&format!("{run}-{i}"));
+                let started = Instant::now();
+                for attempt in 0.. {
+                    let mut client = intakes[(i + attempt) % REPLICAS].clone();
+                    match client.submit_appeal(pos_platform::grpc::outgoing(request.clone(), token)).await {
+                        Ok(response) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            return response.into_inner().appeal_id;
+                        }
+                        Err(status) if went_away(&status) && started.elapsed() < Duration::from_secs(120) => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1).min(10))).await;
+                        }
+                        Err(status) => panic!("appeal {i} not accepted: {status}"),
+                    }
+                }
+                unreachable!("the retry loop returns or panics")
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// A failure that says nothing about the request, only that the replica (or its peer) is
+/// gone or going: the same request id may be tried again, and intake answers a repeat with the
+/// first answer.
+fn went_away(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    match status.code() {
+        // Refused connections and servers shutting down; intake's routing peer being down.
+        Code::Unavailable
+        // A connection reset mid-call, and the client's own timeout.
+        | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => true,
+        Code::Ok
+        | Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss
+        | Code::Unauthenticated => false,
+    }
+}
+
+/// Waits until `accepted` reaches `count` (or every submission is done).
+async fn progress(accepted: &AtomicUsize, count: usize) -> usize {
+    loop {
+        let now = accepted.load(Ordering::Relaxed);
+        if now >= count {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn query_counts(db: &pos_platform::db::Db, sql: &str) -> HashMap<String, i64> {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(db.pool())
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .iter()
+        .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+        .collect()
+}
+
+/// notify's ledger rows of registration e-mails: (row id, which is the Message-ID, appeal id).
+async fn registrations(db: &pos_platform::db::Db, prefix: &str) -> Vec<(String, String)> {
+    let sql = format!(
+        "SELECT id, appeal_id FROM {prefix}notify.deliveries WHERE audience = 'applicant' AND event = '{}'",
+        AppealReceived::EVENT
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(db.pool())
+        .await
+        .expect("notify's ledger readable")
+        .iter()
+        .map(|row| (row.get::<String, _>(0), row.get::<String, _>(1)))
+        .collect()
+}
+
+/// Appeals of `appeal_ids` whose count in `counts` is not exactly one, with that count.
+fn not_once(counts: &HashMap<String, i64>, appeal_ids: &[String]) -> Vec<(String, i64)> {
+    appeal_ids
+        .iter()
+        .map(|id| (id.clone(), counts.get(id).copied().unwrap_or(0)))
+        .filter(|(_, count)| *count != 1)
+        .collect()
+}
+
+/// Where the front-door phase redirects its appeal: a connected organization of Kamchatka.
+const REDIRECTED_TO: &str = "41-uo-petropavlovsk";
+
+/// Checks that a command moved the version by one and returns the ticket it answered.
+fn advanced(before: &pb::Ticket, updated: tonic::Response<pb::Ticket>) -> pb::Ticket {
+    let updated = updated.into_inner();
+    assert_eq!(updated.version, before.version + 1, "every command moves the version by one");
+    updated
+}
+
+/// Everything through `front` only: `appeal_id`'s ticket is redirected from the regional
+/// center to [`REDIRECTED_TO`] by the center's coordinator; once the new organization holds
+/// the new ticket with its answer deadline, it is assigned, answered and approved there. Checks
+/// that the ticket is processed, that the applicant's view says so, and that exactly one answer
+/// e-mail for the appeal arrives at `sink`. Returns the answered ticket and the e-mail's id.
+async fn redirect_and_answer(front: &str, appeal_id: &str, sink: &SmtpSink) -> (pb::Ticket, String) {
+    let channel = pos_platform::grpc::channel(front).unwrap();
+    let mut ticketing = TicketingServiceClient::new(channel.clone());
+    let staff =
+        |subject: &str, organization_id: &str, role: Role| testing::token(subject, organization_id, "41", &[role]);
+
+    // (1) The redirect, with the version the center's cabinet shows.
+    let ticket = all_tickets(front, KAMCHATKA_CENTER)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.appeal_id == appeal_id)
+        .expect("the appeal's ticket at the regional center");
+    let redirect = pb::RedirectRequest {
+        ticket_id: ticket.id.clone(),
+        expected_version: ticket.version,
+        to_organization_id: REDIRECTED_TO.into(),
+        reason: "the municipal department's question".into(),
+    };
+    let coordinator = staff("coordinator-kcioko", KAMCHATKA_CENTER, Role::Coordinator);
+    let redirected = advanced(&ticket, ticketing.redirect(outgoing(redirect, &coordinator)).await.expect("redirected"));
+    assert_eq!(redirected.status, "redirected", "{redirected:?}");
+
+    // The new organization holds a ticket of its own for the appeal, showing its deadline.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ticket = loop {
+        let held = all_tickets(front, REDIRECTED_TO).await.unwrap().into_iter().find(|t| t.appeal_id == appeal_id);
+        match held {
+            Some(ticket) if ticket.answer_due.is_some() => break ticket,
+            held => {
+                assert!(Instant::now() < deadline, "{REDIRECTED_TO} has no ticket with its deadline: {held:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    assert_ne!(ticket.id, redirected.id, "the redirect makes a ticket of the new organization's own");
+    assert_eq!(ticket.folder, pb::Folder::New as i32);
+
+    // (2) The whole workflow there.
+    let executor_id = "executor-pkgo";
+    let member = pb::StaffMember {
+        subject: executor_id.into(),
+        organization_id: REDIRECTED_TO.into(),
+        full_name: "Сидорова Анна".into(),
+        email: "sidorova@uo-pkgo.example".into(),
+        roles: vec!["executor".into()],
+        active: true,
+    };
+    let admin = staff("admin-pkgo", REDIRECTED_TO, Role::OrgAdmin);
+    ticketing.upsert_staff(outgoing(member, &admin)).await.expect("staff saved");
+    let (coordinator, executor, head) = (
+        staff("coordinator-pkgo", REDIRECTED_TO, Role::Coordinator),
+        staff(executor_id, REDIRECTED_TO, Role::Executor),
+        staff("head-pkgo", REDIRECTED_TO, Role::Head),
+    );
+    let assign = pb::AssignExecutorRequest {
+        ticket_id: ticket.id.clone(),
+        expected_version: ticket.version,
+        executor_id: executor_id.into(),
+        execution_due: None,
+    };
+    let ticket = advanced(&ticket, ticketing.assign_executor(outgoing(assign, &coordinator)).await.expect("assigned"));
+    let take = pb::TakeInWorkRequest { ticket_id: ticket.id.clone(), expected_version: ticket.version };
+    let ticket = advanced(&ticket, ticketing.take_in_work(outgoing(take, &executor)).await.expect("taken in work"));
+    let answer = pb::Answer {
+        r#type: pos_proto::v1::events::AnswerType::Resolved as i32,
+        text: "Здравствуйте! Доступ к электронному дневнику предоставлен.".into(),
+        ..Default::default()
+    };
+    let prepare = pb::PrepareAnswerRequest {
+        ticket_id: ticket.id.clone(),
+        expected_version: ticket.version,
+        answer: Some(answer),
+        template_id: String::new(),
+    };
+    let ticket = advanced(&ticket, ticketing.prepare_answer(outgoing(prepare, &executor)).await.expect("prepared"));
+    let send = pb::VersionRequest { ticket_id: ticket.id.clone(), expected_version: ticket.version };
+    let ticket = advanced(&ticket, ticketing.send_for_approval(outgoing(send, &executor)).await.expect("sent"));
+    assert_eq!(ticket.folder, pb::Folder::SentForApproval as i32);
+    let approve = pb::ApproveRequest { ticket_id: ticket.id.clone(), expected_version: ticket.version, edited: None };
+    let answered = advanced(&ticket, ticketing.approve(outgoing(approve, &head)).await.expect("approved"));
+    assert_eq!(answered.folder, pb::Folder::Processed as i32, "{answered:?}");
+    assert_eq!(answered.status, "answered", "{answered:?}");
+
+    // The applicant sees the ticket's status (intake keeps the view from ticket events).
+    let applicant = testing::token("esia-1001", "", "41", &[Role::Applicant]);
+    let mut intake = IntakeServiceClient::new(channel.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = pb::GetAppealRequest { appeal_id: appeal_id.to_owned() };
+        let appeal = intake.get_appeal(outgoing(request, &applicant)).await.expect("the applicant's view").into_inner();
+        if appeal.status == answered.status {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the applicant sees {:?}, not {:?}", appeal.status, answered.status);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Exactly one answer e-mail for the appeal, sent, and at the SMTP server once.
+    let system = testing::token("ops", "", "", &[Role::System]);
+    let mut notify = NotifyServiceClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(NOTIFY_LEASE_SECS + 60);
+    loop {
+        let request =
+            pb::ListDeliveriesRequest { appeal_id: appeal_id.to_owned(), page_size: 100, ..Default::default() };
+        let deliveries =
+            notify.list_deliveries(outgoing(request, &system)).await.expect("delivery log").into_inner().deliveries;
+        let answers: Vec<&pb::Delivery> = deliveries
+            .iter()
+            .filter(|d| d.event_type == "ticket.answer_approved" && d.audience == "applicant")
+            .collect();
+        assert!(answers.len() <= 1, "more than one answer e-mail planned: {answers:?}");
+        if let Some(delivery) = answers.first()
+            && delivery.status == "sent"
+            && let Some(&arrived) = sink.arrivals().get(&delivery.id)
+        {
+            assert_eq!(arrived, 1, "the answer e-mail arrived {arrived} times");
+            assert_eq!(delivery.recipient, "maria@example.org");
+            return (answered, delivery.id.clone());
+        }
+        assert!(Instant::now() < deadline, "the answer e-mail did not arrive: {answers:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_two_replicas_of_each_service_killed_and_stopped_during_submissions() {
+    let began = Instant::now();
+    let node = tokio::task::spawn_blocking(RabbitNode::start).await.unwrap();
+    let sink = tokio::task::spawn_blocking(SmtpSink::start).await.unwrap();
+    let options = Options { amqp_url: Some(node.url()), ..Options::new(Mode::Servers) };
+    let base = config(Mode::Servers, &options.data, &options.run_id, options.amqp_url.as_deref());
+    let shared_env: Vec<(String, String)> = [
+        ("POS_NOTIFY__SMTP_URL", sink.url()),
+        ("POS_NOTIFY__SMTP_TIMEOUT_SECS", SMTP_TIMEOUT_SECS.to_string()),
+        ("POS_NOTIFY__LEASE_SECS", NOTIFY_LEASE_SECS.to_string()),
+        ("POS_NOTIFY__CONCURRENCY", NOTIFY_CONCURRENCY.to_string()),
+        // Ten pools of the default ten would take every connection PostgreSQL allows (100).
+        ("POS_DB_MAX_CONNECTIONS", DB_CONNECTIONS.to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    let mut cluster = Cluster::new(&base, &shared_env);
+    // One replica of each first (it migrates), then the second: every queue exists before
+    // the first appeal.
+    for r in 0..REPLICAS {
+        cluster.start(r).await;
+    }
+    let started = began.elapsed();
+
+    let run = testing::unique("replicas");
+    let intakes: [IntakeServiceClient<Channel>; REPLICAS] = std::array::from_fn(|r| {
+        IntakeServiceClient::new(pos_platform::grpc::channel(&cluster.endpoint("intake", r)).unwrap())
+    });
+    let (accepted, retries) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let submitting = Instant::now();
+    let faults = async {
+        // A quarter in: a crash of one replica of every service, back as soon as it can be.
+        let killed_at = progress(&accepted, APPEALS / 4).await;
+        cluster.kill(KILLED).await;
+        cluster.start(KILLED).await;
+        // Half in (or later, once the killed are back): a graceful stop of the others.
+        let terminated_at = progress(&accepted, APPEALS / 2).await;
+        cluster.terminate(TERMINATED).await;
+        cluster.start(TERMINATED).await;
+        (killed_at, terminated_at)
+    };
+    let (appeal_ids, (killed_at, terminated_at)) =
+        tokio::join!(submit_all(intakes, &run, APPEALS, &accepted, &retries), faults);
+    let submitted_in = submitting.elapsed();
+    assert_eq!(appeal_ids.len(), APPEALS);
+
+    // Every appeal exactly one ticket, each showing its answer deadline, as the cabinet sees it.
+    let ticketing = cluster.endpoint("ticketing", KILLED);
+    let tickets = wait_for_tickets(&ticketing, KAMCHATKA_CENTER, APPEALS, Duration::from_secs(180)).await.unwrap();
+    assert_one_ticket_per_appeal(&tickets, &appeal_ids);
+    wait_for_deadlines(&ticketing, KAMCHATKA_CENTER, &appeal_ids, Duration::from_secs(60)).await.unwrap();
+    let settled_in = submitting.elapsed();
+
+    // Exactly one answer deadline per appeal in sla, armed once.
+    let prefix = &base.schema_prefix;
+    let db = pos_platform::db::Db::connect(&testing::database_url(), "public", 2).await.unwrap();
+    let clocks = query_counts(
+        &db,
+        &format!("SELECT appeal_id, COUNT(*) FROM {prefix}sla.sla_clocks WHERE clock = 'answer' GROUP BY appeal_id"),
+    )
+    .await;
+    let wrong = not_once(&clocks, &appeal_ids);
+    assert!(wrong.is_empty(), "appeals without exactly one answer deadline: {} e.g. {:?}", wrong.len(), wrong.first());
+    let armed = query_counts(
+        &db,
+        &format!(
+            "SELECT appeal_id, COUNT(*) FROM {prefix}sla.sla_log WHERE clock = 'answer' AND kind = 'armed' \
+             GROUP BY appeal_id"
+        ),
+    )
+    .await;
+    let wrong = not_once(&armed, &appeal_ids);
+    assert!(wrong.is_empty(), "answer deadlines not armed exactly once: {} e.g. {:?}", wrong.len(), wrong.first());
+
+    // One registration e-mail per appeal in notify's ledger (notify may still be working
+    // through its queue), and each at the SMTP server.
+    let registered = Instant::now();
+    let registrations = loop {
+        let registrations = registrations(&db, prefix).await;
+        if registrations.len() >= appeal_ids.len() || registered.elapsed() > Duration::from_secs(120) {
+            break registrations;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut ledger: HashMap<String, i64> = HashMap::new();
+    for (_, appeal_id) in &registrations {
+        *ledger.entry(appeal_id.clone()).or_insert(0) += 1;
+    }
+    let wrong = not_once(&ledger, &appeal_ids);
+    assert!(wrong.is_empty(), "registration e-mails planned other than once: {} e.g. {:?}", wrong.len(), wrong.first());
+    db.close().await;
+    let deadline = Instant::now() + Duration::from_secs(NOTIFY_LEASE_SECS + 60);
+    let (arrivals, missing) = loop {
+        let arrivals = sink.arrivals();
+        let missing: Vec<&str> = registrations
+            .iter()
+            .filter(|(id, _)| !arrivals.contains_key(id))
+            .map(|(_, appeal_id)| appeal_id.as_str())
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break (arrivals, missing.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(missing, 0, "appeals whose registration e-mail never arrived");
+    let duplicates: usize = registrations.iter().map(|(id, _)| arrivals[id].saturating_sub(1)).sum();
+    let duplicated_appeals = registrations.iter().filter(|(id, _)| arrivals[id] > 1).count();
+
+    println!(
+        "replicas: N={APPEALS} appeals, {REPLICAS}×{} processes up in {:.1}s; submitted in {:.1}s with {} client \
+         retries (SIGKILL at {killed_at} accepted, SIGTERM at {terminated_at}); every ticket with its deadline \
+         {:.1}s after the first submission; {:.1}s in all; registration e-mails sent twice: {duplicates} \
+         (over {duplicated_appeals} appeals)",
+        SERVICES.len(),
+        started.as_secs_f64(),
+        submitted_in.as_secs_f64(),
+        retries.load(Ordering::Relaxed),
+        settled_in.as_secs_f64(),
+        began.elapsed().as_secs_f64(),
+    );
+    // An e-mail goes twice only when its sender dies between the SMTP server's answer and the
+    // `sent` mark (SIGTERM lets those finish): at most the messages notify had in flight when
+    // it was killed, once.
+    assert!(duplicates <= NOTIFY_CONCURRENCY, "{duplicates} registration e-mails sent twice, more than in flight");
+
+    // Then a redirect and a full workflow through the front door: one process that hosts no
+    // ticketing, no notify and no intake answers every call, forwarding each to its owner.
+    let front = cluster.endpoint("routing", KILLED);
+    let through_front = Instant::now();
+    let (answered, mail_id) = redirect_and_answer(&front, &appeal_ids[0], &sink).await;
+    println!(
+        "replicas: through the front door {front}: appeal {} redirected {KAMCHATKA_CENTER} → {REDIRECTED_TO}, \
+         answered as ticket {} ({}) and its answer e-mail {mail_id} arrived once, {:.1}s",
+        appeal_ids[0],
+        answered.id,
+        answered.status,
+        through_front.elapsed().as_secs_f64(),
+    );
+
+    cluster.stop().await;
+    // Queues and exchanges go with the node; the schemas with a platform of the same run.
+    Platform::start_with(options).await.expect("starts to clean up").stop().await.expect("cleans up");
+    drop(sink);
+    tokio::task::spawn_blocking(move || drop(node)).await.unwrap();
+}
