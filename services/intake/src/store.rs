@@ -375,6 +375,7 @@ fn received_event(appeal: &NewAppeal, number: i64) -> AppealReceived {
         problem_address: appeal.problem_address.clone(),
         attachment_ids: appeal.attachment_ids.clone(),
         public: appeal.public,
+        ..Default::default()
     }
 }
 

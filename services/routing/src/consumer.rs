@@ -130,6 +130,7 @@ impl Handler for AppealReceivedHandler {
             problem_address: appeal.problem_address,
             applicant: appeal.applicant,
             routed_at: Some(pos_proto::time::to_proto(routed_at)),
+            ..Default::default()
         };
         // The event is keyed by the addressee's region: its cabinet, deadlines and ticket live in
         // that region's deployment (a picked school may lie outside the applicant's region).

@@ -42,6 +42,7 @@ fn appeal(id: &str, region: &str, fact: &str, picked: &str) -> AppealReceived {
         problem_address: "г Петропавловск-Камчатский".into(),
         attachment_ids: vec![],
         public: false,
+        ..Default::default()
     }
 }
 
