@@ -71,7 +71,7 @@ impl Handler for RoutedHandler {
             organization.region_code.clone()
         };
         if routed.time_zone.is_empty()
-            && let Some(zone) = crate::regions::zone(&region)
+            && let Some(zone) = pos_regions::zone(&region)
         {
             // An event without the addressee's zone: the region's own.
             routed.time_zone = zone.name().to_owned();

@@ -311,7 +311,7 @@ pub fn policy_from_proto(message: pb::SlaPolicy) -> ApiResult<Policy> {
         warnings,
         redirect_keeps_deadline: message.redirect_keeps_deadline,
     };
-    if policy.region != policy::DEFAULT_REGION && !crate::regions::is_known(&policy.region) {
+    if policy.region != policy::DEFAULT_REGION && !pos_regions::is_known(&policy.region) {
         violations.add("region_code", "must be \"*\" or one of the 89 region codes");
     }
     if violations.is_empty() {
@@ -379,7 +379,7 @@ pub fn calendar_from_proto(message: pb::CalendarYear) -> ApiResult<CalendarYear>
         transfers,
         shortened,
     };
-    if year.region != calendar::FEDERAL && !crate::regions::is_known(&year.region) {
+    if year.region != calendar::FEDERAL && !pos_regions::is_known(&year.region) {
         violations.add("region_code", "must be \"*\" or one of the 89 region codes");
     }
     if violations.is_empty()

@@ -16,7 +16,6 @@ pub mod deadline;
 pub mod engine;
 pub mod grpc;
 pub mod policy;
-pub mod regions;
 pub mod store;
 pub mod timers;
 

@@ -1,6 +1,7 @@
 //! The 89 regions and their IANA zones, read from routing's seed (`deploy/seed/regions.toml`,
-//! built into the binary). Events carry the addressee's zone; this table fills it in when an
-//! event has none and checks the region codes of policies and calendars.
+//! built into the binary). Events carry the zones their readers need; this table is where a
+//! service finds a region's zone without asking routing (intake for the applicant's local time,
+//! sla for an event without the addressee's zone and to check policies and calendars).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
