@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 deploy/local/servers.sh
 deploy/local/sweep-test-leftovers.sh
 deploy/local/smtp.sh
+deploy/local/tools.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
