@@ -14,9 +14,10 @@ use pos_platform::{Envelope, Tx};
 use pos_proto::v1::events::{AppealReceived, AppealRouted};
 
 use crate::config::RoutingConfig;
+use crate::model::{Names, Organization};
 use crate::resolve::{self, resolve};
 use crate::snapshot::Snapshots;
-use crate::store::{self, StoredDecision};
+use crate::store::{self, AppealContent, StoredApplicant, StoredDecision};
 
 /// The queue of this consumer; also its name in the inbox.
 pub const QUEUE: &str = "routing.appeal-received";
@@ -75,6 +76,23 @@ impl Handler for AppealReceivedHandler {
         }
 
         let routed_at = Utc::now();
+        let category_id = if appeal.category_id.is_empty() { decision.category_id.clone() } else { appeal.category_id };
+        let subcategory_id =
+            if appeal.subcategory_id.is_empty() { decision.subcategory_id.clone() } else { appeal.subcategory_id };
+        let content = AppealContent {
+            registered_at: appeal.registered_at.as_ref().and_then(pos_proto::time::from_proto),
+            source: appeal.source,
+            category_id,
+            subcategory_id,
+            public_text: appeal.public_text,
+            problem_address: appeal.problem_address,
+            applicant: appeal.applicant.map(|a| StoredApplicant {
+                full_name: a.full_name,
+                email: a.email,
+                phone: a.phone,
+                account_id: a.account_id,
+            }),
+        };
         let recorded = store::insert_decision(
             tx,
             &StoredDecision {
@@ -95,6 +113,7 @@ impl Handler for AppealReceivedHandler {
                 steps: decision.steps.clone(),
                 explanation: explanation.clone(),
                 decided_at: routed_at,
+                content: content.clone(),
             },
         )
         .await?;
@@ -105,32 +124,34 @@ impl Handler for AppealReceivedHandler {
             return Ok(());
         }
 
-        let category_id = if appeal.category_id.is_empty() { decision.category_id.clone() } else { appeal.category_id };
-        let subcategory_id =
-            if appeal.subcategory_id.is_empty() { decision.subcategory_id.clone() } else { appeal.subcategory_id };
+        // The classifier's names (routing owns the tree); the appeal's own where an id is unknown.
+        let names = snapshot.classifier.names(&content.category_id, &content.subcategory_id, &appeal.fact_id).or(
+            &appeal.category_name,
+            &appeal.subcategory_name,
+            &appeal.fact_name,
+        );
+        let routed = routed_event(
+            &appeal.appeal_id,
+            appeal.number,
+            region_code,
+            &appeal.fact_id,
+            &content,
+            names,
+            &decision.organization,
+            Terms {
+                time_zone: decision.time_zone.clone(),
+                period_days: decision.period_days,
+                working_days: decision.working_days,
+                fast_track: decision.fast_track,
+            },
+            routed_at,
+        );
         let routed = AppealRouted {
-            appeal_id: appeal.appeal_id.clone(),
-            number: appeal.number,
-            registered_at: appeal.registered_at,
-            source: appeal.source,
-            region_code: region_code.to_owned(),
-            category_id,
-            subcategory_id,
-            fact_id: appeal.fact_id,
-            organization: Some(decision.organization.to_ref()),
-            time_zone: decision.time_zone.clone(),
-            period_days: decision.period_days,
-            working_days: decision.working_days,
-            fast_track: decision.fast_track,
             delegated_by_auto_rule: decision.delegated_by_auto_rule,
             auto_rule_id: decision.auto_rule_id.clone(),
             target_executor_id: decision.target_executor_id.clone(),
             explanation,
-            public_text: appeal.public_text,
-            problem_address: appeal.problem_address,
-            applicant: appeal.applicant,
-            routed_at: Some(pos_proto::time::to_proto(routed_at)),
-            ..Default::default()
+            ..routed
         };
         // The event is keyed by the addressee's region: its cabinet, deadlines and ticket live in
         // that region's deployment (a picked school may lie outside the applicant's region).
@@ -159,5 +180,59 @@ impl Handler for AppealReceivedHandler {
             "appeal routed"
         );
         Ok(())
+    }
+}
+
+/// The deadline terms an `appeal.routed` announces.
+pub struct Terms {
+    pub time_zone: String,
+    pub period_days: i32,
+    pub working_days: bool,
+    pub fast_track: bool,
+}
+
+/// An `appeal.routed` with everything its readers need, the same for a first routing and a
+/// reroute: the SLA service arms the deadline from `registered_at`, ticketing shows the text, the
+/// names and the applicant, notify writes to the applicant. Its contract test lives with the
+/// end-to-end tests (`tests/tests/it/redirect.rs`), where every consumer reads both kinds.
+#[allow(clippy::too_many_arguments)]
+pub fn routed_event(
+    appeal_id: &str,
+    number: i64,
+    region_code: &str,
+    fact_id: &str,
+    content: &AppealContent,
+    names: Names,
+    organization: &Organization,
+    terms: Terms,
+    routed_at: chrono::DateTime<Utc>,
+) -> AppealRouted {
+    AppealRouted {
+        appeal_id: appeal_id.to_owned(),
+        number,
+        registered_at: content.registered_at.map(pos_proto::time::to_proto),
+        source: content.source,
+        region_code: region_code.to_owned(),
+        category_id: content.category_id.clone(),
+        subcategory_id: content.subcategory_id.clone(),
+        fact_id: fact_id.to_owned(),
+        organization: Some(organization.to_ref()),
+        time_zone: terms.time_zone,
+        period_days: terms.period_days,
+        working_days: terms.working_days,
+        fast_track: terms.fast_track,
+        public_text: content.public_text.clone(),
+        problem_address: content.problem_address.clone(),
+        applicant: content.applicant.clone().map(|a| pos_proto::v1::Applicant {
+            full_name: a.full_name,
+            email: a.email,
+            phone: a.phone,
+            account_id: a.account_id,
+        }),
+        routed_at: Some(pos_proto::time::to_proto(routed_at)),
+        category_name: names.category,
+        subcategory_name: names.subcategory,
+        fact_name: names.fact,
+        ..Default::default()
     }
 }

@@ -7,16 +7,19 @@ use std::sync::Arc;
 use pos_platform::auth::{Role, authorize};
 use pos_platform::db::Db;
 use pos_platform::error::{ApiError, ApiResult, FieldViolations};
+use pos_platform::host::Infra;
 use pos_proto::v1 as pb;
 use pos_proto::v1::routing_service_server::RoutingService;
+use pos_proto::v1::sla_service_client::SlaServiceClient;
 use sqlx::AnyConnection;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::config::RoutingConfig;
 use crate::model::{
     Addressee, AutoRule, Category, Fact, OrgType, Organization, Scope, Subcategory, check_id, check_period,
 };
-use crate::resolve::{self, resolve};
+use crate::resolve::{self, Decision, StepRule, resolve};
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::store::{self, OnConflict, Ordered};
 
@@ -28,11 +31,77 @@ pub struct RoutingApi {
     db: Db,
     snapshots: Arc<Snapshots>,
     config: Arc<RoutingConfig>,
+    periods: Option<SlaPeriods>,
+}
+
+/// The SLA service, asked for the period a deadline will use: its policy is the one source of
+/// periods (docs/adr/0003), so the dry run shows what the deadline will be, not a second opinion.
+#[derive(Clone)]
+pub struct SlaPeriods {
+    client: SlaServiceClient<Channel>,
+    infra: Infra,
+}
+
+impl SlaPeriods {
+    pub fn new(channel: Channel, infra: Infra) -> SlaPeriods {
+        SlaPeriods { client: SlaServiceClient::new(channel), infra }
+    }
+
+    /// The SLA policy's period for `fact_id` in `region_code` (the addressee's).
+    async fn period(&self, region_code: &str, fact_id: &str, fast_track: bool) -> anyhow::Result<pb::ResolvedPeriod> {
+        let token = self.infra.service_token("routing")?;
+        let query = pb::PeriodQuery { fact_id: fact_id.to_owned(), classifier_fast_track: fast_track };
+        let mut request = pos_platform::grpc::outgoing(
+            pb::ResolvePeriodsRequest { region_code: region_code.to_owned(), facts: vec![query] },
+            &token,
+        );
+        request.set_timeout(std::time::Duration::from_secs(5));
+        let response = self.client.clone().resolve_periods(request).await?.into_inner();
+        response.periods.into_iter().next().ok_or_else(|| anyhow::anyhow!("the SLA service answered no period"))
+    }
 }
 
 impl RoutingApi {
     pub fn new(db: Db, snapshots: Arc<Snapshots>, config: Arc<RoutingConfig>) -> RoutingApi {
-        RoutingApi { db, snapshots, config }
+        RoutingApi { db, snapshots, config, periods: None }
+    }
+
+    /// Periods in the dry run come from the SLA service's policy.
+    pub fn with_periods(mut self, periods: SlaPeriods) -> RoutingApi {
+        self.periods = Some(periods);
+        self
+    }
+
+    /// The decision with the SLA policy's period; without an answer from the SLA service, the
+    /// classifier's proposal, saying that the policy decides the deadline.
+    async fn with_sla_period(&self, decision: Decision, region_code: &str) -> Decision {
+        let region = if decision.organization.region_code.is_empty() {
+            region_code.to_owned()
+        } else {
+            decision.organization.region_code.clone()
+        };
+        let proposal = decision.steps.iter().find(|s| s.rule == StepRule::Period).map(|s| s.reason.clone());
+        let unanswered = |why: String| {
+            let reason = format!(
+                "{} (the classifier's proposal: the SLA service did not answer ({why}); its policy decides the deadline)",
+                proposal.clone().unwrap_or_default()
+            );
+            let (days, working, fast_track) = (decision.period_days, decision.working_days, decision.fast_track);
+            decision.clone().with_period(days, working, fast_track, reason)
+        };
+        let Some(periods) = &self.periods else { return unanswered("not configured".into()) };
+        match periods.period(&region, &decision.fact_id, decision.fast_track).await {
+            Ok(answer) => {
+                let period = answer.period.unwrap_or_default();
+                let reason = format!("{} (the SLA policy of region {region})", answer.reason);
+                let days = i32::try_from(period.days).unwrap_or(i32::MAX);
+                decision.clone().with_period(days, period.working_days, answer.fast_track, reason)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the sla service did not answer the period of a dry run");
+                unanswered(error.to_string())
+            }
+        }
     }
 
     async fn snapshot(&self) -> ApiResult<Snapshot> {
@@ -110,7 +179,8 @@ impl RoutingApi {
             }
             return Err(ApiError::Invalid(violations));
         }
-        Ok(outcome.decision.to_proto(&snapshot.directory))
+        let decision = self.with_sla_period(outcome.decision, &request.region_code).await;
+        Ok(decision.to_proto(&snapshot.directory))
     }
 
     async fn classifier(&self, request: Request<pb::ListClassifierRequest>) -> ApiResult<pb::Classifier> {
@@ -326,8 +396,14 @@ impl RoutingApi {
     }
 
     async fn auto_rules(&self, request: Request<pb::ListAutoRulesRequest>) -> ApiResult<pb::ListAutoRulesResponse> {
-        authorize(&request, "ListAutoRules", Role::ALL)?;
+        let caller = authorize(&request, "ListAutoRules", Role::ALL)?;
         let organization_id = request.into_inner().organization_id;
+        // An organization's rules (its keywords, the executors it delegates to) are its own:
+        // its staff read them, and the platform's operators and systems; nobody else, and the
+        // check comes before the request's fields, so a stranger learns nothing from an error.
+        if !caller.has(Role::Operator) {
+            caller.require_organization(&organization_id, "ListAutoRules")?;
+        }
         if organization_id.is_empty() {
             return Err(ApiError::invalid("organization_id", "is required"));
         }

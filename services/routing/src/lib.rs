@@ -42,7 +42,7 @@ pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &S
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let config: RoutingConfig = pos_platform::config::section(ctx.config_file.as_deref(), "routing")?;
     config.validate()?;
-    let db = ctx.db;
+    let db = ctx.db.clone();
     if config.seed_on_start {
         seed_if_empty(&db, &config).await?;
     }
@@ -51,7 +51,10 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
         Arc::new(snapshot::Snapshots::new(ctx.infra.cache.clone(), Duration::from_secs(config.cache_ttl_secs)));
     warn_about_fallback(&db, &snapshots, &config).await?;
 
-    let api = grpc::RoutingApi::new(db.clone(), snapshots.clone(), config.clone());
+    // The dry run shows the period the SLA service's policy gives (this process's own endpoint
+    // when the SLA service runs here, as in `pos up`).
+    let periods = grpc::SlaPeriods::new(ctx.peer(pos_platform::peers::Service::Sla)?, ctx.infra.clone());
+    let api = grpc::RoutingApi::new(db.clone(), snapshots.clone(), config.clone()).with_periods(periods);
     let routes = Routes::new(RoutingServiceServer::new(api));
     let regions = &ctx.infra.config.regions;
     let consumer = Consumer::new(

@@ -409,12 +409,49 @@ impl Classifier {
         self.categories.get(id).map(|&i| &self.data.categories[i])
     }
 
+    /// The names people read for an appeal's classification: (category, subcategory, fact).
+    /// The ids the appeal names win; what they leave empty is taken from the fact's place in
+    /// the tree. An id the classifier does not know has no name (empty).
+    pub fn names(&self, category_id: &str, subcategory_id: &str, fact_id: &str) -> Names {
+        let fact = self.fact(fact_id);
+        let subcategory_id =
+            if subcategory_id.is_empty() { fact.map_or("", |f| f.subcategory_id.as_str()) } else { subcategory_id };
+        let subcategory = self.subcategory(subcategory_id);
+        let category_id =
+            if category_id.is_empty() { subcategory.map_or("", |s| s.category_id.as_str()) } else { category_id };
+        Names {
+            category: self.category(category_id).map(|c| c.name.clone()).unwrap_or_default(),
+            subcategory: subcategory.map(|s| s.name.clone()).unwrap_or_default(),
+            fact: fact.map(|f| f.name.clone()).unwrap_or_default(),
+        }
+    }
+
     pub fn to_proto(&self) -> pb::Classifier {
         pb::Classifier {
             categories: self.data.categories.iter().map(Category::to_proto).collect(),
             subcategories: self.data.subcategories.iter().map(Subcategory::to_proto).collect(),
             facts: self.data.facts.iter().map(Fact::to_proto).collect(),
             version: self.data.version,
+        }
+    }
+}
+
+/// The classifier's names of an appeal's category, subcategory and fact.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    pub category: String,
+    pub subcategory: String,
+    pub fact: String,
+}
+
+impl Names {
+    /// Each name that is empty here (an id the classifier does not know) taken from `other`.
+    pub fn or(self, category: &str, subcategory: &str, fact: &str) -> Names {
+        let pick = |mine: String, theirs: &str| if mine.is_empty() { theirs.to_owned() } else { mine };
+        Names {
+            category: pick(self.category, category),
+            subcategory: pick(self.subcategory, subcategory),
+            fact: pick(self.fact, fact),
         }
     }
 }

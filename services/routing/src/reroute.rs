@@ -16,6 +16,7 @@ use pos_proto::v1::events::{AppealRouted, TicketRerouteRequested};
 use sqlx::Row;
 
 use crate::config::RoutingConfig;
+use crate::consumer::{Terms, routed_event};
 use crate::model::{Directory, Organization};
 use crate::snapshot::Snapshots;
 use crate::store;
@@ -125,11 +126,12 @@ impl Handler for RerouteRequestedHandler {
             tracing::info!(ticket_id = %request.ticket_id, "reroute already decided, nothing to do");
             return Ok(());
         }
-        // The appeal's deadline terms stay those of its first decision; the cabinet keeps the
-        // appeal's content and received time from the ticket that asked. That decision exists
-        // whenever this deployment routed the appeal: it was committed with the `appeal.routed`
-        // that created the asking ticket. Without it (an appeal first routed by another
-        // deployment) the defaults leave the ticket's own terms in place.
+        // The appeal's deadline terms and content are those of its first decision, committed
+        // with the `appeal.routed` that created the asking ticket whenever this deployment
+        // routed the appeal. The reroute announces them again, so that every reader gets the
+        // same complete event as from a first routing (the SLA service moves the clock, ticketing
+        // fills the new ticket, notify writes to the applicant). Without it (an appeal first
+        // routed by another deployment) the content is unknown and the readers keep their own.
         let first = store::decision(tx, &request.appeal_id).await?;
         let region_code =
             if request.region_code.is_empty() { envelope.region().to_owned() } else { request.region_code };
@@ -138,19 +140,30 @@ impl Handler for RerouteRequestedHandler {
             .map(|r| r.time_zone.clone())
             .or_else(|| first.as_ref().map(|d| d.time_zone.clone()))
             .unwrap_or(fallback.time_zone);
-        let routed = AppealRouted {
-            appeal_id: request.appeal_id.clone(),
-            number: first.as_ref().map(|d| d.number).unwrap_or_default(),
-            region_code: region_code.clone(),
-            fact_id: first.as_ref().map(|d| d.fact_id.clone()).unwrap_or_default(),
-            organization: Some(organization.to_ref()),
+        let content = first.as_ref().map(|d| d.content.clone()).unwrap_or_default();
+        let fact_id = first.as_ref().map(|d| d.fact_id.clone()).unwrap_or_default();
+        let names = snapshot.classifier.names(&content.category_id, &content.subcategory_id, &fact_id);
+        let terms = Terms {
             time_zone,
             period_days: first.as_ref().map(|d| d.period_days).unwrap_or_default(),
             working_days: first.as_ref().is_some_and(|d| d.working_days),
             fast_track: first.as_ref().is_some_and(|d| d.fast_track),
+        };
+        let number = first.as_ref().map(|d| d.number).unwrap_or_default();
+        let routed = AppealRouted {
             explanation,
-            routed_at: Some(pos_proto::time::to_proto(now)),
-            ..Default::default()
+            reroute: true,
+            ..routed_event(
+                &request.appeal_id,
+                number,
+                &region_code,
+                &fact_id,
+                &content,
+                names,
+                &organization,
+                terms,
+                now,
+            )
         };
         let routing_region =
             if organization.region_code.is_empty() { region_code.as_str() } else { organization.region_code.as_str() };

@@ -171,6 +171,19 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The period as the SLA policy decides it, in place of the classifier's proposal: the
+    /// period step says why, and the explanation follows.
+    pub fn with_period(mut self, period_days: i32, working_days: bool, fast_track: bool, reason: String) -> Decision {
+        (self.period_days, self.working_days, self.fast_track) = (period_days, working_days, fast_track);
+        match self.steps.iter_mut().find(|s| s.rule == StepRule::Period) {
+            Some(step) => step.reason = reason,
+            None => self.steps.push(Step { rule: StepRule::Period, organization_id: String::new(), reason }),
+        }
+        let reasons: Vec<&str> = self.steps.iter().map(|s| s.reason.as_str()).collect();
+        self.explanation = format!("{}. Routed to {}.", reasons.join("; "), describe(&self.organization));
+        self
+    }
+
     pub fn to_proto(&self, directory: &Directory) -> pb::Resolution {
         pb::Resolution {
             organization: Some(self.organization.to_ref()),

@@ -453,17 +453,49 @@ pub struct StoredDecision {
     pub steps: Vec<Step>,
     pub explanation: String,
     pub decided_at: DateTime<Utc>,
+    /// What the appeal carried when first routed, for the appeal.routed of a reroute.
+    pub content: AppealContent,
+}
+
+/// The appeal as its first routing saw it: what a reroute repeats so that every reader of
+/// `appeal.routed` gets a complete event (see migration 0003).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppealContent {
+    /// `None` for decisions recorded before the content was kept.
+    pub registered_at: Option<DateTime<Utc>>,
+    pub source: i32,
+    pub category_id: String,
+    pub subcategory_id: String,
+    pub public_text: String,
+    pub problem_address: String,
+    pub applicant: Option<StoredApplicant>,
+}
+
+/// The applicant as `pos.v1.Applicant`, stored as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredApplicant {
+    pub full_name: String,
+    pub email: String,
+    pub phone: String,
+    pub account_id: String,
 }
 
 /// Records the decision for an appeal unless one exists; returns whether it was recorded.
 #[tracing::instrument(skip(conn, decision), fields(appeal_id = %decision.appeal_id))]
 pub async fn insert_decision(conn: &mut AnyConnection, decision: &StoredDecision) -> Result<bool, sqlx::Error> {
     let steps = serde_json::to_string(&decision.steps).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let content = &decision.content;
+    let applicant = match &content.applicant {
+        Some(applicant) => serde_json::to_string(applicant).map_err(|e| sqlx::Error::Encode(e.into()))?,
+        None => String::new(),
+    };
     let inserted = sqlx::query(
         "INSERT INTO routing_decisions (appeal_id, message_id, number, region_code, fact_id, organization_id, \
          organization_region, time_zone, period_days, working_days, fast_track, delegated_by_auto_rule, auto_rule_id, \
-         target_executor_id, steps, explanation, decided_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         target_executor_id, steps, explanation, decided_at, registered_at, source, category_id, subcategory_id, \
+         public_text, problem_address, applicant) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+         $22, $23, $24) \
          ON CONFLICT (appeal_id) DO NOTHING",
     )
     .bind(&decision.appeal_id)
@@ -483,6 +515,13 @@ pub async fn insert_decision(conn: &mut AnyConnection, decision: &StoredDecision
     .bind(steps)
     .bind(&decision.explanation)
     .bind(pos_platform::db::to_micros(decision.decided_at))
+    .bind(content.registered_at.map_or(0, pos_platform::db::to_micros))
+    .bind(i64::from(content.source))
+    .bind(&content.category_id)
+    .bind(&content.subcategory_id)
+    .bind(&content.public_text)
+    .bind(&content.problem_address)
+    .bind(applicant)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -493,13 +532,21 @@ pub async fn decision(conn: &mut AnyConnection, appeal_id: &str) -> Result<Optio
     let row = sqlx::query(
         "SELECT appeal_id, message_id, number, region_code, fact_id, organization_id, organization_region, time_zone, \
          period_days, working_days, fast_track, delegated_by_auto_rule, auto_rule_id, target_executor_id, steps, \
-         explanation, decided_at FROM routing_decisions WHERE appeal_id = $1",
+         explanation, decided_at, registered_at, source, category_id, subcategory_id, public_text, problem_address, \
+         applicant FROM routing_decisions WHERE appeal_id = $1",
     )
     .bind(appeal_id)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let steps: String = row.try_get("steps")?;
+    let registered_at: i64 = row.try_get("registered_at")?;
+    let applicant: String = row.try_get("applicant")?;
+    let applicant = if applicant.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(&applicant).map_err(|e| decode_error(format!("applicant: {e}")))?)
+    };
     Ok(Some(StoredDecision {
         appeal_id: row.try_get("appeal_id")?,
         message_id: row.try_get("message_id")?,
@@ -518,5 +565,14 @@ pub async fn decision(conn: &mut AnyConnection, appeal_id: &str) -> Result<Optio
         steps: serde_json::from_str(&steps).map_err(|e| decode_error(format!("steps: {e}")))?,
         explanation: row.try_get("explanation")?,
         decided_at: row.time("decided_at")?,
+        content: AppealContent {
+            registered_at: (registered_at > 0).then(|| pos_platform::db::from_micros(registered_at)),
+            source: int(&row, "source")?,
+            category_id: row.try_get("category_id")?,
+            subcategory_id: row.try_get("subcategory_id")?,
+            public_text: row.try_get("public_text")?,
+            problem_address: row.try_get("problem_address")?,
+            applicant,
+        },
     }))
 }

@@ -1,5 +1,5 @@
 //! What the SLA service does with the events it consumes: `appeal.routed` arms the answer
-//! deadline (or keeps it through a redirect), `ticket.status_changed` pauses, resumes, stops
+//! deadline (a reroute hands it to the new addressee, kept or anew as the policy says), `ticket.status_changed` pauses, resumes, stops
 //! and sets the executor's stage, `ticket.reopened` arms a re-review round.
 //!
 //! Ticketing creates its ticket from the same `appeal.routed`, so its status events can reach
@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use pos_platform::consumer::{HandleError, Handler};
 use pos_platform::db::Dialect;
 use pos_platform::{Envelope, EventSet, Tx, parking};
-use pos_proto::v1::events::{AppealRouted, TicketAction, TicketReopened, TicketStatusChanged};
+use pos_proto::v1::events::{self as ev, AppealRouted, TicketAction, TicketReopened, TicketStatusChanged};
 use tokio::sync::Notify;
 
 use crate::deadline;
@@ -60,9 +60,10 @@ impl Handler for RoutedHandler {
     type Event = AppealRouted;
 
     async fn handle(&self, tx: &mut Tx, mut routed: AppealRouted, _: &Envelope) -> Result<(), HandleError> {
-        let registered_at = time(routed.registered_at.as_ref())
-            .ok_or_else(|| HandleError::poison(anyhow::anyhow!("appeal.routed without registered_at")))?;
         let organization = routed.organization.clone().unwrap_or_default();
+        if routed.appeal_id.is_empty() || organization.id.is_empty() {
+            return Err(HandleError::poison(anyhow::anyhow!("appeal.routed without an appeal or an organization")));
+        }
         // The addressee's region decides the calendar and the policy; the applicant's region
         // is the fallback for an addressee without one (federal bodies).
         let region = if organization.region_code.is_empty() {
@@ -83,54 +84,18 @@ impl Handler for RoutedHandler {
         let at = time(routed.routed_at.as_ref()).unwrap_or_else(Utc::now);
 
         if let Some(existing) = answer {
-            if existing.organization_id == organization.id {
-                // The same routing again (a re-publish): nothing changes.
+            if !routed.reroute {
+                // A first routing once the clock runs (a re-publish, or one that a reroute
+                // overtook): the clock already has its addressee.
                 return Ok(());
             }
-            // A redirect or a return to coordination: the executor's stage ends with it.
-            if let Some(execution) = execution {
-                engine::stop(tx, execution, false, at, "the appeal left the organization").await?;
-            }
-            let from = existing.organization_id.clone();
-            if policy.redirect_keeps_deadline || existing.state == State::Stopped {
-                let mut kept = existing;
-                kept.organization_id = organization.id.clone();
-                kept.region_code = region.clone();
-                kept.time_zone = routed.time_zone.clone();
-                store::save_clock(tx, &kept).await?;
-                store::append_log(
-                    tx,
-                    &kept,
-                    LogKind::Kept,
-                    at,
-                    &format!("redirected from {from} to {}: the deadline is kept", organization.id),
-                )
-                .await?;
-                tracing::info!(appeal_id = %routed.appeal_id, from = %from, to = %organization.id, "deadline kept through a redirect");
-                return Ok(());
-            }
-            let decision = policy.resolve(&routed.fact_id, routed.fast_track);
-            let due = deadline::due(at, tz, decision.period, decision.move_to_next_working_day, &calendar)
-                .ok_or_else(|| EngineError::Uncomputable(format!("{} from {at}", decision.period)))?;
-            let clock = Clock {
-                organization_id: organization.id.clone(),
-                region_code: region,
-                time_zone: routed.time_zone.clone(),
-                fact_id: routed.fact_id.clone(),
-                fast_track: decision.fast_track,
-                period: decision.period,
-                started_at: at,
-                due_at: due,
-                span: due - at,
-                warnings: policy.warnings.clone(),
-                ..existing.clone()
-            };
-            let detail = format!("redirected from {from}: a new period, {}", decision.reason);
-            engine::arm(tx, clock, Some(&existing), &calendar, at, &detail).await?;
-            self.0.ring();
-            return Ok(());
+            return redirected(&self.0, tx, &routed, existing, execution, (&region, tz, at), &policy, &calendar).await;
         }
 
+        // The first clock of the appeal: its period runs from the registration (a reroute that
+        // overtook the first routing carries it as well).
+        let registered_at = time(routed.registered_at.as_ref())
+            .ok_or_else(|| HandleError::poison(anyhow::anyhow!("appeal.routed without registered_at")))?;
         let decision = policy.resolve(&routed.fact_id, routed.fast_track);
         let due = deadline::due(registered_at, tz, decision.period, decision.move_to_next_working_day, &calendar)
             .ok_or_else(|| EngineError::Uncomputable(format!("{} from {registered_at}", decision.period)))?;
@@ -179,6 +144,69 @@ impl Handler for RoutedHandler {
         self.0.ring();
         apply_parked(&self.0, tx, &routed.appeal_id).await
     }
+}
+
+/// A reroute (a redirect or a return to coordination) of an appeal whose answer clock runs:
+/// the new addressee takes the clock over. The policy keeps the deadline, or starts a new period
+/// at the redirect; either way `sla.armed` names the new organization (so its ticket shows the
+/// deadline, and warnings and the breach go to it), the executor's stage ends, and the log
+/// records the redirect once.
+#[allow(clippy::too_many_arguments)]
+async fn redirected(
+    shared: &Shared,
+    tx: &mut Tx,
+    routed: &AppealRouted,
+    existing: Clock,
+    execution: Option<Clock>,
+    (region, tz, at): (&str, chrono_tz::Tz, DateTime<Utc>),
+    policy: &crate::policy::Policy,
+    calendar: &crate::calendar::Calendar,
+) -> Result<(), HandleError> {
+    let organization = routed.organization.clone().unwrap_or_default();
+    let from = existing.organization_id.clone();
+    let mut stage = String::new();
+    if let Some(execution) = execution.filter(|c| c.state != State::Stopped) {
+        // Ends with the stint at the old organization; the redirect's one log entry says so.
+        engine::stop_unlogged(tx, execution, false, at).await?;
+        stage = "; the executor's stage ended".to_owned();
+    }
+    if policy.redirect_keeps_deadline || existing.state == State::Stopped {
+        let kept = Clock {
+            organization_id: organization.id.clone(),
+            region_code: region.to_owned(),
+            time_zone: routed.time_zone.clone(),
+            ..existing
+        };
+        store::save_clock(tx, &kept).await?;
+        let detail = format!("rerouted from {from} to {}: the deadline is kept{stage}", organization.id);
+        store::append_log(tx, &kept, LogKind::Kept, at, &detail).await?;
+        // The clock's timers read its row when they fire, so they follow the new addressee; the
+        // new organization's ticket learns the deadline from this event.
+        let stamp = Some(pos_proto::time::to_proto(at));
+        engine::publish(tx, &kept, &ev::SlaArmed { deadline: Some(engine::sla_deadline(&kept)), at: stamp }).await?;
+        tracing::info!(appeal_id = %routed.appeal_id, from = %from, to = %organization.id, "deadline kept through a redirect");
+        return Ok(());
+    }
+    let decision = policy.resolve(&routed.fact_id, routed.fast_track);
+    let due = deadline::due(at, tz, decision.period, decision.move_to_next_working_day, calendar)
+        .ok_or_else(|| EngineError::Uncomputable(format!("{} from {at}", decision.period)))?;
+    let clock = Clock {
+        organization_id: organization.id.clone(),
+        region_code: region.to_owned(),
+        time_zone: routed.time_zone.clone(),
+        fact_id: routed.fact_id.clone(),
+        fast_track: decision.fast_track,
+        period: decision.period,
+        started_at: at,
+        due_at: due,
+        span: due - at,
+        warnings: policy.warnings.clone(),
+        ..existing.clone()
+    };
+    let detail = format!("rerouted from {from} to {}: a new period, {}{stage}", organization.id, decision.reason);
+    engine::arm(tx, clock, Some(&existing), calendar, at, &detail).await?;
+    shared.ring();
+    Ok(())
 }
 
 pos_platform::event_set! {
@@ -282,7 +310,14 @@ async fn status_changed(shared: &Shared, tx: &mut Tx, changed: TicketStatusChang
             let policy = store::policy_for(tx, &region).await?;
             let tz = engine::zone(&answer.time_zone)?;
             let (due, source) = match time(changed.execution_due.as_ref()) {
-                Some(due) => (due.min(answer.due_at), "set by the coordinator".to_owned()),
+                // The coordinator names a day: the stage ends with it, like every deadline
+                // (whatever time of day, and fraction of a second, the request carried).
+                Some(due) => {
+                    let day = due.with_timezone(&tz).date_naive();
+                    let due = deadline::end_of_local_day(day, tz)
+                        .ok_or_else(|| EngineError::Uncomputable(format!("the end of {day}")))?;
+                    (due.min(answer.due_at), "set by the coordinator".to_owned())
+                }
                 None => {
                     let due =
                         deadline::execution_due(answer.started_at, answer.due_at, policy.execution_share_percent, tz)
@@ -336,12 +371,9 @@ async fn status_changed(shared: &Shared, tx: &mut Tx, changed: TicketStatusChang
             }
             engine::stop(tx, answer, false, at, why).await?;
         }
-        TicketAction::Redirected | TicketAction::ReturnedToCoordination => {
-            // The new addressee arrives with appeal.routed; the policy decides there.
-            store::append_log(tx, &answer, LogKind::Kept, at, "redirect requested; waiting for the new addressee")
-                .await?;
-        }
         TicketAction::Unspecified
+        | TicketAction::Redirected
+        | TicketAction::ReturnedToCoordination
         | TicketAction::Created
         | TicketAction::TakenInWork
         | TicketAction::HandedOver
@@ -351,7 +383,8 @@ async fn status_changed(shared: &Shared, tx: &mut Tx, changed: TicketStatusChang
         | TicketAction::AcceptedByApplicant
         | TicketAction::RejectedByApplicant
         | TicketAction::Escalated => {
-            // No clock changes: the re-review arrives as ticket.reopened.
+            // No clock changes: a redirect or a return to coordination moves the clock once, when
+            // the new addressee's appeal.routed arrives; a re-review arrives as ticket.reopened.
         }
     }
     Ok(Clocked::Applied)

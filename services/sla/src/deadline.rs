@@ -54,10 +54,51 @@ pub fn due(
     end_of_local_day(last_day(started_at, zone, period, move_to_next_working_day, calendar)?, zone)
 }
 
-/// A paused clock resumes with the time that was left when it paused.
-pub fn resumed_due(due: DateTime<Utc>, paused_at: DateTime<Utc>, resumed_at: DateTime<Utc>) -> DateTime<Utc> {
-    let left = (due - paused_at).max(chrono::Duration::zero());
-    resumed_at + left
+/// The local days on which a paused clock stood still: from the local day the pause began up
+/// to, not including, the local day it resumed (a pause begun and ended on one day counts
+/// none). With `working_days`, only the working days of `calendar` among them count.
+pub fn paused_days(
+    paused_at: DateTime<Utc>,
+    resumed_at: DateTime<Utc>,
+    zone: Tz,
+    working_days: bool,
+    calendar: &Calendar,
+) -> u32 {
+    let first = paused_at.with_timezone(&zone).date_naive();
+    let resumed = resumed_at.with_timezone(&zone).date_naive();
+    let mut days = 0;
+    let mut day = first;
+    while day < resumed {
+        if !working_days || calendar.is_working(day) {
+            days += 1;
+        }
+        let Some(next) = day.succ_opt() else { break };
+        day = next;
+    }
+    days
+}
+
+/// The deadline after a pause: moved by the [`paused_days`] (working days of `calendar` when the
+/// period is in working days), always to the end of a local day in `zone`. The exact length of
+/// the pause does not matter, only the days it covered: a pause from Wednesday 16:00 to
+/// Saturday 10:00 moves a deadline by three days, a few seconds across midnight by one, a pause
+/// within one day by none.
+pub fn resumed_due(
+    due: DateTime<Utc>,
+    paused_at: DateTime<Utc>,
+    resumed_at: DateTime<Utc>,
+    zone: Tz,
+    working_days: bool,
+    calendar: &Calendar,
+) -> Option<DateTime<Utc>> {
+    let days = paused_days(paused_at, resumed_at, zone, working_days, calendar);
+    let last_day = due.with_timezone(&zone).date_naive();
+    let moved = if working_days {
+        calendar.add_working_days(last_day, days)?
+    } else {
+        last_day.checked_add_days(Days::new(u64::from(days)))?
+    };
+    end_of_local_day(moved, zone)
 }
 
 /// The executor's stage deadline when the coordinator set none: `share_percent` of the answer
@@ -196,12 +237,67 @@ mod tests {
         assert_eq!(kazan.with_timezone(&chrono_tz::Europe::Moscow).date_naive().to_string(), "2025-11-07");
     }
 
+    fn moscow(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
+        chrono_tz::Europe::Moscow.with_ymd_and_hms(y, m, d, h, min, s).unwrap().with_timezone(&Utc)
+    }
+
     #[test]
-    fn a_three_day_pause_moves_the_deadline_by_three_days() {
+    fn a_pause_from_wednesday_afternoon_to_saturday_morning_moves_three_days() {
+        let zone = chrono_tz::Europe::Moscow;
+        // Due Monday 17.03.2025 23:59:59; paused Wednesday 05.03 16:00, resumed Saturday 08.03
+        // 10:00 (a holiday, which a calendar-day period counts like any day).
+        let due_at = moscow(2025, 3, 17, 23, 59, 59);
+        let (paused, resumed) = (moscow(2025, 3, 5, 16, 0, 0), moscow(2025, 3, 8, 10, 0, 0));
+        assert_eq!(paused_days(paused, resumed, zone, false, &calendar()), 3);
+        let moved = resumed_due(due_at, paused, resumed, zone, false, &calendar()).unwrap();
+        assert_eq!(moved.with_timezone(&zone).to_rfc3339(), "2025-03-20T23:59:59+03:00");
+        assert_eq!(moved.timestamp_subsec_nanos(), 0, "no fractional seconds");
+    }
+
+    #[test]
+    fn in_working_days_only_the_working_days_of_the_pause_count() {
+        let zone = chrono_tz::Europe::Moscow;
+        // Paused Friday 14.03.2025 16:00, resumed Tuesday 18.03 10:00: Friday and Monday stood
+        // still (the weekend was not working time anyway), so the deadline moves two working
+        // days: Wednesday 19.03 → Friday 21.03.
+        let due_at = moscow(2025, 3, 19, 23, 59, 59);
+        let (paused, resumed) = (moscow(2025, 3, 14, 16, 0, 0), moscow(2025, 3, 18, 10, 0, 0));
+        assert_eq!(paused_days(paused, resumed, zone, true, &calendar()), 2);
+        assert_eq!(paused_days(paused, resumed, zone, false, &calendar()), 4);
+        let moved = resumed_due(due_at, paused, resumed, zone, true, &calendar()).unwrap();
+        assert_eq!(moved.with_timezone(&zone).to_rfc3339(), "2025-03-21T23:59:59+03:00");
+        // Wednesday 16:00 to Saturday 10:00 in working days: Wednesday, Thursday, Friday. From
+        // Wednesday 19.03 that is Monday 24.03, past the weekend.
+        let (paused, resumed) = (moscow(2025, 3, 5, 16, 0, 0), moscow(2025, 3, 8, 10, 0, 0));
+        let due_at = moscow(2025, 3, 19, 23, 59, 59);
+        // 07.03 is a working (shortened) day before the 8 March holiday.
+        assert_eq!(paused_days(paused, resumed, zone, true, &calendar()), 3);
+        let moved = resumed_due(due_at, paused, resumed, zone, true, &calendar()).unwrap();
+        assert_eq!(moved.with_timezone(&zone).to_rfc3339(), "2025-03-24T23:59:59+03:00");
+    }
+
+    #[test]
+    fn a_few_seconds_across_midnight_move_one_day_and_stay_an_end_of_day() {
+        let zone = chrono_tz::Asia::Kamchatka;
         let due_at = Utc.with_ymd_and_hms(2025, 1, 25, 11, 59, 59).unwrap();
-        let paused = Utc.with_ymd_and_hms(2025, 1, 17, 3, 0, 0).unwrap();
-        let resumed = paused + chrono::Duration::days(3);
-        assert_eq!(resumed_due(due_at, paused, resumed), due_at + chrono::Duration::days(3));
+        // 23:59:58 to 00:00:01 Kamchatka time, with sub-second parts on both ends.
+        let paused = zone.with_ymd_and_hms(2025, 1, 17, 23, 59, 58).unwrap().with_timezone(&Utc)
+            + chrono::Duration::microseconds(123_456);
+        let resumed = paused + chrono::Duration::seconds(3);
+        let moved = resumed_due(due_at, paused, resumed, zone, false, &calendar()).unwrap();
+        assert_eq!(moved.with_timezone(&zone).to_rfc3339(), "2025-01-26T23:59:59+12:00");
+        assert_eq!(moved.timestamp_subsec_nanos(), 0);
+    }
+
+    #[test]
+    fn a_pause_within_one_day_moves_nothing() {
+        let zone = chrono_tz::Asia::Kamchatka;
+        let due_at = Utc.with_ymd_and_hms(2025, 1, 25, 11, 59, 59).unwrap();
+        let paused = zone.with_ymd_and_hms(2025, 1, 17, 0, 0, 1).unwrap().with_timezone(&Utc);
+        let resumed = zone.with_ymd_and_hms(2025, 1, 17, 23, 59, 0).unwrap().with_timezone(&Utc);
+        assert_eq!(paused_days(paused, resumed, zone, false, &calendar()), 0);
+        assert_eq!(resumed_due(due_at, paused, resumed, zone, false, &calendar()), Some(due_at));
+        assert_eq!(resumed_due(due_at, paused, resumed, zone, true, &calendar()), Some(due_at));
     }
 
     #[test]

@@ -119,7 +119,8 @@ pub async fn pause(tx: &mut Tx, mut clock: Clock, at: DateTime<Utc>, detail: &st
     Ok(clock)
 }
 
-/// Resumes a paused clock with the time that was left; new timers; `sla.armed` with the new due.
+/// Resumes a paused clock: the deadline moves by the local days the clock stood still (see
+/// `deadline::resumed_due`); new timers; `sla.armed` with the new due.
 pub async fn resume(
     tx: &mut Tx,
     mut clock: Clock,
@@ -131,14 +132,18 @@ pub async fn resume(
         return Ok(clock);
     };
     let resumed_at = at.max(paused_at);
-    clock.due_at = deadline::resumed_due(clock.due_at, paused_at, resumed_at);
+    let tz = zone(&clock.time_zone)?;
+    // By whole local days, in the period's unit: see `deadline::resumed_due`.
+    let moved_by = deadline::paused_days(paused_at, resumed_at, tz, clock.period.working_days, calendar);
+    clock.due_at = deadline::resumed_due(clock.due_at, paused_at, resumed_at, tz, clock.period.working_days, calendar)
+        .ok_or_else(|| EngineError::Uncomputable(format!("{} moved by {moved_by} days", clock.due_at)))?;
     clock.state = State::Running;
     clock.paused_at = None;
     clock.generation += 1;
     store::save_clock(tx, &clock).await?;
     store::insert_timers(tx, &timers_for(&clock, calendar)).await?;
-    let paused_for = resumed_at - paused_at;
-    let detail = format!("{detail}; paused for {} min", paused_for.num_minutes());
+    let unit = if clock.period.working_days { "working " } else { "" };
+    let detail = format!("{detail}; the clock stood still on {moved_by} {unit}days, the deadline moves by as many");
     store::append_log(tx, &clock, LogKind::Resumed, at, &detail).await?;
     let stamp = Some(pos_proto::time::to_proto(at));
     publish(tx, &clock, &ev::SlaArmed { deadline: Some(sla_deadline(&clock)), at: stamp }).await?;
@@ -150,28 +155,48 @@ pub async fn resume(
 /// then `sla.met` goes out.
 pub async fn stop(
     tx: &mut Tx,
-    mut clock: Clock,
+    clock: Clock,
     answered: bool,
     at: DateTime<Utc>,
     detail: &str,
 ) -> Result<Clock, EngineError> {
+    stop_logged(tx, clock, answered, at, Some(detail)).await
+}
+
+/// Stops a clock as [`stop`] does, without a log entry of its own: for a change that the log
+/// records once, on another clock (a redirect ends the executor's stage and says so on the
+/// answer deadline's entry).
+pub async fn stop_unlogged(tx: &mut Tx, clock: Clock, answered: bool, at: DateTime<Utc>) -> Result<Clock, EngineError> {
+    stop_logged(tx, clock, answered, at, None).await
+}
+
+async fn stop_logged(
+    tx: &mut Tx,
+    mut clock: Clock,
+    answered: bool,
+    at: DateTime<Utc>,
+    detail: Option<&str>,
+) -> Result<Clock, EngineError> {
     if clock.state == State::Stopped {
         return Ok(clock);
     }
-    // A paused clock is judged by the time that was left when it paused.
-    let effective_due = match (clock.state, clock.paused_at) {
-        (State::Paused, Some(paused_at)) => deadline::resumed_due(clock.due_at, paused_at, at),
-        _ => clock.due_at,
+    // A paused clock is judged by where it stood when it paused: had it not run out then, the
+    // days it stood still would have moved the deadline past today.
+    let judged_at = match (clock.state, clock.paused_at) {
+        (State::Paused, Some(paused_at)) => paused_at.min(at),
+        _ => at,
     };
-    let met = answered && !clock.overdue && at <= effective_due;
+    let met = answered && !clock.overdue && judged_at <= clock.due_at;
     clock.state = State::Stopped;
     clock.stopped_at = Some(at);
     clock.paused_at = None;
     clock.met = met;
     clock.generation += 1;
     store::save_clock(tx, &clock).await?;
-    let kind = if met { LogKind::Met } else { LogKind::Stopped };
-    store::append_log(tx, &clock, kind, at, detail).await?;
+    if let Some(detail) = detail {
+        let kind = if met { LogKind::Met } else { LogKind::Stopped };
+        store::append_log(tx, &clock, kind, at, detail).await?;
+    }
     if met {
         let stamp = Some(pos_proto::time::to_proto(at));
         publish(tx, &clock, &ev::SlaMet { deadline: Some(sla_deadline(&clock)), at: stamp }).await?;

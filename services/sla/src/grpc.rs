@@ -10,7 +10,7 @@ use pos_proto::v1 as pb;
 use pos_proto::v1::sla_service_server::SlaService;
 use tonic::{Request, Response, Status};
 
-use crate::calendar::{self, CalendarYear, Holiday, Transfer};
+use crate::calendar::{self, Calendar, CalendarYear, Holiday, Transfer};
 use crate::deadline;
 use crate::policy::{self, FactPeriod, Period, Policy, WarningPoint};
 use crate::store::{self, Clock, ClockKind, State};
@@ -52,15 +52,17 @@ fn answer_clock(clocks: &[Clock]) -> ApiResult<&Clock> {
 }
 
 /// How a clock reads in the cabinet at `now`.
-pub fn describe(clock: &Clock, now: DateTime<Utc>, at_risk: bool) -> ApiResult<pb::Deadline> {
+pub fn describe(clock: &Clock, now: DateTime<Utc>, at_risk: bool, calendar: &Calendar) -> ApiResult<pb::Deadline> {
     let zone: Tz = clock.time_zone.parse().map_err(|_| {
         ApiError::internal("stored time zone", anyhow::anyhow!("unknown time zone {:?}", clock.time_zone))
     })?;
     let remaining = match (clock.state, clock.paused_at) {
-        // A paused clock shows the time it will have when it resumes.
+        // A paused clock shows the deadline it would have if it resumed now (moved by the days
+        // it has stood still so far).
         (State::Paused, Some(paused_at)) => {
-            let left = clock.due_at - paused_at;
-            format!("paused: {}", deadline::remaining(now, now + left, zone).split(" / ").next().unwrap_or_default())
+            let due = deadline::resumed_due(clock.due_at, paused_at, now, zone, clock.period.working_days, calendar)
+                .unwrap_or(clock.due_at);
+            format!("paused: {}", deadline::remaining(now, due, zone))
         }
         (State::Stopped, _) if clock.met => "met".to_owned(),
         (State::Stopped, _) => "stopped".to_owned(),
@@ -97,10 +99,11 @@ impl Sla {
         let answer = answer_clock(&clocks)?;
         check_access(&caller, answer, METHOD)?;
         let now = Utc::now();
+        let calendar = store::calendar_for(&mut conn, &answer.region_code).await?;
         let mut deadlines = pb::Deadlines { appeal_id, fast_track: answer.fast_track, ..Default::default() };
         for clock in &clocks {
             let at_risk = store::warning_reached(&mut conn, clock, now).await?;
-            let described = describe(clock, now, at_risk)?;
+            let described = describe(clock, now, at_risk, &calendar)?;
             match clock.kind {
                 ClockKind::Answer => deadlines.answer = Some(described),
                 ClockKind::Execution => deadlines.execution = Some(described),
@@ -134,6 +137,31 @@ impl Sla {
                 })
                 .collect(),
         })
+    }
+
+    async fn periods(&self, request: Request<pb::ResolvePeriodsRequest>) -> ApiResult<pb::ResolvePeriodsResponse> {
+        const METHOD: &str = "pos.v1.SlaService/ResolvePeriods";
+        authorize(&request, METHOD, Role::ALL)?;
+        let request = request.into_inner();
+        let region = if request.region_code.is_empty() { policy::DEFAULT_REGION } else { request.region_code.as_str() };
+        let mut conn = self.conn().await?;
+        // The very policy and decision the `appeal.routed` consumer arms a deadline with.
+        let policy = store::policy_for(&mut conn, region).await?;
+        let periods = request
+            .facts
+            .into_iter()
+            .map(|query| {
+                let decision = policy.resolve(&query.fact_id, query.classifier_fast_track);
+                pb::ResolvedPeriod {
+                    fact_id: query.fact_id,
+                    period: Some(period_to_proto(decision.period)),
+                    fast_track: decision.fast_track,
+                    move_to_next_working_day: decision.move_to_next_working_day,
+                    reason: decision.reason,
+                }
+            })
+            .collect();
+        Ok(pb::ResolvePeriodsResponse { policy_region: policy.region, periods })
     }
 
     async fn policy(&self, request: Request<pb::GetPolicyRequest>) -> ApiResult<pb::SlaPolicy> {
@@ -198,6 +226,13 @@ impl SlaService for Sla {
 
     async fn get_sla_log(&self, request: Request<pb::GetSlaLogRequest>) -> Result<Response<pb::SlaLog>, Status> {
         Ok(Response::new(self.sla_log(request).await?))
+    }
+
+    async fn resolve_periods(
+        &self,
+        request: Request<pb::ResolvePeriodsRequest>,
+    ) -> Result<Response<pb::ResolvePeriodsResponse>, Status> {
+        Ok(Response::new(self.periods(request).await?))
     }
 
     async fn get_policy(&self, request: Request<pb::GetPolicyRequest>) -> Result<Response<pb::SlaPolicy>, Status> {

@@ -273,7 +273,11 @@ async fn auto_rules_delegate_by_priority_fact_and_keywords() {
         .unwrap();
 
     let listed = client
-        .list_auto_rules(applicant(pb::ListAutoRulesRequest { organization_id: "41-minobr".into() }))
+        .list_auto_rules(req(
+            pb::ListAutoRulesRequest { organization_id: "41-minobr".into() },
+            "41-minobr",
+            &[Role::Coordinator],
+        ))
         .await
         .unwrap();
     let order: Vec<String> = listed.into_inner().rules.into_iter().map(|r| r.id).collect();
@@ -360,10 +364,39 @@ async fn auto_rules_belong_to_their_organization_and_delegate_only_downwards() {
     let status = client.delete_auto_rule(admin_delete("nope")).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
     client.delete_auto_rule(admin_delete("r1")).await.unwrap();
-    let status = client
-        .list_auto_rules(applicant(pb::ListAutoRulesRequest { organization_id: "nope".into() }))
-        .await
-        .unwrap_err();
+    let status =
+        client.list_auto_rules(system(pb::ListAutoRulesRequest { organization_id: "nope".into() })).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn auto_rules_are_read_by_their_organization_operators_and_systems_only() {
+    let app = spawn_app().await;
+    let mut client = routing_client(&app);
+    let rule = rule("r1", "41-minobr", 1, "", &["Елизово"], "41-uo-elizovo");
+    client.upsert_auto_rule(req(rule, "41-minobr", &[Role::OrgAdmin])).await.unwrap();
+    let list = |organization_id: &str| pb::ListAutoRulesRequest { organization_id: organization_id.into() };
+
+    // Its own staff, the platform's operators and systems read them.
+    for request in [
+        req(list("41-minobr"), "41-minobr", &[Role::Executor]),
+        req(list("41-minobr"), "", &[Role::Operator]),
+        system(list("41-minobr")),
+    ] {
+        let rules = client.list_auto_rules(request).await.unwrap().into_inner().rules;
+        assert_eq!(rules.len(), 1);
+    }
+    // Another organization's staff, even its admin, and applicants are denied, before the
+    // request is looked at (an unknown or empty organization says nothing more).
+    for request in [
+        req(list("41-minobr"), "41-kcioko", &[Role::OrgAdmin, Role::Coordinator]),
+        applicant(list("41-minobr")),
+        req(list("nope"), "41-kcioko", &[Role::Coordinator]),
+        req(list(""), "41-kcioko", &[Role::Coordinator]),
+    ] {
+        let status = client.list_auto_rules(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    }
     app.stop().await;
 }

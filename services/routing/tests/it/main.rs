@@ -7,4 +7,5 @@ mod helpers;
 mod outage;
 mod reroute;
 mod resolve;
+mod scope;
 mod store;

@@ -70,6 +70,13 @@ fn appeal() -> AppealReceived {
         region_code: "41".into(),
         fact_id: "education.e-diary.access".into(),
         public_text: "Прошу предоставить доступ к электронному дневнику".into(),
+        problem_address: "Петропавловск-Камчатский".into(),
+        applicant: Some(pb::Applicant {
+            full_name: "Иванова Мария Петровна".into(),
+            email: "maria@example.org".into(),
+            phone: String::new(),
+            account_id: "esia-1001".into(),
+        }),
         ..Default::default()
     }
 }
@@ -109,6 +116,26 @@ async fn a_reroute_is_a_new_decision_and_routes_the_appeal_again() {
         assert_eq!((back.appeal_id.as_str(), back.number), ("a-1", first.number));
         assert_eq!((back.period_days, back.fast_track), (first.period_days, first.fast_track));
         assert!(back.explanation.contains("returned to coordination"), "{}", back.explanation);
+        // A reroute announces the appeal as completely as its first routing did: every reader
+        // of appeal.routed gets what it needs (the deadline's start, the names, the applicant).
+        assert!(!first.reroute && back.reroute);
+        assert!(back.registered_at.is_some());
+        assert_eq!(back.registered_at, first.registered_at);
+        assert_eq!((back.source, back.region_code.as_str()), (first.source, first.region_code.as_str()));
+        assert_eq!(
+            (&back.category_id, &back.subcategory_id, &back.fact_id),
+            (&first.category_id, &first.subcategory_id, &first.fact_id)
+        );
+        assert_eq!((&back.public_text, &back.problem_address), (&first.public_text, &first.problem_address));
+        assert_eq!(back.applicant, first.applicant);
+        assert_eq!(back.applicant.as_ref().map(|a| a.email.as_str()), Some("maria@example.org"));
+        // The names come from routing's classifier, in the first routing and the reroute alike.
+        assert_eq!(first.fact_name, "Проблемы с доступом к электронному дневнику");
+        assert!(!first.category_name.is_empty() && !first.subcategory_name.is_empty());
+        assert_eq!(
+            (&back.category_name, &back.subcategory_name, &back.fact_name),
+            (&first.category_name, &first.subcategory_name, &first.fact_name)
+        );
 
         // The parent redirects it back down to a named organization.
         h.handle(&h.reroute, &request("t-2", &parent, &school)).await;

@@ -147,6 +147,20 @@ async fn a_decision_is_recorded_once(db: &Db) {
         steps: vec![Step { rule: StepRule::AddresseeRule, organization_id: "41-kcioko".into(), reason: "why".into() }],
         explanation: "because".into(),
         decided_at: Utc.timestamp_opt(1_736_943_480, 123_000).unwrap(),
+        content: store::AppealContent {
+            registered_at: Some(Utc.timestamp_opt(1_736_943_400, 0).unwrap()),
+            source: 2,
+            category_id: "education".into(),
+            subcategory_id: "education.e-diary".into(),
+            public_text: "Прошу предоставить доступ".into(),
+            problem_address: "Петропавловск-Камчатский".into(),
+            applicant: Some(store::StoredApplicant {
+                full_name: "Иванова Мария Петровна".into(),
+                email: "maria@example.org".into(),
+                phone: "+7 914 000-00-00".into(),
+                account_id: "esia-1001".into(),
+            }),
+        },
     };
     let mut conn = db.pool().acquire().await.unwrap();
     assert!(store::insert_decision(&mut conn, &decision).await.unwrap());

@@ -1,9 +1,11 @@
 //! Clocks through their events, on PostgreSQL and on SQLite.
 
-use chrono::Duration;
-use pos_proto::v1::events::{TicketAction, TicketReopened};
+use chrono::{DateTime, Duration, Utc};
+use pos_proto::BusEvent;
+use pos_proto::v1::events::{AppealRouted, SlaArmed, SlaOverdue, TicketAction, TicketReopened};
 use pos_sla::policy::Policy;
 use pos_sla::store::{self, ClockKind, State};
+use sqlx::Row;
 
 use crate::helpers::{SlaDb, routed, status, ts, utc};
 
@@ -77,19 +79,22 @@ async fn working_day_periods_follow_the_regional_calendar() {
 }
 
 #[tokio::test]
-async fn a_three_day_pause_moves_the_deadline_by_three_days() {
+async fn a_pause_moves_the_deadline_by_the_local_days_it_covered() {
     for t in SlaDb::both().await {
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("p-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
         let before = t.clock("p-1", ClockKind::Answer).await;
-        let paused = utc(2025, 1, 17, 3, 0);
+        // Wednesday 22.01.2025 16:00 to Saturday 25.01 10:00 Kamchatka time: Wednesday, Thursday
+        // and Friday stood still, so the deadline moves three days, to the end of a local day.
+        let paused = utc(2025, 1, 22, 4, 0);
         t.status(&status("p-1", "41", TicketAction::InformationRequested, paused)).await;
         let clock = t.clock("p-1", ClockKind::Answer).await;
         assert_eq!(clock.state, State::Paused);
-        t.status(&status("p-1", "41", TicketAction::InformationReceived, paused + Duration::days(3))).await;
+        t.status(&status("p-1", "41", TicketAction::InformationReceived, utc(2025, 1, 24, 22, 0))).await;
         let after = t.clock("p-1", ClockKind::Answer).await;
         assert_eq!(after.state, State::Running);
         assert_eq!(after.due_at, before.due_at + Duration::days(3), "{}", t.name());
+        assert_eq!(after.due_at.with_timezone(&chrono_tz::Asia::Kamchatka).to_rfc3339(), "2025-01-28T23:59:59+12:00");
         assert_eq!(after.generation, before.generation + 2, "paused and resumed");
         assert_eq!(t.log_kinds("p-1").await, vec!["answer:armed", "answer:paused", "answer:resumed"]);
         // The first generation's timers are stale; the new ones are due three days later.
@@ -99,6 +104,19 @@ async fn a_three_day_pause_moves_the_deadline_by_three_days() {
             .await
             .unwrap();
         assert_eq!(pending, crate::helpers::micros(after.due_at + Duration::seconds(1)));
+
+        // Three seconds across midnight (with a fraction of a second): one more day, and the
+        // deadline stays the end of a local day, in whole seconds.
+        let paused = utc(2025, 1, 26, 11, 59) + Duration::milliseconds(58_250);
+        t.status(&status("p-1", "41", TicketAction::InformationRequested, paused)).await;
+        t.status(&status("p-1", "41", TicketAction::InformationReceived, paused + Duration::seconds(3))).await;
+        let across = t.clock("p-1", ClockKind::Answer).await;
+        assert_eq!(across.due_at.with_timezone(&chrono_tz::Asia::Kamchatka).to_rfc3339(), "2025-01-29T23:59:59+12:00");
+        assert_eq!(across.due_at.timestamp_subsec_nanos(), 0, "{}", t.name());
+        // A pause begun and ended on one local day moves nothing.
+        t.status(&status("p-1", "41", TicketAction::InformationRequested, utc(2025, 1, 27, 0, 0))).await;
+        t.status(&status("p-1", "41", TicketAction::InformationReceived, utc(2025, 1, 27, 9, 0))).await;
+        assert_eq!(t.clock("p-1", ClockKind::Answer).await.due_at, across.due_at);
         t.drop().await;
     }
 }
@@ -114,7 +132,8 @@ async fn approval_in_time_is_met_and_the_timers_go_stale() {
         assigned.execution_due = ts(utc(2025, 1, 20, 11, 59));
         t.status(&assigned).await;
         let execution = t.clock("m-1", ClockKind::Execution).await;
-        assert_eq!(execution.due_at, utc(2025, 1, 20, 11, 59));
+        // The end of the day the coordinator named (Kamchatka time), as every deadline.
+        assert_eq!(execution.due_at, utc(2025, 1, 20, 11, 59) + Duration::seconds(59));
         assert_eq!(execution.assignee_id, "exec-1");
         t.status(&status("m-1", "41", TicketAction::AnswerPrepared, received + Duration::days(2))).await;
         t.status(&status("m-1", "41", TicketAction::Approved, received + Duration::days(3))).await;
@@ -180,20 +199,55 @@ async fn a_re_review_arms_a_new_deadline_in_round_two() {
     }
 }
 
+/// The events of type `E` in the outbox for `appeal_id`, oldest first, decoded.
+async fn outbox<E: BusEvent>(t: &SlaDb, appeal_id: &str) -> Vec<E> {
+    let rows =
+        sqlx::query("SELECT type_name, payload, headers FROM outbox ORDER BY id").fetch_all(t.db.pool()).await.unwrap();
+    rows.iter()
+        .filter(|r| r.get::<String, _>("type_name") == E::full_name())
+        .filter(|r| r.get::<String, _>("headers").contains(&format!("\"{appeal_id}\"")))
+        .map(|r| E::decode(r.get::<Vec<u8>, _>("payload").as_slice()).unwrap())
+        .collect()
+}
+
+/// The last `sla.armed` in the outbox for `appeal_id`.
+async fn last_armed(t: &SlaDb, appeal_id: &str) -> SlaArmed {
+    outbox::<SlaArmed>(t, appeal_id).await.pop().expect("an sla.armed")
+}
+
+/// A reroute of `appeal_id` to `organization` at `at`, as routing announces it.
+fn reroute(appeal_id: &str, organization: &str, received: DateTime<Utc>, at: DateTime<Utc>) -> AppealRouted {
+    let mut event = routed(appeal_id, "41", KAMCHATKA, organization, "education.e-diary.access", true, received);
+    event.reroute = true;
+    event.routed_at = ts(at);
+    event
+}
+
 #[tokio::test]
 async fn a_redirect_keeps_the_deadline_unless_the_policy_says_otherwise() {
     for t in SlaDb::both().await {
         let received = utc(2025, 1, 15, 11, 18);
         t.routed(&routed("d-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
         let before = t.clock("d-1", ClockKind::Answer).await;
+        // An executor was working on it when the coordinator redirected it.
+        t.status(&status("d-1", "41", TicketAction::ExecutorAssigned, received + Duration::hours(1))).await;
         t.status(&status("d-1", "41", TicketAction::Redirected, received + Duration::days(1))).await;
-        let mut again = routed("d-1", "41", KAMCHATKA, "41-other", "education.e-diary.access", true, received);
-        again.routed_at = ts(received + Duration::days(1));
-        t.routed(&again).await;
+        t.routed(&reroute("d-1", "41-other", received, received + Duration::days(1))).await;
         let after = t.clock("d-1", ClockKind::Answer).await;
         assert_eq!(after.due_at, before.due_at, "{}", t.name());
         assert_eq!(after.organization_id, "41-other");
-        assert_eq!(t.log_kinds("d-1").await, vec!["answer:armed", "answer:kept", "answer:kept"]);
+        assert_eq!(t.clock("d-1", ClockKind::Execution).await.state, State::Stopped);
+        // One redirect, one entry: the executor's stage ending is part of it.
+        let log = t.log("d-1").await;
+        assert_eq!(t.log_kinds("d-1").await, vec!["answer:armed", "execution:armed", "answer:kept"], "{}", t.name());
+        assert!(log[2].detail.contains("41-other") && log[2].detail.contains("executor's stage"), "{}", log[2].detail);
+        // The new organization's ticket learns the kept deadline: sla.armed names it.
+        let armed = last_armed(&t, "d-1").await.deadline.unwrap();
+        assert_eq!(armed.organization_id, "41-other");
+        assert_eq!(armed.due.and_then(|d| pos_proto::time::from_proto(&d)), Some(before.due_at));
+        // The first routing, redelivered late, does not take the appeal back.
+        t.routed(&routed("d-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
+        assert_eq!(t.clock("d-1", ClockKind::Answer).await.organization_id, "41-other");
 
         // Region 41 now gives a redirected appeal a new period from the redirect.
         let mut conn = t.db.pool().acquire().await.unwrap();
@@ -201,11 +255,41 @@ async fn a_redirect_keeps_the_deadline_unless_the_policy_says_otherwise() {
         let policy = Policy { region: "41".into(), redirect_keeps_deadline: false, ..default };
         store::put_policy(&mut conn, &policy, "test").await.unwrap();
         drop(conn);
-        let mut third = routed("d-1", "41", KAMCHATKA, "41-third", "education.e-diary.access", true, received);
-        third.routed_at = ts(received + Duration::days(2));
-        t.routed(&third).await;
+        t.routed(&reroute("d-1", "41-third", received, received + Duration::days(2))).await;
         let moved = t.clock("d-1", ClockKind::Answer).await;
         assert_eq!(moved.due_at, before.due_at + Duration::days(2));
+        assert_eq!(moved.organization_id, "41-third");
+        assert_eq!(
+            t.log_kinds("d-1").await,
+            vec!["answer:armed", "execution:armed", "answer:kept", "answer:armed"],
+            "{}",
+            t.name()
+        );
+        let armed = last_armed(&t, "d-1").await.deadline.unwrap();
+        assert_eq!(armed.organization_id, "41-third");
+
+        // The breach goes to the organization that holds the appeal now.
+        let claimed = pos_sla::timers::fire_due(&t.db, 100).await.unwrap();
+        assert!(claimed > 0);
+        let overdue = outbox::<SlaOverdue>(&t, "d-1").await;
+        let organizations: Vec<String> = overdue.into_iter().map(|o| o.deadline.unwrap().organization_id).collect();
+        assert_eq!(organizations, vec!["41-third".to_owned()], "{}", t.name());
+        t.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_reroute_needs_no_registration_time_once_the_clock_runs() {
+    for t in SlaDb::both().await {
+        let received = utc(2025, 1, 15, 11, 18);
+        t.routed(&routed("n-1", "41", KAMCHATKA, "41-kcioko", "education.e-diary.access", true, received)).await;
+        // A return to coordination announced by an older routing, without the registration
+        // time: the clock moves on all the same (it is not poison).
+        let mut back = reroute("n-1", "41-minobr", received, received + Duration::days(1));
+        back.registered_at = None;
+        t.routed(&back).await;
+        assert_eq!(t.clock("n-1", ClockKind::Answer).await.organization_id, "41-minobr");
+        assert_eq!(t.log_kinds("n-1").await, vec!["answer:armed", "answer:kept"]);
         t.drop().await;
     }
 }

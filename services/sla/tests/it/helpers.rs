@@ -74,6 +74,11 @@ impl SlaDb {
         store::clocks(&mut conn, appeal_id).await.unwrap().into_iter().find(|c| c.kind == kind).expect("clock")
     }
 
+    pub async fn log(&self, appeal_id: &str) -> Vec<store::LogEntry> {
+        let mut conn = self.db.pool().acquire().await.unwrap();
+        store::log(&mut conn, appeal_id).await.unwrap()
+    }
+
     pub async fn log_kinds(&self, appeal_id: &str) -> Vec<String> {
         let mut conn = self.db.pool().acquire().await.unwrap();
         store::log(&mut conn, appeal_id).await.unwrap().into_iter().map(|e| format!("{}:{}", e.clock, e.kind)).collect()

@@ -8,4 +8,5 @@ mod flow;
 mod grpc;
 mod helpers;
 mod outage;
+mod scope;
 mod timers;

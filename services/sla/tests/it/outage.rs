@@ -36,6 +36,20 @@ async fn every_method_is_unavailable_without_the_database(db: TestDb) {
             rpc_call!(c, get_calendar_year, system(pb::GetCalendarYearRequest { region_code: "*".into(), year: 2025 })),
         ),
         ("PutCalendarYear", rpc_call!(c, put_calendar_year, system(year))),
+        (
+            "ResolvePeriods",
+            rpc_call!(
+                c,
+                resolve_periods,
+                system(pb::ResolvePeriodsRequest {
+                    region_code: "41".into(),
+                    facts: vec![pb::PeriodQuery {
+                        fact_id: "education.e-diary.access".into(),
+                        classifier_fast_track: true
+                    }],
+                })
+            ),
+        ),
     ];
     testing::assert_unavailable_without_database(&server, "SlaService", calls).await;
     server.stop().await;
