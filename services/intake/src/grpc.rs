@@ -134,6 +134,7 @@ impl IntakeApi {
             category_id: classified.category_id,
             subcategory_id: classified.subcategory_id,
             fact_id: classified.fact_id,
+            names: classified.names,
             picked_organization_id: request.picked_organization_id.clone(),
             public_text: mask(&request.text),
             problem_address: mask(&request.problem_address),

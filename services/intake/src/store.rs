@@ -29,6 +29,8 @@ pub struct NewAppeal {
     pub category_id: String,
     pub subcategory_id: String,
     pub fact_id: String,
+    /// Announced with the appeal, not stored (routing's classifier keeps them).
+    pub names: ClassifierNames,
     pub picked_organization_id: String,
     /// As written; stays in intake's table.
     pub original_text: String,
@@ -37,6 +39,16 @@ pub struct NewAppeal {
     pub attachment_ids: Vec<String>,
     pub public: bool,
     pub portal_number: String,
+}
+
+/// The classifier's names of an appeal's category, subcategory and fact, as the applicant picked
+/// them: announced with the appeal so that every reader can write them (ADR 0010), not stored,
+/// since the classifier (routing's) keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassifierNames {
+    pub category: String,
+    pub subcategory: String,
+    pub fact: String,
 }
 
 /// The answer to a submission: the same every time the request is repeated.
@@ -358,7 +370,8 @@ async fn insert_appeal(tx: &mut Tx, appeal: &NewAppeal) -> Result<i64, sqlx::Err
     .await
 }
 
-/// The event routing and the others act upon: the masked text only.
+/// The event routing and the others act upon: the masked text only, the classifier's names and
+/// the zone of the applicant's region (empty for a region outside the table of regions).
 fn received_event(appeal: &NewAppeal, number: i64) -> AppealReceived {
     AppealReceived {
         appeal_id: appeal.id.clone(),
@@ -375,7 +388,12 @@ fn received_event(appeal: &NewAppeal, number: i64) -> AppealReceived {
         problem_address: appeal.problem_address.clone(),
         attachment_ids: appeal.attachment_ids.clone(),
         public: appeal.public,
-        ..Default::default()
+        category_name: appeal.names.category.clone(),
+        subcategory_name: appeal.names.subcategory.clone(),
+        fact_name: appeal.names.fact.clone(),
+        applicant_time_zone: pos_regions::zone(&appeal.region_code)
+            .map(|zone| zone.name().to_owned())
+            .unwrap_or_default(),
     }
 }
 

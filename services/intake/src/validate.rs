@@ -5,6 +5,7 @@ use pos_platform::error::FieldViolations;
 use pos_proto::v1::{AddresseeKind, Fact, OrganizationType, Source, SubmitAppealRequest};
 
 use crate::classifier::{ClassifierSnapshot, OrganizationLookup};
+use crate::store::ClassifierNames;
 
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 const MAX_NAME_CHARS: usize = 300;
@@ -25,6 +26,8 @@ pub struct Classified {
     pub category_id: String,
     pub subcategory_id: String,
     pub fact_id: String,
+    /// The classifier's names, for what people read downstream.
+    pub names: ClassifierNames,
     /// The type the picked organization must have, when the fact is addressed to it.
     pub picked_type: Option<OrganizationType>,
 }
@@ -139,7 +142,7 @@ fn classification(
     }
     let category_id =
         if request.category_id.is_empty() { subcategory.category_id.clone() } else { request.category_id.clone() };
-    match snapshot.category(&category_id) {
+    let category_name = match snapshot.category(&category_id) {
         None => {
             violations.add("category_id", format!("unknown category {:?}", truncate(&category_id)));
             return None;
@@ -151,12 +154,16 @@ fn classification(
             );
             return None;
         }
-        Some(category) if !category.active => {
-            violations.add("category_id", format!("category {:?} is no longer accepted", category.id));
+        Some(category) => {
+            if !category.active {
+                violations.add("category_id", format!("category {:?} is no longer accepted", category.id));
+            }
+            category.name.clone()
         }
-        Some(_) => {}
-    }
-    Some(Classified { category_id, subcategory_id, fact_id: fact.id.clone(), picked_type: picked_type(fact) })
+    };
+    let names =
+        ClassifierNames { category: category_name, subcategory: subcategory.name.clone(), fact: fact.name.clone() };
+    Some(Classified { category_id, subcategory_id, fact_id: fact.id.clone(), names, picked_type: picked_type(fact) })
 }
 
 /// The type a fact addressed to the applicant's pick requires.

@@ -71,6 +71,7 @@ pub async fn round(db: &Db, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
                 status: "pending",
                 created_at: now_us,
                 next_attempt_at: now_us,
+                event_at: now_us,
             };
             store::deliveries::insert(&mut *tx, &digest).await?;
             queued += 1;

@@ -13,6 +13,7 @@ pub mod digest;
 pub mod directory;
 pub mod events;
 mod grpc;
+pub mod letters;
 pub mod mailer;
 pub mod plan;
 pub mod sender;
@@ -67,6 +68,9 @@ pub struct NotifyConfig {
     /// lists none for that service.
     pub ticketing_endpoint: Option<String>,
     pub routing_endpoint: Option<String>,
+    /// Which letters applicants receive (see [`letters`]): a list, or one comma-separated string
+    /// (`POS_NOTIFY__APPLICANT_LETTERS=registered,taken_in_work,answer_ready`).
+    pub applicant_letters: letters::Letters,
 }
 
 impl Default for NotifyConfig {
@@ -86,6 +90,7 @@ impl Default for NotifyConfig {
             digest_poll_secs: 30,
             ticketing_endpoint: None,
             routing_endpoint: None,
+            applicant_letters: letters::Letters::default(),
         }
     }
 }
@@ -177,7 +182,12 @@ pub fn build(ctx: ServiceContext, parts: Parts) -> Component {
     let streams = CancellationToken::new();
     let service = Notify { db: ctx.db.clone(), wake: wake.clone(), streams: streams.clone() };
     let routes = tonic::service::Routes::new(NotifyServiceServer::new(service));
-    let planner = plan::Planner { directory, wake: wake.clone(), dialect: ctx.db.dialect() };
+    let planner = plan::Planner {
+        directory,
+        wake: wake.clone(),
+        dialect: ctx.db.dialect(),
+        letters: config.applicant_letters.clone(),
+    };
     let (sender_db, digest_db, sender_wake, digest_wake) = (ctx.db.clone(), ctx.db.clone(), wake.clone(), wake);
     let sender_config = config.sender();
     let digest_poll = Duration::from_secs(config.digest_poll_secs.max(1));

@@ -11,8 +11,15 @@
 //! templates/applicant/withdrawn.txt:    Сообщение №{number} отозвано
 //!                                       (a blank line)
 //!                                       Ваше сообщение №{number} отозвано.
-//! here, in the arm of its event:        plan.applicant(&appeal, Notice::Withdrawn, &appeal.values());
+//! here, in the arm of its event:        if self.letters.allows("withdrawn") {
+//!                                           let values = appeal.values(Reader::Applicant);
+//!                                           self.tell(tx, &mut plan, &appeal, Notice::Withdrawn, &values, at).await?;
+//!                                       }
+//! src/letters.rs, in `known()`:         "withdrawn" (and in `DEFAULT` if every applicant wants it)
 //! ```
+//!
+//! `at` is the moment the event tells of (not when it arrived): an applicant's letters go out in
+//! that order, and one older than a letter already planned is not sent (see [`Planner::tell`]).
 //!
 //! A notification to an organization's staff is a [`Kind`] variant with its arm in
 //! `Kind::profile` (wire value, urgency, default recipients, default template), that template
@@ -34,9 +41,10 @@ use pos_proto::v1 as pb;
 use pos_proto::v1::events as ev;
 
 use crate::Wake;
-use crate::appeal::Appeal;
+use crate::appeal::{Appeal, Reader};
 use crate::directory::Directory;
 use crate::events::NotifyEvent;
+use crate::letters::{self, Letters};
 use crate::settings::{ASSIGNEE, Kind, NotificationRule};
 use crate::store;
 use crate::store::deliveries::NewDelivery;
@@ -71,10 +79,19 @@ async fn require_appeal(tx: &mut Tx, appeal_id: &str, need_organization: bool) -
     Ok(appeal)
 }
 
-/// What the applicant hears of a step in the ticket's workflow, if anything.
-fn notice_of(action: ev::TicketAction, folder_changed: bool) -> Option<Notice> {
+/// What the applicant hears of a step in the ticket's workflow, if anything: a step the
+/// deployment's [`Letters`] name, as a status change when the appeal changed folders. Whatever
+/// step brings the appeal from New (or Returned) into In work, taking it in work or assigning an
+/// executor, the applicant reads it as taken in work.
+fn notice_of(action: ev::TicketAction, from: pb::Folder, to: pb::Folder, letters: &Letters) -> Option<Notice> {
     use ev::TicketAction as A;
-    match action {
+    let entered_work = to == pb::Folder::InWork && matches!(from, pb::Folder::New | pb::Folder::Returned);
+    let step = if entered_work { A::TakenInWork } else { action };
+    if !letters.allows_step(step) {
+        return None;
+    }
+    let folder_changed = from != to;
+    match step {
         // These have letters of their own (answer ready, re-review opened).
         A::Approved | A::RejectedByApplicant => None,
         A::InformationRequested => Some(Notice::InformationRequested),
@@ -144,6 +161,8 @@ struct Outgoing {
     body: String,
     status: &'static str,
     next_attempt_at: i64,
+    /// The own time of what it tells.
+    event_at: i64,
 }
 
 /// What an event causes: the organization it concerns (the stream filters by it) and its e-mails.
@@ -153,22 +172,17 @@ struct Plan {
     outgoing: Vec<Outgoing>,
 }
 
-impl Plan {
-    /// The letter `notice` to the applicant, when the appeal has an address.
-    fn applicant(&mut self, appeal: &Appeal, notice: Notice, values: &Values) {
-        if appeal.applicant_email.trim().is_empty() {
-            return;
-        }
-        let (subject, body) = texts::letter(notice, values);
-        self.outgoing.push(Outgoing {
-            audience: APPLICANT,
-            organization_id: appeal.organization_id.clone(),
-            recipient: appeal.applicant_email.trim().to_owned(),
-            subject,
-            body,
-            status: "pending",
-            next_attempt_at: now_micros(),
-        });
+/// A staff e-mail's subject: the notification's name, then which message it is about (number and
+/// category) unless the name already says it, so that ten of them waiting can be told apart.
+fn staff_subject(name: &str, values: &Values) -> String {
+    let subject = render(name, values);
+    if name.replace(' ', "").contains("{number}") {
+        return subject;
+    }
+    let number = values.get("number");
+    match values.get("category") {
+        "—" => format!("{subject}: №{number}"),
+        category => format!("{subject}: №{number}, {category}"),
     }
 }
 
@@ -176,9 +190,46 @@ pub struct Planner {
     pub directory: Arc<dyn Directory>,
     pub wake: Arc<Wake>,
     pub dialect: Dialect,
+    /// Which letters applicants receive.
+    pub letters: Letters,
 }
 
 impl Planner {
+    /// The letter `notice` to the applicant about what happened at `at`, when the appeal has an
+    /// address. Events of one appeal may be handled out of order (several at once, retries):
+    /// a letter about something older than a letter already planned is not written at all, as
+    /// news older than what the applicant already read would mislead; the letters written go
+    /// out in the order of `at` (see [`store::deliveries::claim`]).
+    async fn tell(
+        &self,
+        tx: &mut Tx,
+        plan: &mut Plan,
+        appeal: &Appeal,
+        notice: Notice,
+        values: &Values,
+        at: i64,
+    ) -> Result<(), HandleError> {
+        if appeal.applicant_email.trim().is_empty() {
+            return Ok(());
+        }
+        if !store::appeals::advance_letter(&mut **tx, &appeal.appeal_id, at).await? {
+            tracing::debug!(appeal_id = %appeal.appeal_id, ?notice, "the applicant already heard of something later");
+            return Ok(());
+        }
+        let (subject, body) = texts::letter(notice, values);
+        plan.outgoing.push(Outgoing {
+            audience: APPLICANT,
+            organization_id: appeal.organization_id.clone(),
+            recipient: appeal.applicant_email.trim().to_owned(),
+            subject,
+            body,
+            status: "pending",
+            next_attempt_at: now_micros(),
+            event_at: at,
+        });
+        Ok(())
+    }
+
     /// The organization's messages of `kind` for `appeal`, to every recipient its rules name;
     /// with a `stage`, only to those of the rules' roles the stage asks.
     async fn organization(
@@ -208,7 +259,7 @@ impl Planner {
         } else {
             ("pending", org.release_at(now))
         };
-        let values = appeal.values();
+        let values = appeal.values(Reader::Organization);
         let mut outgoing = Vec::new();
         for rule in rules {
             let staged = |role: &String| stage.is_none_or(|stage| stage.contains(&role.as_str()));
@@ -245,7 +296,7 @@ impl Planner {
                     recipients.push(email);
                 }
             }
-            let subject = render(&rule.name, &values);
+            let subject = staff_subject(&rule.name, &values);
             let body = render(&rule.template, &values);
             for recipient in recipients {
                 let recipient = recipient.trim().to_lowercase();
@@ -260,6 +311,7 @@ impl Planner {
                     body: body.clone(),
                     status,
                     next_attempt_at: to_micros(release),
+                    event_at: to_micros(now),
                 });
             }
         }
@@ -273,7 +325,10 @@ impl Planner {
                 let registered = event.registered_at.as_ref().and_then(from_proto).map_or(0, to_micros);
                 store::appeals::record_received(&mut **tx, &event, registered, texts::REGISTERED).await?;
                 let appeal = require_appeal(tx, &event.appeal_id, false).await?;
-                plan.applicant(&appeal, Notice::Registered, &appeal.values());
+                if self.letters.allows(letters::REGISTERED) {
+                    let values = appeal.values(Reader::Applicant);
+                    self.tell(tx, &mut plan, &appeal, Notice::Registered, &values, registered).await?;
+                }
             }
             NotifyEvent::Routed(event) => {
                 plan.organization_id = event.organization.as_ref().map(|o| o.id.clone()).unwrap_or_default();
@@ -284,16 +339,23 @@ impl Planner {
             NotifyEvent::AnswerApproved(event) => {
                 plan.organization_id = event.organization_id.clone();
                 let appeal = require_appeal(tx, &event.appeal_id, true).await?;
-                let mut values = appeal.values();
-                values.set("result", texts::answer_label(event.answer_type()));
-                values.set("answer", escape(&event.text));
-                plan.applicant(&appeal, Notice::AnswerReady, &values);
+                if self.letters.allows(letters::ANSWER_READY) {
+                    let mut values = appeal.values(Reader::Applicant);
+                    values.set("result", texts::answer_label(event.answer_type()));
+                    values.set("answer", escape(&event.text));
+                    let at = event_time(event.approved_at.as_ref().and_then(from_proto));
+                    self.tell(tx, &mut plan, &appeal, Notice::AnswerReady, &values, at).await?;
+                }
             }
             NotifyEvent::Reopened(event) => {
                 plan.organization_id = event.organization_id.clone();
                 let mut appeal = require_appeal(tx, &event.appeal_id, true).await?;
                 appeal.status = texts::folder_label(pb::Folder::Returned).to_owned();
-                plan.applicant(&appeal, Notice::Reopened, &appeal.values());
+                if self.letters.allows(letters::REOPENED) {
+                    let values = appeal.values(Reader::Applicant);
+                    let at = event_time(event.reopened_at.as_ref().and_then(from_proto));
+                    self.tell(tx, &mut plan, &appeal, Notice::Reopened, &values, at).await?;
+                }
                 let organization = &event.organization_id;
                 plan.outgoing
                     .extend(self.organization(tx, Kind::ReturnedByApplicant, organization, &appeal, "", None).await?);
@@ -346,7 +408,7 @@ impl Planner {
     ) -> Result<(), HandleError> {
         plan.organization_id = event.organization_id.clone();
         let mut appeal = require_appeal(tx, &event.appeal_id, true).await?;
-        let at = event.at.as_ref().and_then(from_proto).map_or_else(now_micros, to_micros);
+        let at = event_time(event.at.as_ref().and_then(from_proto));
         let label = match texts::folder_label(event.to_folder()) {
             "" => event.status.clone(),
             label => label.to_owned(),
@@ -355,10 +417,10 @@ impl Planner {
         store::appeals::update_status(&mut **tx, &event.appeal_id, &label, at, execution_due).await?;
         appeal.status = label;
         appeal.execution_due = execution_due.or(appeal.execution_due);
-        if let Some(notice) = notice_of(event.action(), event.from_folder != event.to_folder) {
-            let mut values = appeal.values();
+        if let Some(notice) = notice_of(event.action(), event.from_folder(), event.to_folder(), &self.letters) {
+            let mut values = appeal.values(Reader::Applicant);
             values.set("comment", escape(&event.comment));
-            plan.applicant(&appeal, notice, &values);
+            self.tell(tx, plan, &appeal, notice, &values, at).await?;
         }
         if let Some(stage) = approval_stage(event.action()) {
             let organization = &event.organization_id;
@@ -412,6 +474,7 @@ impl Handler for Planner {
                 status: outgoing.status,
                 created_at: now,
                 next_attempt_at: outgoing.next_attempt_at,
+                event_at: outgoing.event_at,
             };
             written += store::deliveries::insert(&mut **tx, &delivery).await?;
         }
@@ -433,7 +496,41 @@ impl Handler for Planner {
     }
 }
 
-/// For tests: when a time is shown in an appeal's zone.
-pub fn local_time(at: DateTime<Utc>, time_zone: &str) -> String {
-    Appeal { time_zone: time_zone.to_owned(), ..Appeal::default() }.local(Some(to_micros(at)))
+/// The moment an event tells of; when it carries none, now.
+fn event_time(at: Option<DateTime<Utc>>) -> i64 {
+    at.map_or_else(now_micros, to_micros)
+}
+
+/// For tests: a time as `reader` reads it, for an appeal whose organization and applicant are in
+/// `time_zone` (empty: unknown).
+pub fn local_time(at: DateTime<Utc>, time_zone: &str, reader: Reader) -> String {
+    let appeal =
+        Appeal { time_zone: time_zone.to_owned(), applicant_time_zone: time_zone.to_owned(), ..Appeal::default() };
+    appeal.local(Some(to_micros(at)), reader)
+}
+
+#[cfg(test)]
+mod tests {
+    use ev::TicketAction as A;
+    use pb::Folder as F;
+
+    use super::*;
+
+    #[test]
+    fn the_applicant_hears_of_the_appeal_entering_work_whichever_step_moved_it() {
+        let letters = Letters::default();
+        let told = |action, from, to| notice_of(action, from, to, &letters);
+        assert_eq!(told(A::TakenInWork, F::New, F::InWork), Some(Notice::StatusChanged));
+        assert_eq!(told(A::ExecutorAssigned, F::New, F::InWork), Some(Notice::StatusChanged));
+        assert_eq!(told(A::TakenInWork, F::Returned, F::InWork), Some(Notice::StatusChanged));
+        // Internal steps: an executor taking what the coordinator took, an assignment, rework.
+        assert_eq!(told(A::TakenInWork, F::InWork, F::InWork), None);
+        assert_eq!(told(A::ExecutorAssigned, F::InWork, F::InWork), None);
+        assert_eq!(told(A::ReturnedForRework, F::SentForApproval, F::InWork), None);
+        assert_eq!(told(A::SentForApproval, F::InWork, F::SentForApproval), None);
+        assert_eq!(told(A::Created, F::Unspecified, F::New), None);
+        assert_eq!(told(A::InformationRequested, F::InWork, F::InWork), Some(Notice::InformationRequested));
+        assert_eq!(told(A::Rejected, F::New, F::Processed), Some(Notice::StatusChanged));
+        assert_eq!(told(A::Approved, F::SentForApproval, F::Processed), None);
+    }
 }

@@ -4,13 +4,18 @@
 //! Two grammars share the engine. An admin's template may use [`PLACEHOLDERS`] only. notify's
 //! own texts ([`crate::texts`]) may also use the event's words (a comment, an answer) and
 //! optional parts, `{if name}…{end}`, written only when `name` has a value.
+//!
+//! An appeal fact notify does not know renders as "—" beside facts it knows; a line whose every
+//! fact is unknown is left out, so a message never says "Плановый срок: —".
 
 use std::collections::BTreeMap;
 
 /// Every placeholder a template may use, with its Russian label for error messages.
-pub const PLACEHOLDERS: [(&str, &str); 10] = [
+pub const PLACEHOLDERS: [(&str, &str); 12] = [
     ("number", "номер сообщения"),
     ("category", "категория сообщения"),
+    ("subcategory", "подкатегория сообщения"),
+    ("fact", "факт"),
     ("organization", "наименование текущего ЛКО"),
     ("created_at", "дата и время создания сообщения"),
     ("deadline", "плановый срок рассмотрения"),
@@ -116,8 +121,8 @@ pub fn validate_with(template: &str, grammar: Grammar<'_>) -> Result<(), Templat
     parse(template, grammar).map(|_| ())
 }
 
-/// The values of one message. An appeal fact notify does not know yet renders as "—", never
-/// as a gap; the event's own words render as given, empty included.
+/// The values of one message. An appeal fact notify does not know yet renders as "—" (or its
+/// line is left out, see [`render_with`]); the event's own words render as given, empty included.
 #[derive(Clone, Debug, Default)]
 pub struct Values(BTreeMap<&'static str, String>);
 
@@ -134,7 +139,7 @@ impl Values {
         }
     }
 
-    fn has(&self, name: &str) -> bool {
+    pub fn has(&self, name: &str) -> bool {
         self.0.get(name).is_some_and(|value| !value.is_empty())
     }
 }
@@ -144,23 +149,36 @@ pub fn render(template: &str, values: &Values) -> String {
     render_with(template, values, Grammar::ADMIN)
 }
 
-/// Fills a template of `grammar`; an invalid one renders as is.
+/// Fills a template of `grammar`; an invalid one renders as is. A line whose facts are all
+/// unknown (and that has at least one) is left out with its line break.
 pub fn render_with(template: &str, values: &Values, grammar: Grammar<'_>) -> String {
     match parse(template, grammar) {
         Ok(pieces) => {
-            let mut out = String::with_capacity(template.len());
-            fill(&pieces, values, &mut out);
-            out
+            let mut filled = Vec::new();
+            fill(&pieces, values, &mut filled);
+            assemble(&filled, template.len())
         }
         Err(_) => template.to_owned(),
     }
 }
 
-fn fill(pieces: &[Piece<'_>], values: &Values, out: &mut String) {
+/// A filled piece: text, or a fact with its value or without one.
+enum Filled<'a> {
+    Text(&'a str),
+    Known(&'a str),
+    Unknown,
+}
+
+fn fill<'a>(pieces: &[Piece<'a>], values: &'a Values, out: &mut Vec<Filled<'a>>) {
     for piece in pieces {
         match piece {
-            Piece::Text(text) => out.push_str(text),
-            Piece::Placeholder(name) => out.push_str(values.get(name)),
+            Piece::Text(text) => out.push(Filled::Text(text)),
+            Piece::Placeholder(name) if is_fact(name) => match values.has(name) {
+                true => out.push(Filled::Known(values.get(name))),
+                false => out.push(Filled::Unknown),
+            },
+            // The event's own words: text, even when empty.
+            Piece::Placeholder(name) => out.push(Filled::Text(values.get(name))),
             Piece::Optional(condition, inside) => {
                 if values.has(condition) {
                     fill(inside, values, out);
@@ -168,6 +186,50 @@ fn fill(pieces: &[Piece<'_>], values: &Values, out: &mut String) {
             }
         }
     }
+}
+
+/// Joins the filled pieces line by line, leaving out the lines that say nothing known.
+fn assemble(filled: &[Filled<'_>], capacity: usize) -> String {
+    /// The line being written: its text and whether it has facts known and unknown.
+    #[derive(Default)]
+    struct Line {
+        text: String,
+        known: bool,
+        unknown: bool,
+    }
+    impl Line {
+        fn end(&mut self, out: &mut String) {
+            if self.known || !self.unknown {
+                out.push_str(&self.text);
+            }
+            *self = Line::default();
+        }
+    }
+    let mut out = String::with_capacity(capacity);
+    let mut line = Line::default();
+    for piece in filled {
+        match piece {
+            Filled::Known(value) => {
+                line.text.push_str(value);
+                line.known = true;
+            }
+            Filled::Unknown => {
+                line.text.push('—');
+                line.unknown = true;
+            }
+            Filled::Text(text) => {
+                let mut rest = *text;
+                while let Some(end) = rest.find('\n') {
+                    line.text.push_str(&rest[..=end]);
+                    line.end(&mut out);
+                    rest = &rest[end + 1..];
+                }
+                line.text.push_str(rest);
+            }
+        }
+    }
+    line.end(&mut out);
+    out
 }
 
 #[cfg(test)]
@@ -180,6 +242,19 @@ mod tests {
         values.set("number", "42");
         values.set("status", "В работе");
         assert_eq!(render("№{number}: { status }, {deadline}", &values), "№42: В работе, —");
+    }
+
+    #[test]
+    fn a_line_with_nothing_known_is_left_out() {
+        let mut values = Values::default();
+        values.set("number", "42");
+        let template = "Номер: {number}\nПлановый срок: {deadline}\nСрок исполнения: {execution_due}.\nКонец";
+        assert_eq!(render(template, &values), "Номер: 42\nКонец");
+        assert_eq!(render("Срок: {deadline}", &values), "");
+        // A line without placeholders stays, blank ones included.
+        assert_eq!(render("А\n\n{number}: {deadline}\n", &values), "А\n\n42: —\n");
+        values.set("deadline", "25.01.2025 23:59");
+        assert_eq!(render(template, &values), "Номер: 42\nПлановый срок: 25.01.2025 23:59\nКонец");
     }
 
     #[test]

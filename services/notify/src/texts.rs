@@ -76,10 +76,11 @@ notices! {
 /// The subject and body of `notice` to the applicant, filled with `values`.
 pub fn letter(notice: Notice, values: &Values) -> (String, String) {
     let text = notice.text();
-    // A notice is the letter's middle paragraph: the file's final line break is not part of it.
-    let words = render_with(text.body.strip_suffix('\n').unwrap_or(text.body), values, GRAMMAR);
+    // A notice is the letter's middle paragraph: its final line breaks (the file's, or those
+    // before a last line left out for want of a value) are not part of it.
+    let words = render_with(text.body, values, GRAMMAR);
     let mut values = values.clone();
-    values.set("notice", words);
+    values.set("notice", words.trim_end_matches('\n').to_owned());
     (render_with(text.subject, &values, GRAMMAR), render_with(LETTER, &values, GRAMMAR))
 }
 
@@ -93,9 +94,6 @@ pub fn digest_subject(date: &str, count: usize) -> String {
 
 /// The status an appeal has once registered.
 pub const REGISTERED: &str = "Зарегистрировано";
-
-/// Said after times shown in Moscow time, before routing names the appeal's own zone.
-pub const MOSCOW_TIME: &str = " (МСК)";
 
 /// A folder as the applicant reads it; empty when it has no name.
 pub fn folder_label(folder: pos_proto::v1::Folder) -> &'static str {
@@ -146,15 +144,16 @@ mod tests {
         let mut values = Values::default();
         values.set("number", "1001");
         values.set("registration_number", "1001");
-        values.set("registration_date", "01.03.2026 10:00 (МСК)");
-        values.set("category", "Питание");
+        values.set("registration_date", "01.03.2026 10:00 по местному времени (UTC+12)");
+        values.set("category", "Питание в школе");
+        values.set("subcategory", "Качество питания в школьной столовой");
         values.set("organization", "МБОУ СОШ №1");
         values.set("status", "В работе");
         values.set("applicant_name", applicant_name);
         values
     }
 
-    /// The letters read word for word as they did when their texts were written in the planner.
+    /// The letters read word for word: names, the local time with its zone, no line of "—".
     #[test]
     fn letters_keep_their_words() {
         let named = appeal_values("Иван Петров");
@@ -166,8 +165,9 @@ mod tests {
                 "Сообщение №1001 зарегистрировано".to_owned(),
                 frame(
                     "Здравствуйте, Иван Петров!",
-                    "Ваше сообщение зарегистрировано 01.03.2026 10:00 (МСК) под номером 1001.\n\
-                     Категория: Питание.\nО каждом изменении статуса мы сообщим по электронной почте."
+                    "Ваше сообщение зарегистрировано 01.03.2026 10:00 по местному времени (UTC+12) под номером \
+                     1001.\nКатегория: Питание в школе.\nПодкатегория: Качество питания в школьной столовой.\n\
+                     О ходе его рассмотрения мы сообщим по электронной почте."
                 )
             )
         );
@@ -178,9 +178,21 @@ mod tests {
                 "Статус сообщения №1001: В работе".to_owned(),
                 frame(
                     "Здравствуйте!",
-                    "Статус вашего сообщения №1001 изменён: В работе.\n\
-                     Организация: МБОУ СОШ №1. Плановый срок рассмотрения: —."
+                    "Статус вашего сообщения №1001 изменён: В работе.\nКатегория: Питание в школе.\n\
+                     Организация: МБОУ СОШ №1."
                 )
+            )
+        );
+        let mut dated = anonymous.clone();
+        dated.set("deadline", "11.03.2026 23:59 по местному времени (UTC+12)");
+        dated.set("comment", "Назначен исполнитель");
+        assert_eq!(
+            letter(Notice::StatusChanged, &dated).1,
+            frame(
+                "Здравствуйте!",
+                "Статус вашего сообщения №1001 изменён: В работе.\nКатегория: Питание в школе.\n\
+                 Организация: МБОУ СОШ №1.\nПлановый срок рассмотрения: 11.03.2026 23:59 по местному времени \
+                 (UTC+12).\n\nКомментарий организации: Назначен исполнитель"
             )
         );
         let mut asked = named.clone();

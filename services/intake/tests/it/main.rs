@@ -5,5 +5,6 @@ mod access;
 mod attachments;
 mod helpers;
 mod outage;
+mod scope;
 mod store;
 mod submit;

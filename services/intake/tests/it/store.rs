@@ -78,6 +78,7 @@ fn new_appeal(subject: &str, request_id: &str) -> NewAppeal {
         category_id: "c".into(),
         subcategory_id: "s".into(),
         fact_id: "f".into(),
+        names: Default::default(),
         picked_organization_id: String::new(),
         public_text: mask(&text),
         original_text: text,

@@ -40,6 +40,12 @@ async fn a_submission_is_registered_with_a_number_and_announced_masked() {
     assert_eq!(event.fact_id, "school-certificate-missing");
     assert_eq!(event.picked_organization_id, SCHOOL);
     assert!(event.public);
+    // What people read downstream: the classifier's names, and the zone of the applicant's region.
+    assert_eq!(
+        (event.category_name.as_str(), event.subcategory_name.as_str(), event.fact_name.as_str()),
+        ("Сведения об образовании на портале", "Проблемы с документами об образовании", "school-certificate-missing")
+    );
+    assert_eq!(event.applicant_time_zone, "Asia/Kamchatka");
 
     // The relay publishes it.
     let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), received.next()).await.unwrap().unwrap();

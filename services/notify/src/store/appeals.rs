@@ -17,10 +17,17 @@ pub async fn record_received<'e, E: Executor<'e, Database = Any>>(
     let applicant = event.applicant.clone().unwrap_or_default();
     sqlx::query(
         "INSERT INTO appeals (appeal_id, number, applicant_name, applicant_email, category_id, region_code, \
-         created_at, status, received) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         created_at, status, received, category_name, subcategory_name, fact_name, applicant_time_zone) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (appeal_id) DO UPDATE SET number = excluded.number, applicant_name = excluded.applicant_name, \
          applicant_email = excluded.applicant_email, category_id = excluded.category_id, \
-         region_code = excluded.region_code, created_at = excluded.created_at, received = excluded.received",
+         region_code = excluded.region_code, created_at = excluded.created_at, received = excluded.received, \
+         category_name = CASE WHEN excluded.category_name = '' THEN appeals.category_name \
+         ELSE excluded.category_name END, \
+         subcategory_name = CASE WHEN excluded.subcategory_name = '' THEN appeals.subcategory_name \
+         ELSE excluded.subcategory_name END, \
+         fact_name = CASE WHEN excluded.fact_name = '' THEN appeals.fact_name ELSE excluded.fact_name END, \
+         applicant_time_zone = excluded.applicant_time_zone",
     )
     .bind(&event.appeal_id)
     .bind(event.number)
@@ -31,12 +38,18 @@ pub async fn record_received<'e, E: Executor<'e, Database = Any>>(
     .bind(registered_at)
     .bind(status)
     .bind(true)
+    .bind(&event.category_name)
+    .bind(&event.subcategory_name)
+    .bind(&event.fact_name)
+    .bind(&event.applicant_time_zone)
     .execute(executor)
     .await?;
     Ok(())
 }
 
-/// Records where an appeal went; its registration may not be recorded yet.
+/// Records where an appeal went; its registration may not be recorded yet. Names the event
+/// lacks (an older event, a reroute from a deployment that does not carry them) keep the ones
+/// known from earlier events.
 #[tracing::instrument(skip_all, fields(appeal_id = %event.appeal_id))]
 pub async fn record_routed<'e, E: Executor<'e, Database = Any>>(
     executor: E,
@@ -46,9 +59,15 @@ pub async fn record_routed<'e, E: Executor<'e, Database = Any>>(
     let organization = event.organization.clone().unwrap_or_default();
     sqlx::query(
         "INSERT INTO appeals (appeal_id, number, category_id, region_code, organization_id, organization_name, \
-         time_zone, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         time_zone, status, category_name, subcategory_name, fact_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (appeal_id) DO UPDATE SET organization_id = excluded.organization_id, \
-         organization_name = excluded.organization_name, time_zone = excluded.time_zone",
+         organization_name = excluded.organization_name, time_zone = excluded.time_zone, \
+         category_name = CASE WHEN excluded.category_name = '' THEN appeals.category_name \
+         ELSE excluded.category_name END, \
+         subcategory_name = CASE WHEN excluded.subcategory_name = '' THEN appeals.subcategory_name \
+         ELSE excluded.subcategory_name END, \
+         fact_name = CASE WHEN excluded.fact_name = '' THEN appeals.fact_name ELSE excluded.fact_name END",
     )
     .bind(&event.appeal_id)
     .bind(event.number)
@@ -58,6 +77,9 @@ pub async fn record_routed<'e, E: Executor<'e, Database = Any>>(
     .bind(&organization.short_name)
     .bind(&event.time_zone)
     .bind(status)
+    .bind(&event.category_name)
+    .bind(&event.subcategory_name)
+    .bind(&event.fact_name)
     .execute(executor)
     .await?;
     Ok(())
@@ -129,13 +151,32 @@ pub async fn update_status<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// Notes that the applicant is told of something that happened at `at`, unless they were already
+/// told of something later: then it is not told (after the later news it would mislead), and
+/// this returns false. Row-locked on PostgreSQL, so two events of one appeal handled at once
+/// are decided one after the other.
+pub async fn advance_letter<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    appeal_id: &str,
+    at: i64,
+) -> Result<bool, sqlx::Error> {
+    let advanced = sqlx::query("UPDATE appeals SET last_letter_at = $1 WHERE appeal_id = $2 AND last_letter_at <= $1")
+        .bind(at)
+        .bind(appeal_id)
+        .execute(executor)
+        .await?
+        .rows_affected();
+    Ok(advanced == 1)
+}
+
 pub async fn load<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     appeal_id: &str,
 ) -> Result<Option<Appeal>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT appeal_id, number, applicant_name, applicant_email, category_id, organization_id, organization_name, \
-         time_zone, created_at, deadline, execution_due, status, received FROM appeals WHERE appeal_id = $1",
+        "SELECT appeal_id, number, applicant_name, applicant_email, category_id, category_name, subcategory_name, \
+         fact_name, region_code, applicant_time_zone, organization_id, organization_name, time_zone, created_at, \
+         deadline, execution_due, status, received FROM appeals WHERE appeal_id = $1",
     )
     .bind(appeal_id)
     .fetch_optional(executor)
@@ -147,6 +188,11 @@ pub async fn load<'e, E: Executor<'e, Database = Any>>(
             applicant_name: row.try_get("applicant_name")?,
             applicant_email: row.try_get("applicant_email")?,
             category_id: row.try_get("category_id")?,
+            category_name: row.try_get("category_name")?,
+            subcategory_name: row.try_get("subcategory_name")?,
+            fact_name: row.try_get("fact_name")?,
+            region_code: row.try_get("region_code")?,
+            applicant_time_zone: row.try_get("applicant_time_zone")?,
             organization_id: row.try_get("organization_id")?,
             organization_name: row.try_get("organization_name")?,
             time_zone: row.try_get("time_zone")?,

@@ -27,6 +27,8 @@ pub struct NewDelivery<'a> {
     pub status: &'a str,
     pub created_at: i64,
     pub next_attempt_at: i64,
+    /// The own time of what the row tells (see [`claim`]).
+    pub event_at: i64,
 }
 
 /// Writes an e-mail to the ledger unless its event already has one for the recipient; returns
@@ -38,8 +40,8 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "INSERT INTO deliveries (id, message_id, appeal_id, organization_id, event, audience, channel, recipient, \
-         subject, body, status, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'email', $7, $8, $9, $10, $11, $12) \
+         subject, body, status, created_at, next_attempt_at, event_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'email', $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (message_id, recipient, channel) DO NOTHING",
     )
     .bind(uuid::Uuid::now_v7().to_string())
@@ -54,6 +56,7 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(
     .bind(delivery.status)
     .bind(delivery.created_at)
     .bind(delivery.next_attempt_at)
+    .bind(delivery.event_at)
     .execute(executor)
     .await?
     .rows_affected())
@@ -261,12 +264,21 @@ pub struct Claimed {
 
 /// Takes up to `batch` rows due at `now`, and `sending` rows marked before `stale` (their lease
 /// ran out: a crash), and marks them `sending` in one committed transaction.
+///
+/// An applicant's letters about one appeal go out one at a time in the order of what they tell
+/// (`event_at`, then id): a letter waits while an earlier one is still to be sent or being sent,
+/// retries and backoff included, so "В работе" never arrives before "Зарегистрировано". A dead
+/// letter no longer holds the later ones back.
 #[tracing::instrument(skip(db))]
 pub async fn claim(db: &Db, now: i64, stale: i64, batch: i64) -> Result<Vec<Claimed>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let sql = format!(
-        "SELECT id, recipient, subject, body, attempts, status FROM deliveries \
-         WHERE (status = 'pending' AND next_attempt_at <= $1) OR (status = 'sending' AND sending_at < $2) \
+        "SELECT id, recipient, subject, body, attempts, status FROM deliveries d \
+         WHERE ((status = 'pending' AND next_attempt_at <= $1) OR (status = 'sending' AND sending_at < $2)) \
+         AND (audience <> 'applicant' OR NOT EXISTS (SELECT 1 FROM deliveries e \
+           WHERE e.appeal_id = d.appeal_id AND e.recipient = d.recipient AND e.audience = 'applicant' \
+           AND e.status IN ('pending', 'sending') \
+           AND (e.event_at < d.event_at OR (e.event_at = d.event_at AND e.id < d.id)))) \
          ORDER BY next_attempt_at LIMIT $3{}",
         db.dialect().skip_locked()
     );

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use pos_notify::directory::{Staff, StaticDirectory};
+use pos_notify::letters::Letters;
 use pos_notify::mailer::{Mailer, SmtpMailer};
 use pos_notify::plan::Planner;
 use pos_notify::sender::SenderConfig;
@@ -150,7 +151,7 @@ pub fn staff(subject: &str, email: &str, roles: &[&str]) -> Staff {
 }
 
 pub fn planner(db: &Db, wake: Arc<Wake>, directory: StaticDirectory) -> Planner {
-    Planner { directory: Arc::new(directory), wake, dialect: db.dialect() }
+    Planner { directory: Arc::new(directory), wake, dialect: db.dialect(), letters: Letters::default() }
 }
 
 /// Handles `event` as the consumer would: in a transaction of its own, retried while its
@@ -247,7 +248,9 @@ pub fn received(appeal_id: &str, number: i64, email: &str) -> pos_proto::v1::eve
             ..Default::default()
         }),
         region_code: "41".into(),
-        category_id: "Питание".into(),
+        category_id: "food".into(),
+        category_name: "Питание в школе".into(),
+        applicant_time_zone: "Asia/Kamchatka".into(),
         ..Default::default()
     }
 }

@@ -1,10 +1,12 @@
-//! One appeal's life produces exactly the expected e-mails, with every placeholder filled.
+//! One appeal's life produces exactly the expected e-mails, with every placeholder filled: the
+//! classifier's names, local times with the applicant's zone said, the chosen letters only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use pos_notify::Wake;
+use pos_notify::appeal::Reader;
 use pos_notify::directory::StaticDirectory;
 use pos_platform::Db;
 use pos_platform::testing::{eventually, postgres_db, sqlite_db};
@@ -25,7 +27,7 @@ async fn an_appeals_life_on_sqlite() {
     appeals_life(&db).await;
 }
 
-fn status(
+pub fn status(
     appeal_id: &str,
     action: ev::TicketAction,
     from: pb::Folder,
@@ -76,6 +78,8 @@ async fn appeals_life(db: &Db) {
     let id = appeal.as_str();
     let now = Utc::now();
     let due = now + chrono::Duration::days(30);
+    // Each step a second after the one before, as the statuses happened.
+    let step = |n: i64| now + chrono::Duration::seconds(n);
     let applicant =
         pb::Applicant { full_name: "Иван Петров".into(), email: at("applicant"), ..Default::default() };
     deliver(
@@ -87,7 +91,11 @@ async fn appeals_life(db: &Db) {
             registered_at: ts(now),
             applicant: Some(applicant.clone()),
             region_code: "41".into(),
-            category_id: "Питание".into(),
+            category_id: "food".into(),
+            category_name: "Питание в школе".into(),
+            subcategory_name: "Качество питания в школьной столовой".into(),
+            fact_name: "Невкусно".into(),
+            applicant_time_zone: "Asia/Kamchatka".into(),
             ..Default::default()
         },
         id,
@@ -101,7 +109,7 @@ async fn appeals_life(db: &Db) {
             number: 1001,
             registered_at: ts(now),
             region_code: "41".into(),
-            category_id: "Питание".into(),
+            category_id: "food".into(),
             organization: Some(pb::OrganizationRef {
                 id: "school-1".into(),
                 short_name: "МБОУ СОШ №1".into(),
@@ -133,7 +141,7 @@ async fn appeals_life(db: &Db) {
     deliver(db, &planner, &armed, id).await;
     use ev::TicketAction as A;
     use pb::Folder as F;
-    for event in [
+    for (n, event) in [
         status(id, A::Created, F::Unspecified, F::New, ""),
         status(id, A::TakenInWork, F::New, F::InWork, ""),
         status(id, A::ExecutorAssigned, F::InWork, F::InWork, ""),
@@ -142,7 +150,11 @@ async fn appeals_life(db: &Db) {
         status(id, A::Agreed, F::SentForApproval, F::SentForApproval, ""),
         status(id, A::SentForApproval, F::SentForApproval, F::SentForApproval, ""),
         status(id, A::Approved, F::SentForApproval, F::Processed, ""),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let event = ev::TicketStatusChanged { at: ts(step(n as i64 + 1)), ..event };
         deliver(db, &planner, &event, id).await;
     }
     deliver(
@@ -156,7 +168,7 @@ async fn appeals_life(db: &Db) {
             region_code: "41".into(),
             answer_type: ev::AnswerType::Resolved as i32,
             text: "Меню исправлено {с понедельника}.".into(),
-            approved_at: ts(now),
+            approved_at: ts(step(10)),
             ..Default::default()
         },
         id,
@@ -173,7 +185,7 @@ async fn appeals_life(db: &Db) {
             region_code: "41".into(),
             comment: "Не исправлено".into(),
             review_round: 2,
-            reopened_at: ts(now),
+            reopened_at: ts(step(11)),
             ..Default::default()
         },
         id,
@@ -188,8 +200,10 @@ async fn appeals_life(db: &Db) {
     .await;
     deliver(db, &planner, &ev::SlaOverdue { deadline: Some(deadline(ev::SlaClock::Answer)), at: ts(now) }, id).await;
 
+    // The applicant hears of what concerns them (the default letters): not of the appeal arriving
+    // in the New folder, nor of the answer sent for agreement and approval.
     let expected = [
-        ("applicant", 7),
+        ("applicant", 5),
         ("school", 1),
         ("head", 2),
         ("coordinator", 2),
@@ -221,28 +235,51 @@ async fn appeals_life(db: &Db) {
         subjects.iter().filter(|(who, ..)| *who == "applicant").map(|(_, s, _)| s.as_str()).collect();
     for expected in [
         "Сообщение №1001 зарегистрировано",
-        "Статус сообщения №1001: Новое",
         "Статус сообщения №1001: В работе",
         "По сообщению №1001 нужна дополнительная информация",
-        "Статус сообщения №1001: Ответ на утверждении",
         "Ответ на сообщение №1001 готов",
         "Сообщение №1001 направлено на повторное рассмотрение",
     ] {
         assert!(applicant_subjects.contains(&expected), "{expected:?} not in {applicant_subjects:?}");
     }
+    for (who, subject, body) in &subjects {
+        // Names, never the id; no line says "—".
+        assert!(!subject.contains("food") && !body.contains("food"), "an id in {subject}: {body}");
+        assert!(!body.contains(": —"), "an empty placeholder to {who} in {body}");
+        if *who != "applicant" {
+            // A head with ten of them waiting tells them apart.
+            assert!(subject.ends_with(": №1001, Питание в школе"), "{subject}");
+        }
+    }
     // The organization's "message arrived" has every one of its placeholders filled.
     let (_, subject, body) = subjects.iter().find(|(who, ..)| *who == "school").unwrap();
-    assert_eq!(subject, "Поступление сообщений в ЛКО");
-    assert!(!body.contains('—'), "an empty placeholder in {body}");
-    for part in ["1001", "Питание", "МБОУ СОШ №1", "Зарегистрировано", &local(due)] {
+    assert_eq!(subject, "Поступление сообщений в ЛКО: №1001, Питание в школе");
+    for part in ["1001", "Питание в школе", "МБОУ СОШ №1", "Зарегистрировано", &local(due, Reader::Organization)]
+    {
         assert!(body.contains(part), "{part:?} not in {body}");
     }
+    let (_, subject, _) = subjects.iter().find(|(who, ..)| *who == "approver").unwrap();
+    assert_eq!(subject, "Ответ ожидает согласования или утверждения: №1001, Питание в школе");
+    // The registration: the time in the applicant's region, its zone said; the classifier's names.
     let registered = subjects.iter().find(|(_, s, _)| s.contains("зарегистрировано")).unwrap();
-    let moscow = pos_notify::plan::local_time(now, "");
-    assert!(registered.2.contains(&moscow), "{moscow} not in {}", registered.2);
+    let kamchatka = local(now, Reader::Applicant);
+    assert!(kamchatka.ends_with("по местному времени (UTC+12)"), "{kamchatka}");
+    for part in [
+        kamchatka.as_str(),
+        "Категория: Питание в школе.",
+        "Подкатегория: Качество питания в школьной столовой.",
+        "Факт: Невкусно.",
+    ] {
+        assert!(registered.2.contains(part), "{part:?} not in {}", registered.2);
+    }
+    assert!(!registered.2.contains("МСК"), "{}", registered.2);
+    // A status letter shows the planned deadline, in the applicant's time.
+    let in_work = subjects.iter().find(|(_, s, _)| s.ends_with("В работе")).unwrap();
+    let planned = format!("Плановый срок рассмотрения: {}.", local(due, Reader::Applicant));
+    assert!(in_work.2.contains(&planned), "{planned:?} not in {}", in_work.2);
     sender.stop().await;
 }
 
-fn local(at: chrono::DateTime<Utc>) -> String {
-    pos_notify::plan::local_time(at, "Asia/Kamchatka")
+fn local(at: chrono::DateTime<Utc>, reader: Reader) -> String {
+    pos_notify::plan::local_time(at, "Asia/Kamchatka", reader)
 }

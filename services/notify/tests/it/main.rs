@@ -3,8 +3,10 @@
 mod crash;
 mod delivery;
 mod helpers;
+mod letters;
 mod life;
 mod mailer;
 mod outage;
+mod scope;
 mod settings;
 mod stream;
