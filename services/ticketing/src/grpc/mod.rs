@@ -79,7 +79,7 @@ fn require_own_appeal(caller: &Caller, ticket: &Ticket, method: &str) -> ApiResu
         %method,
         "access denied to another applicant's appeal"
     );
-    Err(ApiError::permission_denied("the appeal belongs to another applicant"))
+    Err(ApiError::denied("OTHER_APPLICANT", "the appeal belongs to another applicant"))
 }
 
 /// The organization a request names, or the caller's own; checked against the caller.

@@ -78,7 +78,7 @@ pub struct Filters {
     pub category_ids: Vec<String>,
     pub fact_ids: Vec<String>,
     pub region_code: Option<String>,
-    /// A substring of the appeal's text or number.
+    /// A substring of the appeal's text (in any case, `е` finding `ё`) or its exact number.
     pub text: Option<String>,
 }
 
@@ -138,7 +138,7 @@ impl Where {
 }
 
 /// The scope and filters, without the folder when `with_folder` is false (folder counts).
-fn filter_clause(db: &Db, scope: &Scope, filters: &Filters, with_folder: bool) -> Where {
+fn filter_clause(scope: &Scope, filters: &Filters, with_folder: bool) -> Where {
     let mut w = Where::new();
     match scope {
         Scope::Organization(id) => {
@@ -187,20 +187,29 @@ fn filter_clause(db: &Db, scope: &Scope, filters: &Filters, with_folder: bool) -
         w.and(&format!("region_code = {p}"));
     }
     if let Some(text) = &filters.text {
-        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        // Both sides normalized in Rust, so a plain LIKE means the same on both dialects.
+        let needle = search_text(text);
+        let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let p = w.param(Value::Text(format!("%{escaped}%")));
-        let like = db.dialect().ilike();
         // The number matches exactly, so "15" does not find 150.
         let n = w.param(Value::Text(text.trim().to_owned()));
-        w.and(&format!("(public_text {like} {p} ESCAPE '\\' OR CAST(number AS TEXT) = {n})"));
+        w.and(&format!("(search_text LIKE {p} ESCAPE '\\' OR CAST(number AS TEXT) = {n})"));
     }
     w
+}
+
+/// What the text filter compares, for a ticket's public text and for the searched words alike:
+/// lower case by Unicode's rules, with `ё` as `е` (people write either). Stored with each ticket
+/// (`search_text`), because neither database folds case the same way: SQLite's LIKE and lower()
+/// know ASCII only, PostgreSQL's follow the database's locale.
+pub fn search_text(text: &str) -> String {
+    text.to_lowercase().replace('ё', "е")
 }
 
 /// One page of a list, and the cursor of the next page if there is one.
 #[tracing::instrument(skip(db))]
 pub async fn page(db: &Db, query: &ListQuery) -> Result<(Vec<Ticket>, Option<Cursor>), sqlx::Error> {
-    let mut w = filter_clause(db, &query.scope, &query.filters, true);
+    let mut w = filter_clause(&query.scope, &query.filters, true);
     let key = query.sort.column();
     let (compare, direction) = if query.descending { ("<", "DESC") } else { (">", "ASC") };
     if let Some(after) = &query.after {
@@ -227,7 +236,7 @@ pub async fn page(db: &Db, query: &ListQuery) -> Result<(Vec<Ticket>, Option<Cur
 /// Tickets per folder under the same scope and filters as the list (the folder filter aside);
 /// folders without tickets count zero.
 pub async fn folder_counts(db: &Db, scope: &Scope, filters: &Filters) -> Result<Vec<(Folder, i64)>, sqlx::Error> {
-    let w = filter_clause(db, scope, filters, false);
+    let w = filter_clause(scope, filters, false);
     let sql = format!("SELECT stage, COUNT(*) AS n FROM tickets{} GROUP BY stage", w.sql);
     let rows = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(db.pool()).await?;
     let mut counts: Vec<(Folder, i64)> = Folder::VARIANTS.iter().map(|f| (*f, 0)).collect();

@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::history::{self, HistoryLine};
-use super::{reminders, undecodable};
+use super::{listing, reminders, undecodable};
 use crate::folder::Folder;
 use crate::workflow::{Answer, AnswerKind, Effect, Refusal, Snapshot, Stage, State, Transition};
 
@@ -288,9 +288,10 @@ pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &s
         "INSERT INTO tickets (id, appeal_id, number, organization_id, organization_short_name, organization_type, \
          stage, fast_track, delegated_by_auto_rule, source, region_code, category_id, subcategory_id, \
          fact_id, public_text, problem_address, period_days, working_days, assignee_id, received_at, created_at, \
-         updated_at, version, trace_id, applicant_account_id, applicant_name, time_zone, answer_due, overdue) \
+         updated_at, version, trace_id, applicant_account_id, applicant_name, time_zone, answer_due, overdue, \
+         search_text) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-         $21, 1, $22, $23, $24, $25, $26, $27)",
+         $21, 1, $22, $23, $24, $25, $26, $27, $28)",
     )
     .bind(&id)
     .bind(&routed.appeal_id)
@@ -319,6 +320,7 @@ pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &s
     .bind(&routed.time_zone)
     .bind(answer_due)
     .bind(overdue)
+    .bind(listing::search_text(&routed.public_text))
     .execute(&mut **tx)
     .await?;
     let comment = if routed.delegated_by_auto_rule {

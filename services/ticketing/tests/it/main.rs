@@ -7,4 +7,5 @@ mod grpc;
 mod helpers;
 mod migrations;
 mod outage;
+mod scope;
 mod store;

@@ -2,7 +2,8 @@
 
 use chrono::Duration;
 use pos_platform::auth::Role;
-use pos_platform::db::{Db, from_micros, to_micros};
+use pos_platform::db::{Db, Dialect, from_micros, to_micros};
+use pos_platform::testing::{self, TempDir};
 use pos_ticketing::folder::Folder;
 use pos_ticketing::store::listing::{self, Filters, ListQuery, Scope, SortKey};
 use pos_ticketing::store::tickets::{self, ApplyError, Ticket};
@@ -139,6 +140,110 @@ async fn sla_deadlines_are_mirrored_for_the_list() {
     }
 }
 
+/// The text filter finds Cyrillic text in either case, `е` for `ё` and back, the same on both
+/// databases: what it compares is folded once, in the service, not by the database.
+#[tokio::test]
+async fn text_search_ignores_the_case_of_cyrillic_on_both_databases() {
+    for (db, _dir) in databases().await {
+        let texts = [
+            ("a-1", "Прошу ПРОВЕРИТЬ оценки в электронном дневнике"),
+            ("a-2", "Ёлка во дворе школы"),
+            ("a-3", "Нет учебников"),
+        ];
+        for (appeal, text) in texts {
+            let mut r = routed(appeal, "school-1", "citizen-1");
+            r.public_text = text.into();
+            deliver(&db, &r).await;
+        }
+        for (query, expected) in [
+            ("прошу", vec!["a-1"]),
+            ("ПРОШУ", vec!["a-1"]),
+            ("проверить Оценки", vec!["a-1"]),
+            ("ЭЛЕКТРОННОМ", vec!["a-1"]),
+            ("ёлка", vec!["a-2"]),
+            ("елка", vec!["a-2"]),
+            ("ЕЛКА", vec!["a-2"]),
+            ("учебник", vec!["a-3"]),
+            ("о", vec!["a-1", "a-2", "a-3"]),
+            ("прошу учебник", vec![]),
+        ] {
+            let filters = Filters { text: Some(query.into()), ..Filters::default() };
+            let list = ListQuery {
+                scope: Scope::Organization("school-1".into()),
+                filters: filters.clone(),
+                sort: SortKey::Received,
+                descending: false,
+                after: None,
+                limit: 50,
+            };
+            let (page, _) = listing::page(&db, &list).await.expect("page");
+            let mut found: Vec<&str> = page.iter().map(|t| t.appeal_id.as_str()).collect();
+            found.sort_unstable();
+            assert_eq!(found, expected, "{query:?} on {:?}", db.dialect());
+            let counts = listing::folder_counts(&db, &list.scope, &filters).await.expect("counts");
+            let counted: i64 = counts.iter().map(|(_, n)| n).sum();
+            assert_eq!(counted, expected.len() as i64, "{query:?} counted on {:?}", db.dialect());
+        }
+        release(db).await;
+    }
+}
+
+/// Tickets stored before the search column existed are found as well: the migration fills it the
+/// way the service does for Russian text.
+#[tokio::test]
+async fn tickets_stored_before_the_search_column_are_found_in_either_case() {
+    for (db, _dir) in empty_databases().await {
+        let service = match db.dialect() {
+            Dialect::Postgres => pos_ticketing::MIGRATIONS.postgres,
+            Dialect::Sqlite => pos_ticketing::MIGRATIONS.sqlite,
+        };
+        service.run_to(4, db.pool()).await.expect("migrations up to 0004");
+        let text = "ПРОШУ разобраться: Ёлка, ЩИ и КОМПОТ в СТОЛОВОЙ, School №5";
+        sqlx::query(
+            "INSERT INTO tickets (id, appeal_id, number, organization_id, organization_short_name, \
+             organization_type, stage, fast_track, delegated_by_auto_rule, source, region_code, category_id, \
+             subcategory_id, fact_id, public_text, problem_address, period_days, working_days, received_at, \
+             created_at, updated_at, version, trace_id) \
+             VALUES ('t-1', 'a-1', 1501, 'school-1', 'school', 1, 'new', FALSE, FALSE, 1, '41', 'cat', '', \
+             'fact', $1, '', 30, FALSE, 1737000000000000, 1737000000000000, 1737000000000000, 1, '')",
+        )
+        .bind(text)
+        .execute(db.pool())
+        .await
+        .expect("a ticket of 0004");
+        db.migrate(&pos_ticketing::MIGRATIONS).await.expect("the remaining migrations");
+        let stored: String = sqlx::query_scalar("SELECT search_text FROM tickets WHERE id = 't-1'")
+            .fetch_one(db.pool())
+            .await
+            .expect("search text");
+        assert_eq!(stored, listing::search_text(text), "filled as the service fills it on {:?}", db.dialect());
+        for query in ["прошу", "елка", "щи и компот", "school №5"] {
+            let filters = Filters { text: Some(query.into()), ..Filters::default() };
+            let list = ListQuery {
+                scope: Scope::Organization("school-1".into()),
+                filters,
+                sort: SortKey::Received,
+                descending: false,
+                after: None,
+                limit: 10,
+            };
+            let (page, _) = listing::page(&db, &list).await.expect("page");
+            assert_eq!(page.len(), 1, "{query:?} on {:?}", db.dialect());
+        }
+        release(db).await;
+    }
+}
+
+/// Fresh, unmigrated databases of both dialects.
+async fn empty_databases() -> Vec<(Db, Option<TempDir>)> {
+    testing::init_for_tests_once();
+    let postgres = Db::connect(&testing::database_url(), &testing::unique("ticketing"), 2).await.expect("postgres");
+    let dir = TempDir::new();
+    let sqlite =
+        Db::connect(&pos_platform::host::sqlite_url(&dir.0, "ticketing"), "ticketing", 2).await.expect("sqlite");
+    vec![(postgres, None), (sqlite, Some(dir))]
+}
+
 /// Seeds `n` tickets across two organizations with every filterable attribute varied.
 async fn seed(db: &Db, n: i64) {
     let base = REGISTERED_AT * 1_000_000;
@@ -154,7 +259,7 @@ async fn seed(db: &Db, n: i64) {
         r.fast_track = i % 13 == 0;
         r.delegated_by_auto_rule = i % 4 == 1;
         r.public_text = if i % 17 == 0 {
-            "Холодная ЕДА в столовой".into()
+            "Холодная ЕДА в столовой, ЁЛКА".into()
         } else {
             "Нет учебников".into()
         };
@@ -203,7 +308,8 @@ fn passes(t: &Ticket, f: &Filters) -> bool {
         && (f.fact_ids.is_empty() || f.fact_ids.contains(&t.fact_id))
         && f.region_code.as_ref().is_none_or(|r| *r == t.region_code)
         && f.text.as_ref().is_none_or(|q| {
-            t.public_text.to_lowercase().contains(&q.to_lowercase()) || t.number.to_string() == q.trim()
+            let fold = |text: &str| text.to_lowercase().replace('ё', "е");
+            fold(&t.public_text).contains(&fold(q)) || t.number.to_string() == q.trim()
         })
 }
 
@@ -226,9 +332,11 @@ async fn folder_counts_and_filters_agree_with_a_brute_force_count() {
             Filters { category_ids: vec!["cat-1".into(), "cat-3".into()], ..Filters::default() },
             Filters { fact_ids: vec!["fact-2".into(), "fact-5".into(), "fact-9".into()], ..Filters::default() },
             Filters { region_code: Some("41".into()), ..Filters::default() },
-            // ASCII text only: SQLite's LIKE folds ASCII case alone.
             Filters { text: Some("10042".into()), ..Filters::default() },
             Filters { text: Some("Нет учебников".into()), ..Filters::default() },
+            // Cyrillic in the other case than written, on both databases.
+            Filters { text: Some("холодная еда".into()), ..Filters::default() },
+            Filters { text: Some("НЕТ УЧЕБНИКОВ".into()), ..Filters::default() },
             Filters {
                 overdue_only: true,
                 sources: vec![2, 4],
