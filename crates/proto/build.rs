@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
     }
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files: Vec<PathBuf> = ["common", "intake", "routing", "ticketing", "sla", "notify", "events"]
+    let files: Vec<PathBuf> = ["common", "intake", "routing", "ticketing", "sla", "notify", "events", "operations"]
         .iter()
         .map(|name| root.join(format!("pos/v1/{name}.proto")))
         .collect();

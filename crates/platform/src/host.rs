@@ -162,7 +162,7 @@ pub async fn run(
             tracing::info!(queue = %spec.name, removed = ?stale, "bindings no longer configured removed");
         }
     }
-    let lag_queues: Vec<String> = specs.into_iter().map(|spec| spec.name).collect();
+    let lag_queues: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
     let relay_stop = CancellationToken::new();
     let mut work = JoinSet::new();
     let mut relays = JoinSet::new();
@@ -192,6 +192,13 @@ pub async fn run(
             work.spawn(async move { task.await.with_context(|| format!("task {name} failed")) });
         }
     }
+    // The dead letters of this process's consumers; those of other services through their peers.
+    let dead_letters = crate::dead_letters::DeadLetterApi::new(infra.bus.clone(), specs, &hosted, &infra.config)?;
+    router = router.merge(
+        Routes::new(pos_proto::v1::operations::dead_letter_service_server::DeadLetterServiceServer::new(dead_letters))
+            .into_axum_router()
+            .reset_fallback(),
+    );
     // The front door: what this process does not host goes to the peers that do.
     let router = crate::peers::forward_unhosted(router, &hosted, &infra.config.peers)?;
     work.spawn(report_consumer_lag(infra.bus.clone(), lag_queues, shutdown.clone()));
@@ -258,7 +265,8 @@ async fn report_parked(db: Db, consumers: Vec<String>, shutdown: CancellationTok
     }
 }
 
-/// Publishes `pos_consumer_lag{queue}` (messages waiting) every few seconds.
+/// Publishes `pos_consumer_lag{queue}` (messages waiting) and `pos_dead_letters{queue}` (messages
+/// given up on, see [`crate::dead_letters::observe`]) every few seconds.
 async fn report_consumer_lag(
     bus: Arc<dyn Bus>,
     queues: Vec<String>,
@@ -276,6 +284,7 @@ async fn report_consumer_lag(
                 metrics::gauge!("pos_consumer_lag", "queue" => queue.clone()).set(depth as f64);
             }
         }
+        crate::dead_letters::observe(bus.as_ref(), &queues).await;
     }
 }
 

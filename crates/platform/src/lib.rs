@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dead_letters;
 pub mod error;
 pub mod grpc;
 pub mod host;

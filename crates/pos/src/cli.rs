@@ -34,8 +34,13 @@ enum Command {
     /// An organization's staff directory.
     #[command(subcommand)]
     Staff(crate::act::StaffCommand),
-    /// The classifier: categories, subcategories and facts with their periods.
-    Classifier,
+    /// The classifier: categories, subcategories and facts with the periods their deadlines get
+    /// (the SLA policy's, per region).
+    Classifier {
+        /// The region whose policy to show, e.g. 41; the default policy when omitted.
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Register an appeal (as an operator taking it by phone).
     Submit(crate::ops::SubmitArgs),
     /// An organization's cabinet: folder counts and the list.
@@ -52,6 +57,10 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Dead letters: the events consumers gave up on, with their reasons; read, replay after a
+    /// fix, or drop (operator role).
+    #[command(subcommand)]
+    Dlq(crate::dlq::DlqCommand),
     /// Submit appeals at rising rates to a running platform and report throughput and latency.
     Bench(crate::bench::BenchArgs),
     /// Apply every service's database migrations and exit.
@@ -100,7 +109,13 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Seed { dir } => up::seed(config, dir.as_deref()).await,
         Command::Act(args) => crate::act::act(&client(cli.target, &config).await?, args).await,
         Command::Staff(command) => crate::act::staff(&client(cli.target, &config).await?, command).await,
-        Command::Classifier => crate::ops::classifier(&client(cli.target, &config).await?).await,
+        Command::Dlq(command) => {
+            let json = cli.target.json;
+            crate::dlq::run(&client(cli.target, &config).await?, command, json).await
+        }
+        Command::Classifier { region } => {
+            crate::ops::classifier(&client(cli.target, &config).await?, region.as_deref()).await
+        }
         Command::Submit(args) => crate::ops::submit(&client(cli.target, &config).await?, args).await,
         Command::Tickets(args) => crate::ops::tickets(&client(cli.target, &config).await?, args).await,
         Command::Show { appeal_id } => crate::ops::show(&client(cli.target, &config).await?, &appeal_id).await,

@@ -101,39 +101,119 @@ impl Client {
     }
 }
 
-/// The classifier as a tree: category → subcategory → fact, with each fact's addressee and period.
-pub async fn classifier(client: &Client) -> anyhow::Result<()> {
-    let tree = RoutingServiceClient::new(client.channel.clone())
-        .list_classifier(client.request(pb::ListClassifierRequest {}, Role::Operator, "")?)
+/// Whether a fact is fast-track in `region_code`, as the classifier says: the region's
+/// exception, else the fact's default.
+fn classifier_fast_track(fact: &pb::Fact, region_code: &str) -> bool {
+    if fact.fast_track_regions.iter().any(|r| r == region_code) {
+        true
+    } else if fact.not_fast_track_regions.iter().any(|r| r == region_code) {
+        false
+    } else {
+        fact.fast_track_default
+    }
+}
+
+/// A fact's period as a deadline will use it in one region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EffectivePeriod {
+    pub fact_id: String,
+    pub days: u32,
+    pub working_days: bool,
+    pub fast_track: bool,
+    /// Why, as the SLA policy says.
+    pub reason: String,
+}
+
+impl EffectivePeriod {
+    /// "2 calendar days", "10 calendar days ⚡".
+    pub fn label(&self) -> String {
+        let unit = if self.working_days { "working" } else { "calendar" };
+        format!("{} {unit} days{}", self.days, if self.fast_track { " ⚡" } else { "" })
+    }
+}
+
+/// The classifier and the periods its facts get in `region_code` (`*`: the default policy),
+/// from the SLA service's policy: the one source of periods, the one a deadline uses.
+pub async fn effective_periods(
+    channel: Channel,
+    token: &str,
+    region_code: &str,
+) -> anyhow::Result<(pb::Classifier, String, Vec<EffectivePeriod>)> {
+    let tree = RoutingServiceClient::new(channel.clone())
+        .list_classifier(pos_platform::grpc::outgoing(pb::ListClassifierRequest {}, token))
         .await
         .map_err(describe)?
         .into_inner();
+    let facts = tree
+        .facts
+        .iter()
+        .map(|f| pb::PeriodQuery {
+            fact_id: f.id.clone(),
+            classifier_fast_track: classifier_fast_track(f, region_code),
+        })
+        .collect();
+    let request = pb::ResolvePeriodsRequest { region_code: region_code.to_owned(), facts };
+    let answer = SlaServiceClient::new(channel)
+        .resolve_periods(pos_platform::grpc::outgoing(request, token))
+        .await
+        .map_err(describe)?
+        .into_inner();
+    let periods = answer
+        .periods
+        .into_iter()
+        .map(|p| {
+            let period = p.period.unwrap_or_default();
+            EffectivePeriod {
+                fact_id: p.fact_id,
+                days: period.days,
+                working_days: period.working_days,
+                fast_track: p.fast_track,
+                reason: p.reason,
+            }
+        })
+        .collect();
+    Ok((tree, answer.policy_region, periods))
+}
+
+/// The classifier as a tree: category → subcategory → fact, with each fact's period as the
+/// deadlines of `region` (the default policy when none) will use it.
+pub async fn classifier(client: &Client, region: Option<&str>) -> anyhow::Result<()> {
+    let region = region.unwrap_or("*");
+    let token = client.token(Role::Operator, "")?;
+    let (tree, policy_region, periods) = effective_periods(client.channel.clone(), &token, region).await?;
+    let period_of = |fact_id: &str| periods.iter().find(|p| p.fact_id == fact_id);
     if client.target.json {
         let facts: Vec<_> = tree
             .facts
             .iter()
             .map(|f| {
+                let period = period_of(&f.id);
                 json!({
                     "id": f.id, "subcategory_id": f.subcategory_id, "name": f.name,
-                    "period_days": f.period_days, "working_days": f.working_days,
+                    "period_days": period.map(|p| p.days), "working_days": period.map(|p| p.working_days),
+                    "fast_track": period.map(|p| p.fast_track), "period_reason": period.map(|p| p.reason.clone()),
                     "fast_track_default": f.fast_track_default,
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"version": tree.version, "facts": facts}))?);
+        let document =
+            json!({"version": tree.version, "region": region, "policy_region": policy_region, "facts": facts});
+        println!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(());
     }
+    let policy = if policy_region == "*" {
+        "the default SLA policy".to_owned()
+    } else {
+        format!("the SLA policy of region {policy_region}")
+    };
+    println!("periods in region {region}, as deadlines use them ({policy})");
     for category in &tree.categories {
         println!("{}  {}", category.id, category.name);
         for subcategory in tree.subcategories.iter().filter(|s| s.category_id == category.id) {
             println!("  {}  {}", subcategory.id, subcategory.name);
             for fact in tree.facts.iter().filter(|f| f.subcategory_id == subcategory.id) {
-                let period = match fact.period_days {
-                    0 if fact.fast_track_default => "fast-track".to_owned(),
-                    0 => "standard".to_owned(),
-                    n => format!("{n} {} days", if fact.working_days { "working" } else { "calendar" }),
-                };
-                println!("    {:<52} {:<18} {}", fact.id, period, fact.name);
+                let period = period_of(&fact.id).map(EffectivePeriod::label).unwrap_or_else(|| "—".to_owned());
+                println!("    {:<52} {:<20} {}", fact.id, period, fact.name);
             }
         }
     }

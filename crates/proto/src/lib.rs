@@ -8,6 +8,10 @@ pub mod v1 {
     pub mod events {
         tonic::include_proto!("pos.v1.events");
     }
+
+    pub mod operations {
+        tonic::include_proto!("pos.v1.operations");
+    }
 }
 
 /// The encoded file descriptor set of every `pos.v1` file, for gRPC reflection.

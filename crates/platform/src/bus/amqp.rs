@@ -47,7 +47,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    Bus, BusError, Delivery, Disposition, Envelope, HEADER_DEATH_REASON, HEADER_RETRY_COUNT, QueueSpec, Settle,
+    Bus, BusError, DeadLetter, DeadLetterAction, DeadLetterSelection, Delivery, Disposition, Envelope,
+    HEADER_DEATH_REASON, HEADER_RETRY_COUNT, QueueSpec, Settle,
 };
 
 const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -59,6 +60,11 @@ const HEADER_TIMESTAMP_NANOS: &str = "x-timestamp-nanos";
 const HEADER_REDELIVERIES: &str = "x-redeliveries";
 /// Set by quorum queues: how many times this copy was returned to the queue.
 const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
+/// When a dead letter of ours was dead-lettered (nanoseconds since the epoch); the broker's own
+/// say so in `x-death`.
+const HEADER_DEATH_AT: &str = "x-death-at-nanos";
+/// Deliveries made before a dead letter of ours was dead-lettered.
+const HEADER_DEATH_ATTEMPTS: &str = "x-death-attempts";
 
 /// How long a call waits for a connection before reporting the broker unavailable.
 const LINK_WAIT: Duration = Duration::from_secs(2);
@@ -71,6 +77,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the supervisor looks at the connection state, besides listening to its events
 /// (a broker closing the connection politely sends no error event).
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
+/// Most dead letters one settlement looks through.
+const MAX_DEAD_LETTERS_SETTLED: usize = 100_000;
 /// Pause before a consumer subscribes again on a connection that is still up.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
@@ -501,6 +509,8 @@ struct Outgoing<'a> {
     envelope: &'a Envelope,
     /// Carried into retry copies (see [`HEADER_REDELIVERIES`]).
     redeliveries: Option<u32>,
+    /// For a dead letter: the deliveries it had (see [`HEADER_DEATH_ATTEMPTS`]).
+    death_attempts: Option<u32>,
 }
 
 fn properties(outgoing: &Outgoing<'_>) -> Result<BasicProperties, BusError> {
@@ -515,6 +525,12 @@ fn properties(outgoing: &Outgoing<'_>) -> Result<BasicProperties, BusError> {
     }
     if let Some(redeliveries) = outgoing.redeliveries {
         headers.insert(HEADER_REDELIVERIES.into(), AMQPValue::LongLongInt(i64::from(redeliveries)));
+    }
+    if let Some(attempts) = outgoing.death_attempts {
+        headers.insert(HEADER_DEATH_ATTEMPTS.into(), AMQPValue::LongLongInt(i64::from(attempts)));
+        if let Some(nanos) = Utc::now().timestamp_nanos_opt() {
+            headers.insert(HEADER_DEATH_AT.into(), AMQPValue::LongLongInt(nanos));
+        }
     }
     Ok(BasicProperties::default()
         .with_message_id(envelope.message_id.to_string().into())
@@ -625,6 +641,7 @@ impl Bus for AmqpBus {
                 routing_key: &envelope.routing_key,
                 envelope,
                 redeliveries: None,
+                death_attempts: None,
             })
             .collect();
         publish_all(&self.shared, &link, &items).await
@@ -799,6 +816,116 @@ impl Bus for AmqpBus {
             Err(_) => Err(BusError::Unavailable(format!("draining {queue} timed out"))),
         }
     }
+
+    async fn peek_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<DeadLetter>, BusError> {
+        let link = self.shared.link(LINK_WAIT).await?;
+        let queue = spec.dead_letter_queue();
+        let limit = spec.delivery_limit.max(1);
+        let peek = async {
+            let channel = link.connection.create_channel().await?;
+            let mut letters = Vec::new();
+            while letters.len() < max {
+                // Held unacknowledged, so each get sees the next message...
+                match channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await {
+                    Ok(Some(message)) => letters.push(dead_letter_of(&message.delivery, limit)),
+                    Ok(None) => break,
+                    Err(error) if is_not_found(&error) => return Ok(Vec::new()),
+                    Err(error) => return Err(error),
+                }
+            }
+            // ...and all go back to the queue, in place, when the channel closes: an operator's
+            // look takes nothing away.
+            let _ = channel.close(200, "OK".into()).await;
+            Ok(letters)
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT, peek).await {
+            Ok(Ok(letters)) => Ok(letters),
+            Ok(Err(error)) => Err(BusError::Unavailable(format!("reading {queue}: {error}"))),
+            Err(_) => Err(BusError::Unavailable(format!("reading {queue} timed out"))),
+        }
+    }
+
+    async fn settle_dead_letters(
+        &self,
+        spec: &QueueSpec,
+        selection: DeadLetterSelection,
+        action: DeadLetterAction,
+    ) -> Result<Vec<Envelope>, BusError> {
+        validate(spec)?;
+        let link = self.shared.link(LINK_WAIT).await?;
+        let queue = spec.dead_letter_queue();
+        let limit = spec.delivery_limit.max(1);
+        let settle = async {
+            let channel = link.connection.create_channel().await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+            let mut taken: Vec<(u64, Envelope)> = Vec::new();
+            let mut looked_again = 0;
+            // Unselected messages stay held until the channel closes, which returns them in
+            // place. Replayed copies are published only after this loop, so a replayed message
+            // that dies again at once cannot come round in this call.
+            for _ in 0..MAX_DEAD_LETTERS_SETTLED {
+                let got = match channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await {
+                    Ok(got) => got,
+                    Err(error) if is_not_found(&error) => return Ok(Vec::new()),
+                    Err(error) => return Err(BusError::Other(error.to_string())),
+                };
+                let Some(message) = got else {
+                    // A message another reader (a listing) held a moment ago is returned to the
+                    // queue asynchronously: look again briefly before calling it absent.
+                    if taken.is_empty() && looked_again < 3 {
+                        looked_again += 1;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        continue;
+                    }
+                    break;
+                };
+                let envelope = decode_lenient(&message.delivery, limit);
+                if selection.selects(envelope.message_id) {
+                    taken.push((message.delivery.delivery_tag, envelope));
+                }
+            }
+            if action == DeadLetterAction::Replay {
+                let mut seen = BTreeSet::new();
+                let revived: Vec<Envelope> = taken
+                    .iter()
+                    .filter(|(_, envelope)| seen.insert(envelope.message_id))
+                    .map(|(_, envelope)| envelope.revived())
+                    .collect();
+                // Through the default exchange straight to the consumer's queue: no other
+                // consumer bound to the event gets it again.
+                let items: Vec<Outgoing<'_>> = revived
+                    .iter()
+                    .map(|envelope| Outgoing {
+                        exchange: "",
+                        routing_key: &spec.name,
+                        envelope,
+                        redeliveries: None,
+                        death_attempts: None,
+                    })
+                    .collect();
+                // Confirmed before anything leaves the dead-letter queue; on failure the
+                // channel closes with every dead letter still in it.
+                for result in publish_all(&self.shared, &link, &items).await {
+                    result?;
+                }
+            }
+            for (tag, _) in &taken {
+                channel
+                    .basic_ack(*tag, BasicAckOptions { multiple: false })
+                    .await
+                    .map_err(|e| BusError::Unavailable(format!("acknowledging a dead letter: {e}")))?;
+            }
+            let _ = channel.close(200, "OK".into()).await;
+            Ok(taken.into_iter().map(|(_, envelope)| envelope).collect())
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT, settle).await {
+            Ok(Ok(envelopes)) => Ok(envelopes),
+            Ok(Err(error)) => {
+                self.shared.kick.notify_one();
+                Err(error)
+            }
+            Err(_) => Err(BusError::Unavailable(format!("settling dead letters of {queue} timed out"))),
+        }
+    }
 }
 
 /// Feeds one consume stream across connections until shutdown or until the stream is dropped.
@@ -924,7 +1051,7 @@ impl AmqpSettle {
                 if attempt > self.delivery_limit {
                     tracing::warn!(queue = %self.queue, message_id = %envelope.message_id, attempt, "delivery limit reached, dead-lettering");
                     let reason = format!("delivery limit of {} reached", self.delivery_limit);
-                    if let Err(error) = Box::new(self).dead_letter(&envelope, reason).await {
+                    if let Err(error) = Box::new(self).dead_letter(&envelope, reason, attempt - 1).await {
                         tracing::warn!(%error, "amqp dead-lettering failed, the message will come back");
                     }
                     return None;
@@ -972,9 +1099,10 @@ impl AmqpSettle {
 
     async fn retry(self: Box<Self>, envelope: &Envelope, delay: Duration, reason: String) -> Result<(), BusError> {
         let retries = envelope.retry_count();
-        if retries + self.redeliveries + 1 >= self.delivery_limit {
+        let attempts = retries + self.redeliveries + 1;
+        if attempts >= self.delivery_limit {
             let reason = format!("{reason} (delivery limit of {} reached)", self.delivery_limit);
-            return self.dead_letter(envelope, reason).await;
+            return self.dead_letter(envelope, reason, attempts).await;
         }
         let delay_ms = pick_retry_delay(&self.retry_delays, delay);
         let queue = retry_queue(&self.queue, delay_ms);
@@ -988,17 +1116,25 @@ impl AmqpSettle {
             routing_key: &queue,
             envelope: &copy,
             redeliveries: Some(redeliveries),
+            death_attempts: None,
         })
         .await
     }
 
-    async fn dead_letter(self: Box<Self>, envelope: &Envelope, reason: String) -> Result<(), BusError> {
+    /// `attempts`: the deliveries it had, this one included when a handler got it.
+    async fn dead_letter(self: Box<Self>, envelope: &Envelope, reason: String, attempts: u32) -> Result<(), BusError> {
         let mut copy = envelope.clone();
         copy.headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
         let shared = self.shared.clone();
         let queue = self.queue.clone();
-        self.forward(Outgoing { exchange: &shared.names.dlx, routing_key: &queue, envelope: &copy, redeliveries: None })
-            .await
+        self.forward(Outgoing {
+            exchange: &shared.names.dlx,
+            routing_key: &queue,
+            envelope: &copy,
+            redeliveries: None,
+            death_attempts: Some(attempts),
+        })
+        .await
     }
 }
 
@@ -1008,7 +1144,10 @@ impl Settle for AmqpSettle {
         match disposition {
             Disposition::Ack => self.ack().await,
             Disposition::Retry { delay, reason } => self.retry(envelope, delay, reason).await,
-            Disposition::DeadLetter { reason } => self.dead_letter(envelope, reason).await,
+            Disposition::DeadLetter { reason } => {
+                let attempts = envelope.retry_count() + self.redeliveries + 1;
+                self.dead_letter(envelope, reason, attempts).await
+            }
         }
     }
 }
@@ -1053,8 +1192,16 @@ fn header_int(value: &AMQPValue) -> Option<i64> {
 
 /// Headers of ours or of the broker's, not the envelope's.
 fn is_transport_header(key: &str) -> bool {
-    matches!(key, HEADER_ROUTING_KEY | HEADER_TIMESTAMP_NANOS | HEADER_REDELIVERIES | HEADER_DELIVERY_COUNT | "x-death")
-        || key.starts_with("x-first-death-")
+    matches!(
+        key,
+        HEADER_ROUTING_KEY
+            | HEADER_TIMESTAMP_NANOS
+            | HEADER_REDELIVERIES
+            | HEADER_DELIVERY_COUNT
+            | HEADER_DEATH_AT
+            | HEADER_DEATH_ATTEMPTS
+            | "x-death"
+    ) || key.starts_with("x-first-death-")
         || key.starts_with("x-last-death-")
 }
 
@@ -1119,6 +1266,34 @@ fn broker_death(delivery: &lapin::message::Delivery, delivery_limit: u32) -> Opt
         return None;
     };
     latest.inner().get("reason").and_then(header_text).map(|r| broker_death_reason(&r, delivery_limit))
+}
+
+/// A dead letter as an operator sees it: when it died and after how many deliveries, from our
+/// headers, or from the broker's `x-death` when the broker dead-lettered it.
+fn dead_letter_of(delivery: &lapin::message::Delivery, delivery_limit: u32) -> DeadLetter {
+    let envelope = decode_lenient(delivery, delivery_limit);
+    let headers = delivery.properties.headers().as_ref();
+    let header = |key: &str| headers.and_then(|table| table.inner().get(key)).and_then(header_int);
+    let latest_death = headers.and_then(|table| match table.inner().get("x-death") {
+        Some(AMQPValue::FieldArray(deaths)) => match deaths.as_slice().first() {
+            Some(AMQPValue::FieldTable(latest)) => Some(latest.clone()),
+            _ => None,
+        },
+        _ => None,
+    });
+    let dead_lettered_at = header(HEADER_DEATH_AT).map(DateTime::from_timestamp_nanos).or_else(|| {
+        let seconds = latest_death.as_ref()?.inner().get("time").and_then(header_int)?;
+        Utc.timestamp_opt(seconds, 0).single()
+    });
+    let attempts = header(HEADER_DEATH_ATTEMPTS).and_then(|v| u32::try_from(v).ok()).unwrap_or_else(|| {
+        // The broker dead-letters over the limit after exactly the limit's deliveries.
+        let over_limit = latest_death
+            .as_ref()
+            .and_then(|death| death.inner().get("reason").and_then(header_text))
+            .is_some_and(|reason| reason == "delivery_limit");
+        if over_limit { delivery_limit } else { 0 }
+    });
+    DeadLetter { envelope, dead_lettered_at, attempts }
 }
 
 /// For dead letters handed to an operator: whatever can be read, never an error.

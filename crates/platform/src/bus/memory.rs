@@ -13,14 +13,14 @@
 //! a message returned unsettled keeps its place, and a retried message joins the tail when its
 //! delay has passed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -28,7 +28,8 @@ use sqlx::any::AnyRow;
 use tokio::sync::Notify;
 
 use super::{
-    Bus, BusError, Delivery, Disposition, Envelope, HEADER_DEATH_REASON, HEADER_RETRY_COUNT, QueueSpec, Settle,
+    Bus, BusError, DeadLetter, DeadLetterAction, DeadLetterSelection, Delivery, Disposition, Envelope,
+    HEADER_DEATH_REASON, HEADER_RETRY_COUNT, QueueSpec, Settle,
 };
 use crate::db::{Db, Dialect, RowExt, now_micros};
 
@@ -126,9 +127,11 @@ impl Inner {
 struct Message {
     id: i64,
     envelope: Envelope,
-    /// Deliveries of this message that ended unsettled (dropped, or the process died).
+    /// Deliveries of this message that ended unsettled (dropped, or the process died); in a
+    /// dead-letter queue, the deliveries made before it was dead-lettered.
     redeliveries: u32,
-    /// Microseconds since the Unix epoch; later than now while a retry waits.
+    /// Microseconds since the Unix epoch; later than now while a retry waits; in a dead-letter
+    /// queue, when it was dead-lettered.
     available_at: i64,
 }
 
@@ -336,6 +339,91 @@ impl Bus for MemoryBus {
         }
         Ok(taken.into_iter().map(|m| m.envelope).collect())
     }
+
+    async fn peek_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<DeadLetter>, BusError> {
+        let state = self.inner.lock();
+        let Some(queue) = state.queues.get(&spec.dead_letter_queue()) else {
+            return Ok(Vec::new());
+        };
+        Ok(queue
+            .ready
+            .values()
+            .take(max)
+            .map(|message| DeadLetter {
+                envelope: message.envelope.clone(),
+                dead_lettered_at: DateTime::<Utc>::from_timestamp_micros(message.available_at),
+                attempts: message.redeliveries,
+            })
+            .collect())
+    }
+
+    async fn settle_dead_letters(
+        &self,
+        spec: &QueueSpec,
+        selection: DeadLetterSelection,
+        action: DeadLetterAction,
+    ) -> Result<Vec<Envelope>, BusError> {
+        self.inner.ensure_open()?;
+        let dead_letter_queue = spec.dead_letter_queue();
+        // Taken out under the lock, so no other call acts on them meanwhile; put back on failure.
+        let (taken, now) = {
+            let mut state = self.inner.lock();
+            let now = state.publish_time();
+            let Some(queue) = state.queues.get_mut(&dead_letter_queue) else {
+                return Ok(Vec::new());
+            };
+            let keys: Vec<(i64, i64)> = queue
+                .ready
+                .iter()
+                .filter(|(_, message)| selection.selects(message.envelope.message_id))
+                .map(|(key, _)| *key)
+                .collect();
+            let taken: Vec<Message> = keys.iter().filter_map(|key| queue.ready.remove(key)).collect();
+            (taken, now)
+        };
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        let envelopes: Vec<Envelope> = taken.iter().map(|m| m.envelope.clone()).collect();
+        let (revived, gone): (Vec<Message>, Vec<i64>) = match action {
+            DeadLetterAction::Drop => (Vec::new(), taken.iter().map(|m| m.id).collect()),
+            DeadLetterAction::Replay => {
+                let mut seen = HashSet::new();
+                let mut revived = Vec::new();
+                let mut gone = Vec::new();
+                for message in &taken {
+                    if seen.insert(message.envelope.message_id) {
+                        // A first delivery again: no death, no retries, no redeliveries counted.
+                        revived.push(Message {
+                            id: message.id,
+                            envelope: message.envelope.revived(),
+                            redeliveries: 0,
+                            available_at: now,
+                        });
+                    } else {
+                        gone.push(message.id);
+                    }
+                }
+                (revived, gone)
+            }
+        };
+        if let Some(store) = &self.inner.store
+            && let Err(error) = store.move_dead_letters(&spec.name, &revived, &gone).await
+        {
+            let mut state = self.inner.lock();
+            let queue = state.queue(&dead_letter_queue);
+            for message in taken {
+                queue.push(message);
+            }
+            return Err(store_error(error));
+        }
+        let mut state = self.inner.lock();
+        let queue = state.queue(&spec.name);
+        for message in revived {
+            queue.push(message);
+        }
+        Ok(envelopes)
+    }
 }
 
 /// One consume stream: a competing consumer of its queue with its own prefetch.
@@ -504,8 +592,10 @@ impl MemorySettle {
 
     async fn dead_letter(mut self: Box<Self>, reason: String) -> Result<(), BusError> {
         let mut message = self.message()?;
+        // Counted before the reason goes in; this delivery counts when a handler got it.
+        let attempts = message.envelope.retry_count() + self.redeliveries + u32::from(self.handed_out);
         message.envelope.headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
-        message.redeliveries = 0;
+        message.redeliveries = attempts;
         message.available_at = now_micros();
         if let Some(store) = &self.inner.store {
             store.dead_letter(&message, &self.dead_letter_queue).await.map_err(store_error)?;
@@ -730,15 +820,41 @@ impl Store {
 
     async fn dead_letter(&self, message: &Message, dead_letter_queue: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE pos_bus_messages SET queue = $1, headers = $2, redeliveries = 0, available_at = $3 WHERE id = $4",
+            "UPDATE pos_bus_messages SET queue = $1, headers = $2, redeliveries = $3, available_at = $4 WHERE id = $5",
         )
         .bind(dead_letter_queue.to_owned())
         .bind(headers_json(&message.envelope))
+        .bind(i64::from(message.redeliveries))
         .bind(message.available_at)
         .bind(message.id)
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Moves `revived` dead letters back to `queue` as they are now, and deletes the `gone`
+    /// ones: one transaction, so a crash keeps either the dead letters or their outcome.
+    async fn move_dead_letters(&self, queue: &str, revived: &[Message], gone: &[i64]) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        for message in revived {
+            sqlx::query(
+                "UPDATE pos_bus_messages SET queue = $1, headers = $2, redeliveries = $3, available_at = $4 \
+                 WHERE id = $5",
+            )
+            .bind(queue.to_owned())
+            .bind(headers_json(&message.envelope))
+            .bind(i64::from(message.redeliveries))
+            .bind(message.available_at)
+            .bind(message.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in gone {
+            sqlx::query("DELETE FROM pos_bus_messages WHERE id = $1").bind(*id).execute(&mut *tx).await?;
+        }
+        tx.commit().await
     }
 }
 

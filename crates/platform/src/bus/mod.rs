@@ -26,6 +26,10 @@ pub const HEADER_RETRY_COUNT: &str = "x-retry-count";
 /// Header saying why a message was dead-lettered.
 pub const HEADER_DEATH_REASON: &str = "x-death-reason";
 
+/// Headers a dead letter carries about its death: stripped when it is replayed, so that it comes
+/// back as a first delivery with the whole delivery budget.
+pub const DEATH_HEADERS: &[&str] = &[HEADER_DEATH_REASON, HEADER_RETRY_COUNT];
+
 /// One event as it travels: AMQP properties and headers, and the protobuf payload.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Envelope {
@@ -95,6 +99,58 @@ impl Envelope {
     pub fn retry_count(&self) -> u32 {
         self.headers.get(HEADER_RETRY_COUNT).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
+
+    /// Why it was dead-lettered, when it was.
+    pub fn death_reason(&self) -> Option<&str> {
+        self.headers.get(HEADER_DEATH_REASON).map(String::as_str)
+    }
+
+    /// The dead letter as its consumer gets it back on a replay: the same message (id, payload,
+    /// trace context), without what its death added.
+    pub fn revived(&self) -> Envelope {
+        let mut envelope = self.clone();
+        envelope.headers.retain(|key, _| !DEATH_HEADERS.contains(&key.as_str()));
+        envelope
+    }
+}
+
+/// A message in a dead-letter queue, as an operator sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// The event as dead-lettered, with its reason in [`HEADER_DEATH_REASON`].
+    pub envelope: Envelope,
+    /// When it was dead-lettered, when known.
+    pub dead_lettered_at: Option<DateTime<Utc>>,
+    /// Deliveries made before it was dead-lettered (0: unknown).
+    pub attempts: u32,
+}
+
+/// Which dead letters of a queue an operator acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterSelection {
+    /// Every copy of one message (a crash while dead-lettering may have left two).
+    Message(Uuid),
+    /// Every dead letter the queue holds when the call begins.
+    All,
+}
+
+impl DeadLetterSelection {
+    pub fn selects(&self, message_id: Uuid) -> bool {
+        match self {
+            DeadLetterSelection::Message(id) => *id == message_id,
+            DeadLetterSelection::All => true,
+        }
+    }
+}
+
+/// What becomes of the dead letters taken out of their queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterAction {
+    /// Back on the consumer's own queue (no other consumer's), [`Envelope::revived`]: one copy
+    /// per message, however many copies the dead-letter queue held.
+    Replay,
+    /// Gone for good.
+    Drop,
 }
 
 /// A consumer's queue: its name, what it binds, and how hard it tries.
@@ -281,9 +337,23 @@ pub trait Bus: Send + Sync + 'static {
     /// Messages waiting in a queue (for lag metrics and tests).
     async fn queue_depth(&self, queue: &str) -> Result<u64, BusError>;
 
-    /// Takes up to `max` messages out of a consumer's dead-letter queue, for inspection and
-    /// replay by operators.
+    /// Takes up to `max` messages out of a consumer's dead-letter queue (tests).
     async fn drain_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<Envelope>, BusError>;
+
+    /// Up to `max` messages of a consumer's dead-letter queue, oldest first, left where they
+    /// are. A queue never declared has none.
+    async fn peek_dead_letters(&self, spec: &QueueSpec, max: usize) -> Result<Vec<DeadLetter>, BusError>;
+
+    /// Takes the selected dead letters out of the consumer's dead-letter queue and replays or
+    /// drops them, leaving every other message in place; returns what was taken (every copy).
+    /// A replayed message is on the consumer's queue before it leaves the dead-letter queue, so
+    /// a failure in between leaves a duplicate (which the inbox absorbs), never a loss.
+    async fn settle_dead_letters(
+        &self,
+        spec: &QueueSpec,
+        selection: DeadLetterSelection,
+        action: DeadLetterAction,
+    ) -> Result<Vec<Envelope>, BusError>;
 
     /// Removes every queue (with its retry and dead-letter queues) declared through this bus,
     /// messages included, and the exchanges unless another deployment's queues are still bound
