@@ -3,5 +3,6 @@
 pub mod act;
 pub mod bench;
 pub mod cli;
+pub mod dlq;
 pub mod ops;
 pub mod up;

@@ -121,12 +121,44 @@ pub async fn up(config: PlatformConfig, config_file: Option<PathBuf>, only: &[&s
         .await
         .with_context(|| format!("failed to listen on {}", infra.config.grpc_addr))?;
     let endpoint = format!("http://{}", listener.local_addr()?);
+    let web = if only.is_empty() { web_cabinet(&infra, config_file.as_deref(), &endpoint).await? } else { None };
     let components = components(&infra, config_file, &endpoint, only).await?;
     print_banner(&infra, &endpoint, &components)?;
     let shutdown = pos_platform::shutdown::on_signal();
+    let web = web.map(|(app, listener)| {
+        println!("web cabinet: http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        tokio::spawn(pos_web::serve(app, listener, shutdown.clone()))
+    });
     let result = pos_platform::host::run(&infra, components, listener, shutdown).await;
+    if let Some(web) = web {
+        web.await??;
+    }
     telemetry.shutdown().await;
     result
+}
+
+/// The web cabinet of the whole platform (`[web]`, `POS_WEB__ADDR`), talking to this process's
+/// gRPC endpoint; with the development sign-in wherever development tokens are printed. The
+/// platform runs without it when its address is taken (e.g. by another `pos up`).
+async fn web_cabinet(
+    infra: &Infra,
+    config_file: Option<&Path>,
+    endpoint: &str,
+) -> anyhow::Result<Option<(pos_web::App, tokio::net::TcpListener)>> {
+    let mut web: pos_web::WebConfig = pos_platform::config::section(config_file, "web")?;
+    web.grpc_endpoint = endpoint.to_owned();
+    web.dev_sign_in |= infra.config.auth.hs256_secret.is_some();
+    let listener = match tokio::net::TcpListener::bind(web.addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(addr = %web.addr, %error, "web cabinet not started: its address is unavailable (POS_WEB__ADDR)");
+            return Ok(None);
+        }
+    };
+    let channel = pos_platform::grpc::channel(endpoint)?;
+    let addr = listener.local_addr()?;
+    let app = pos_web::App::new(web, channel, infra.cache.clone(), Some(infra.authenticator.clone()), addr);
+    Ok(Some((app, listener)))
 }
 
 /// The Kamchatka regional center of informatization: the addressee of the walkthrough.

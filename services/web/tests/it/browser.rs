@@ -1,0 +1,155 @@
+//! The cabinet's story in Debian's Chromium (`browser/cabinet.mjs`, playwright-core): sign-in,
+//! a new message appearing live in New with ⚡ and its deadline, assignment, a stale command,
+//! the answer returned once and approved, the history, another organization refused by URL, and
+//! forms without the CSRF token refused. Screenshots of the list and the card are saved to
+//! `target/screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pos_e2e::{KAMCHATKA_CENTER, Mode, Platform, e_diary_appeal};
+use pos_platform::auth::Role;
+use pos_platform::cache::MemoryCache;
+use pos_platform::grpc::outgoing;
+use pos_platform::testing;
+use pos_proto::v1 as pb;
+use pos_proto::v1::notify_service_client::NotifyServiceClient;
+use pos_web::{App, WebConfig};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// `npm ci` when the node modules are missing (deploy/local/tools.sh runs it too).
+fn ensure_node_modules() {
+    let dir = browser_dir();
+    if dir.join("node_modules/playwright-core/package.json").exists() && dir.join("node_modules/axe-core").exists() {
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .status()
+        .expect("npm runs (Node.js is installed by deploy/local/tools.sh)");
+    assert!(status.success(), "npm ci failed in {}", dir.display());
+}
+
+fn screenshots_dir() -> PathBuf {
+    // target/tmp → target/screenshots
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cabinet_story_in_chromium() {
+    let chromium = std::env::var("POS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(Path::new(&chromium).exists(), "no Chromium at {chromium}: deploy/local/tools.sh installs Debian's");
+    ensure_node_modules();
+
+    let platform = Platform::start(Mode::Embedded).await.expect("platform starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = WebConfig {
+        addr,
+        grpc_endpoint: platform.endpoint.clone(),
+        dev_sign_in: true,
+        live_poll_secs: 1,
+        ..WebConfig::default()
+    };
+    let app = App::new(config, platform.channel(), Arc::new(MemoryCache::new()), Some(testing::authenticator()), addr);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(pos_web::serve(app, listener, shutdown.clone()));
+
+    let screenshots = screenshots_dir();
+    println!("screenshots: {}", screenshots.display());
+    let mut node = tokio::process::Command::new("node")
+        .arg("cabinet.mjs")
+        .current_dir(browser_dir())
+        .env("BASE_URL", format!("http://{addr}"))
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let mut stdin = node.stdin.take().unwrap();
+    let mut stdout = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut appeal_id = String::new();
+    let mut output = Vec::new();
+    let story = async {
+        while let Some(line) = stdout.next_line().await.expect("node's output") {
+            println!("browser: {line}");
+            if line == "SUBMIT" {
+                let operator = testing::token("operator-1", "", "41", &[Role::Operator]);
+                let submitted = platform
+                    .intake()
+                    .submit_appeal(outgoing(e_diary_appeal(&testing::unique("web")), &operator))
+                    .await
+                    .expect("appeal accepted")
+                    .into_inner();
+                appeal_id = submitted.appeal_id;
+                stdin.write_all(format!("SUBMITTED {}\n", submitted.number).as_bytes()).await.unwrap();
+                stdin.flush().await.unwrap();
+            }
+            output.push(line);
+        }
+        node.wait().await.expect("node exits")
+    };
+    let status =
+        tokio::time::timeout(Duration::from_secs(240), story).await.expect("the browser story finishes in time");
+    assert!(status.success(), "the browser story failed: {status}");
+    assert_eq!(output.last().map(String::as_str), Some("DONE"));
+    for shot in ["list.png", "card.png"] {
+        assert!(screenshots.join(shot).metadata().map(|m| m.len() > 10_000).unwrap_or(false), "{shot} saved");
+    }
+
+    // What the browser did is what the services recorded, each step by its own person.
+    let system = testing::token("ops", KAMCHATKA_CENTER, "", &[Role::System]);
+    let key = pb::get_ticket_request::Key::AppealId(appeal_id.clone());
+    let history = platform
+        .ticketing()
+        .get_ticket_history(outgoing(pb::GetTicketRequest { key: Some(key) }, &system))
+        .await
+        .expect("history")
+        .into_inner()
+        .entries;
+    let steps: Vec<(&str, &str)> = history.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    assert_eq!(
+        steps[1..],
+        [
+            ("executor assigned", "dev-coordinator"),
+            ("taken in work", "dev-executor"),
+            ("answer prepared", "dev-executor"),
+            ("sent for approval", "dev-executor"),
+            ("returned for rework", "dev-head"),
+            ("answer prepared", "dev-executor"),
+            ("sent for approval", "dev-executor"),
+            ("approved", "dev-head"),
+        ]
+    );
+
+    // The approved answer goes to the applicant.
+    let notify = NotifyServiceClient::new(platform.channel());
+    let ops = testing::token("ops", "", "", &[Role::System]);
+    testing::eventually(Duration::from_secs(30), "the applicant is e-mailed the answer", || {
+        let (mut notify, ops, appeal_id) = (notify.clone(), ops.clone(), appeal_id.clone());
+        async move {
+            let request = pb::ListDeliveriesRequest { appeal_id, page_size: 100, ..Default::default() };
+            notify.list_deliveries(outgoing(request, &ops)).await.is_ok_and(|r| {
+                r.into_inner().deliveries.iter().any(|d| d.event_type == "ticket.answer_approved" && d.status == "sent")
+            })
+        }
+    })
+    .await;
+
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    platform.stop().await.unwrap();
+}

@@ -1,0 +1,3 @@
+//! The cabinet in a real browser, against the embedded platform.
+
+mod browser;
