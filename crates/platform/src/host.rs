@@ -99,11 +99,32 @@ pub struct Component {
     pub consumers: Vec<Consumer>,
     /// Background work (timers, refreshers); each must return once its token is cancelled.
     pub tasks: Vec<(&'static str, TaskFn)>,
+    /// Gauges read from the component's store every [`SAMPLE_EVERY`].
+    pub samplers: Vec<(&'static str, Box<dyn Sampler>)>,
 }
+
+/// Gauges that tell the state of a component's store (tickets by folder, deadlines by state,
+/// parked events): read with a cheap grouped query every [`SAMPLE_EVERY`] by one task per
+/// component, so that no service writes a sampling loop of its own.
+#[async_trait::async_trait]
+pub trait Sampler: Send + 'static {
+    /// Reads the store and sets the gauges. An error is logged and the next round tries again:
+    /// a database outage shows elsewhere, and a missed sample is not worth stopping for.
+    async fn sample(&mut self, db: &Db) -> anyhow::Result<()>;
+}
+
+/// How often [`Sampler`]s run: dashboards refresh about as often, and each round is one or two
+/// grouped queries per component.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(15);
 
 impl Component {
     pub fn new(name: &'static str, db: Db, routes: Routes, health: Vec<&'static str>) -> Component {
-        Component { name, db, routes, health, consumers: Vec::new(), tasks: Vec::new() }
+        Component { name, db, routes, health, consumers: Vec::new(), tasks: Vec::new(), samplers: Vec::new() }
+    }
+
+    pub fn sampler(mut self, name: &'static str, sampler: impl Sampler) -> Component {
+        self.samplers.push((name, Box::new(sampler)));
+        self
     }
 
     pub fn consumer(mut self, consumer: Consumer) -> Component {
@@ -179,8 +200,12 @@ pub async fn run(
                 .with_exchange(&infra.config.exchange)
                 .run(relay_stop.clone()),
         );
+        let mut samplers = component.samplers;
         if !parking_consumers.is_empty() {
-            work.spawn(report_parked(component.db.clone(), parking_consumers, shutdown.clone()));
+            samplers.push(("parked events", Box::new(ParkedEvents { consumers: parking_consumers })));
+        }
+        if !samplers.is_empty() {
+            work.spawn(sample_gauges(component.db.clone(), samplers, shutdown.clone()));
         }
         for consumer in component.consumers {
             let name = consumer.spec.name.clone();
@@ -201,6 +226,8 @@ pub async fn run(
     );
     // The front door: what this process does not host goes to the peers that do.
     let router = crate::peers::forward_unhosted(router, &hosted, &infra.config.peers)?;
+    // Unless telemetry named the process already (its binary does), it is named after what it runs.
+    crate::metrics::describe_target(&crate::telemetry::service_name(&hosted));
     work.spawn(report_consumer_lag(infra.bus.clone(), lag_queues, shutdown.clone()));
     if let Some(addr) = infra.config.metrics_addr {
         work.spawn(crate::metrics::serve(addr, shutdown.clone()));
@@ -248,20 +275,41 @@ pub async fn run(
 /// object comes from another service's event, normally within seconds.
 const PARKED_STALE_AFTER: Duration = Duration::from_secs(600);
 
-/// Publishes `pos_parked_events` and `pos_parked_oldest_seconds` of the component's consumers
-/// every 15 seconds, and warns about events that wait too long (see [`crate::parking`]).
-async fn report_parked(db: Db, consumers: Vec<String>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let consumers: Vec<&str> = consumers.iter().map(String::as_str).collect();
-    let mut tick = tokio::time::interval(Duration::from_secs(15));
+/// Runs the component's samplers every [`SAMPLE_EVERY`], one after the other, until `shutdown`.
+async fn sample_gauges(
+    db: Db,
+    mut samplers: Vec<(&'static str, Box<dyn Sampler>)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    // A round that took long (a slow database) is not made up for with a burst of rounds.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return Ok(()),
         }
-        // A database outage shows elsewhere; a missed sample here is not worth stopping for.
-        if let Err(error) = crate::parking::observe(&db, &consumers, PARKED_STALE_AFTER).await {
-            tracing::warn!(%error, "failed to read parked events");
+        for (name, sampler) in &mut samplers {
+            if let Err(error) = sampler.sample(&db).await {
+                let error = format!("{error:#}");
+                tracing::warn!(%error, gauges = *name, schema = db.schema(), "failed to sample gauges");
+            }
         }
+    }
+}
+
+/// `pos_parked_events` and `pos_parked_oldest_seconds` of the component's consumers, with a
+/// warning about events that wait too long (see [`crate::parking`]).
+struct ParkedEvents {
+    consumers: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl Sampler for ParkedEvents {
+    async fn sample(&mut self, db: &Db) -> anyhow::Result<()> {
+        let consumers: Vec<&str> = self.consumers.iter().map(String::as_str).collect();
+        crate::parking::observe(db, &consumers, PARKED_STALE_AFTER).await?;
+        Ok(())
     }
 }
 

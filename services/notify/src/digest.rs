@@ -72,6 +72,8 @@ pub async fn round(db: &Db, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
                 created_at: now_us,
                 next_attempt_at: now_us,
                 event_at: now_us,
+                // Gathered from many events, so from many traces.
+                traceparent: "",
             };
             store::deliveries::insert(&mut *tx, &digest).await?;
             queued += 1;

@@ -460,6 +460,11 @@ impl Handler for Planner {
         let appeal_id = envelope.appeal_id().unwrap_or_default();
         let message_id = envelope.message_id.to_string();
         let now = now_micros();
+        // The e-mails go out later, from the ledger and outside this handling: each carries the
+        // trace context here so that its sending joins the appeal's trace.
+        let mut context = std::collections::BTreeMap::new();
+        pos_platform::telemetry::inject_current(&mut context);
+        let traceparent = context.remove(pos_platform::bus::HEADER_TRACEPARENT).unwrap_or_default();
         let mut written = 0;
         for outgoing in &plan.outgoing {
             let delivery = NewDelivery {
@@ -475,6 +480,7 @@ impl Handler for Planner {
                 created_at: now,
                 next_attempt_at: outgoing.next_attempt_at,
                 event_at: outgoing.event_at,
+                traceparent: &traceparent,
             };
             written += store::deliveries::insert(&mut **tx, &delivery).await?;
         }

@@ -6,12 +6,14 @@
 //! any SMTP call may take) is taken again and counted in `resent`; the time between the two
 //! marks is kept per row (`delivered_at - sending_at`) so the window is measured, not assumed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use pos_platform::db::{Db, now_micros};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::Wake;
 use crate::mailer::{Mail, MailError, Mailer};
@@ -52,6 +54,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(mailer = mailer.kind(), "sender started");
+    // The outcomes nothing has had yet read zero rather than nothing: a dashboard that asks how
+    // many e-mails were given up, or sent again after a crash, gets an answer from the start.
+    for outcome in ["sent", "retried", "dead"] {
+        metrics::counter!("pos_notify_deliveries_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("pos_notify_resent_after_crash_total").increment(0);
     while !shutdown.is_cancelled() {
         let claimed = match claim(&db, &config).await {
             Ok(claimed) => claimed,
@@ -71,12 +79,14 @@ pub async fn run(
         futures::stream::iter(claimed)
             .for_each_concurrent(config.concurrency, |row| {
                 let (db, mailer, config) = (&db, mailer.as_ref(), &config);
+                let span = send_span(&row, mailer.kind());
                 async move {
                     if let Err(error) = send_one(db, mailer, config, row).await {
                         // The row stays `sending`; the lease brings it back.
                         tracing::warn!(%error, "failed to mark a delivery");
                     }
                 }
+                .instrument(span)
             })
             .await;
     }
@@ -96,6 +106,38 @@ async fn claim(db: &Db, config: &SenderConfig) -> Result<Vec<Claimed>, sqlx::Err
     Ok(claimed)
 }
 
+/// The CLIENT span of one attempt to send a ledger row: a child of the handling that planned it
+/// (its stored `traceparent`), so that the appeal's trace reaches the e-mail though it goes out
+/// later, from another task; a new trace when the row has none (a digest).
+fn send_span(row: &Claimed, mailer: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "email send",
+        otel.kind = "client",
+        notify.mailer = mailer,
+        notify.delivery.id = %row.id,
+        notify.attempt = row.attempts,
+        notify.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    if !row.traceparent.is_empty() {
+        let carrier = BTreeMap::from([(pos_platform::bus::HEADER_TRACEPARENT.to_owned(), row.traceparent.clone())]);
+        pos_platform::telemetry::set_parent_from(&span, &carrier);
+    }
+    span
+}
+
+/// Marks the attempt's outcome on the current (send) span.
+fn record_outcome(outcome: &'static str) {
+    let span = tracing::Span::current();
+    span.record("notify.outcome", outcome);
+    if outcome != "sent" {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", outcome);
+    }
+}
+
 async fn send_one(db: &Db, mailer: &dyn Mailer, config: &SenderConfig, row: Claimed) -> Result<(), sqlx::Error> {
     let mail =
         Mail { id: row.id.clone(), from: config.from.clone(), to: row.recipient, subject: row.subject, body: row.body };
@@ -104,6 +146,7 @@ async fn send_one(db: &Db, mailer: &dyn Mailer, config: &SenderConfig, row: Clai
     let now = now_micros();
     match result {
         Ok(()) => {
+            record_outcome("sent");
             store::deliveries::mark_sent(db.pool(), &row.id, started, now).await?;
             metrics::counter!("pos_notify_deliveries_total", "outcome" => "sent").increment(1);
             // The double-send window, including the mark's own round trip.
@@ -113,14 +156,65 @@ async fn send_one(db: &Db, mailer: &dyn Mailer, config: &SenderConfig, row: Clai
             let next = now + i64::try_from(config.backoff(row.attempts).as_micros()).unwrap_or(i64::MAX / 2);
             // The error text may quote the address: it goes to the ledger, not the log.
             tracing::info!(delivery_id = %row.id, attempts = row.attempts, "delivery failed, will retry");
+            record_outcome("retried");
             store::deliveries::mark_retry(db.pool(), &row.id, next, &error).await?;
             metrics::counter!("pos_notify_deliveries_total", "outcome" => "retried").increment(1);
         }
         Err(MailError::Transient(error) | MailError::Permanent(error)) => {
             tracing::warn!(delivery_id = %row.id, attempts = row.attempts, "delivery dead-lettered");
+            record_outcome("dead");
             store::deliveries::mark_dead(db.pool(), &row.id, &error).await?;
             metrics::counter!("pos_notify_deliveries_total", "outcome" => "dead").increment(1);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use pos_platform::testing;
+
+    use super::*;
+    use crate::store::deliveries::NewDelivery;
+
+    const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+
+    /// An applicant's letter about appeal `message_id` (one letter per appeal, so that neither
+    /// waits for the other).
+    fn delivery<'a>(message_id: &'a str, traceparent: &'a str) -> NewDelivery<'a> {
+        NewDelivery {
+            message_id,
+            appeal_id: message_id,
+            organization_id: "",
+            event: "appeal.received",
+            audience: "applicant",
+            recipient: "maria@example.org",
+            subject: "Обращение зарегистрировано",
+            body: "Ваше обращение зарегистрировано.",
+            status: "pending",
+            created_at: 1,
+            next_attempt_at: 1,
+            event_at: 1,
+            traceparent,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_email_is_sent_in_the_trace_that_planned_it() {
+        pos_platform::telemetry::init_for_tests();
+        let (db, _dir) = testing::sqlite_db("notify", &crate::MIGRATIONS).await;
+        let traceparent = format!("00-{TRACE_ID}-b7ad6b7169203331-01");
+        store::deliveries::insert(db.pool(), &delivery("m-traced", &traceparent)).await.unwrap();
+        store::deliveries::insert(db.pool(), &delivery("m-digest", "")).await.unwrap();
+        let mut claimed = store::deliveries::claim(&db, now_micros(), 0, 10).await.unwrap();
+        claimed.sort_by(|a, b| b.traceparent.cmp(&a.traceparent));
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(claimed[0].traceparent, traceparent);
+
+        let traced = send_span(&claimed[0], "mailbox").in_scope(pos_platform::telemetry::current_trace_id);
+        assert_eq!(traced, TRACE_ID, "the send span continues the planning's trace");
+        let untraced = send_span(&claimed[1], "mailbox").in_scope(pos_platform::telemetry::current_trace_id);
+        assert!(!untraced.is_empty() && untraced != TRACE_ID, "a row of no trace starts its own: {untraced}");
+        db.close().await;
+    }
 }

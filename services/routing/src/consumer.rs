@@ -62,7 +62,9 @@ impl Handler for AppealReceivedHandler {
             },
         );
         let decision = outcome.decision;
-        let mut explanation = decision.explanation.clone();
+        // The applicant and the addressee's staff read it: auto-rules show only whose rule sent
+        // the appeal where (their details stay in the stored steps).
+        let mut explanation = decision.public_explanation();
         if !outcome.problems.is_empty() {
             let problems: Vec<String> =
                 outcome.problems.iter().map(|p| format!("{}: {}", p.field(), p.description())).collect();
@@ -72,7 +74,8 @@ impl Handler for AppealReceivedHandler {
                 organization_id = %decision.organization.id,
                 "appeal routed around problems in its content"
             );
-            explanation = format!("{explanation} The appeal as received: {}.", problems.join("; "));
+            let problems = resolve::explain_problems(&outcome.problems, &snapshot.classifier, &snapshot.directory);
+            explanation = format!("{explanation} {problems}");
         }
 
         let routed_at = Utc::now();
@@ -168,7 +171,10 @@ impl Handler for AppealReceivedHandler {
             (true, false) => "direct",
             (false, false) => "fallback",
         };
-        metrics::counter!("pos_routing_decisions_total", "outcome" => outcome).increment(1);
+        // By the appeal's region, as intake counts it received and ticketing its tickets, so that
+        // the three line up per region on the dashboard.
+        metrics::counter!("pos_routing_decisions_total", "outcome" => outcome, "region" => region_code.to_owned())
+            .increment(1);
         tracing::info!(
             appeal_id = %appeal.appeal_id,
             organization_id = %decision.organization.id,

@@ -98,6 +98,12 @@ pub async fn arm(
     if clock.kind == ClockKind::Answer && clock.fast_track && clock.round == 1 {
         publish(tx, &clock, &ev::SlaFastTrack { deadline: Some(deadline), at: stamp }).await?;
     }
+    if clock.kind == ClockKind::Answer {
+        // The appeal's deadlines, not the executor's stages: what the fast-track share is of.
+        let fast_track = if clock.fast_track { "true" } else { "false" };
+        metrics::counter!("pos_sla_armed_total", "region" => clock.region_code.clone(), "fast_track" => fast_track)
+            .increment(1);
+    }
     tracing::info!(
         appeal_id = %clock.appeal_id, clock = clock.kind.as_str(), round = clock.round, due = %clock.due_at,
         fast_track = clock.fast_track, "deadline armed"

@@ -6,14 +6,17 @@
 //! - `engine`: clock changes, each with its log entry, timers and events in one transaction.
 //! - `consumer`: `appeal.routed`, `ticket.status_changed`, `ticket.reopened`.
 //! - `timers`: the loop firing due timers, at most once, never early, across instances.
+//! - `gauges`: deadlines by region and state, and the organizations with the most overdue.
 //! - `grpc`: `pos.v1.SlaService`.
 //!
 //! See `docs/adr/0007-sla-deadlines-and-timers.md`.
 
 pub mod calendar;
+pub mod config;
 pub mod consumer;
 pub mod deadline;
 pub mod engine;
+pub mod gauges;
 pub mod grpc;
 pub mod policy;
 pub mod store;
@@ -35,6 +38,7 @@ pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &S
 /// The service's component: the gRPC API, three consumers and the timer loop. Loads the
 /// built-in calendars and policies that the database lacks first.
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
+    let config = config::SlaConfig::load(ctx.config_file.as_deref())?;
     store::seed(&ctx.db).await?;
     let wake = Arc::new(Notify::new());
     let shared = consumer::Shared { dialect: ctx.db.dialect(), timers: wake.clone() };
@@ -52,5 +56,6 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
             consumer::StatusHandler(shared.clone()),
         ))
         .consumer(Consumer::new(consumer::REOPENED_QUEUE, &ctx.infra.config.regions, consumer::ReopenedHandler(shared)))
-        .task("sla-timers", move |shutdown| timer_loop.run(shutdown)))
+        .task("sla-timers", move |shutdown| timer_loop.run(shutdown))
+        .sampler("deadlines", gauges::DeadlineGauges::new(config.top_organizations)))
 }

@@ -74,7 +74,7 @@ impl TimerLoop {
             if worker == 0 && last_housekeeping.is_none_or(|at| at.elapsed() > HOUSEKEEPING_EVERY) {
                 last_housekeeping = Some(std::time::Instant::now());
                 if let Err(error) = housekeeping(&self.db).await {
-                    tracing::warn!(%error, "sla housekeeping failed");
+                    tracing::warn!(%error, "purging fired timers failed");
                 }
             }
             let claimed = match fire_due(&self.db, self.batch_size).await {
@@ -123,31 +123,25 @@ impl TimerLoop {
 /// The wait when every due timer is held by another firing loop.
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 
-/// How often fired timers are purged and the gauges refreshed.
+/// How often fired timers are purged. (The gauges are sampled by the host: [`crate::gauges`].)
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
 
 /// Fired timers are kept this long for inspection; the ledger keeps every firing for good.
 const FIRED_RETENTION: chrono::Duration = chrono::Duration::days(7);
 
-/// Purges old fired timers and publishes the gauges the dashboards show: timers pending,
-/// deadlines open and overdue.
-async fn housekeeping(db: &Db) -> Result<(), sqlx::Error> {
+/// Purges old fired timers, except those of a clock's current generation still open: a passed
+/// warning is what makes its deadline "at risk" for as long as it runs (the cabinet and the
+/// gauges read it), however long ago it fired.
+pub(crate) async fn housekeeping(db: &Db) -> Result<(), sqlx::Error> {
     let cutoff = pos_platform::db::to_micros(Utc::now() - FIRED_RETENTION);
-    sqlx::query("DELETE FROM timers WHERE fired_at IS NOT NULL AND fired_at < $1")
-        .bind(cutoff)
-        .execute(db.pool())
-        .await?;
-    let pending: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE fired_at IS NULL").fetch_one(db.pool()).await?;
-    let overdue: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sla_clocks WHERE state <> 'stopped' AND overdue = $1")
-        .bind(true)
-        .fetch_one(db.pool())
-        .await?;
-    let open: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sla_clocks WHERE state <> 'stopped'").fetch_one(db.pool()).await?;
-    metrics::gauge!("pos_sla_timers_pending").set(pending as f64);
-    metrics::gauge!("pos_sla_deadlines_overdue").set(overdue as f64);
-    metrics::gauge!("pos_sla_deadlines_open").set(open as f64);
+    sqlx::query(
+        "DELETE FROM timers WHERE fired_at IS NOT NULL AND fired_at < $1 AND NOT EXISTS (SELECT 1 FROM sla_clocks c \
+         WHERE c.appeal_id = timers.appeal_id AND c.clock = timers.clock AND c.generation = timers.generation \
+         AND c.state <> 'stopped')",
+    )
+    .bind(cutoff)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 

@@ -42,6 +42,7 @@ impl Handler for AppealRoutedHandler {
             }
             Routed::Created { ticket, previous } => (ticket, previous),
         };
+        let first = previous.is_none();
         if let Some(previous) = previous {
             // The old stint ended: its organization's folders show where the appeal went.
             tracing::info!(ticket_id = %previous.id, successor = %ticket.id, "ticket superseded by a reroute");
@@ -55,6 +56,7 @@ impl Handler for AppealRoutedHandler {
             };
             events::enqueue(tx, &previous, &events::status_changed(&previous, ended)).await?;
         }
+        crate::measures::ticket_created(&ticket, first);
         tracing::info!(
             ticket_id = %ticket.id,
             appeal_id = %ticket.appeal_id,

@@ -1,6 +1,7 @@
 //! One appeal is one trace, exported over OTLP: the spans of the submit call, of every relay
-//! that published its events and of every consumer that handled them, under the trace id the
-//! client started, whether the five services share a process (`pos up`) or each runs in its own.
+//! that published its events, of every consumer that handled them and of the e-mail sent to the
+//! applicant, under the trace id the client started, whether the five services share a process
+//! (`pos up`) or each runs in its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -108,6 +109,15 @@ impl Collector {
     }
 }
 
+/// The span of an e-mail handed to the mail port: notify sends from its ledger, later and outside
+/// the handling that planned the e-mail, and continues that handling's trace.
+const EMAIL_SEND: &str = "email send";
+
+/// Whether `spans` hold an e-mail sent by `service`.
+fn email_sent(spans: &[ExportedSpan], service: &str) -> bool {
+    spans.iter().any(|span| span.name == EMAIL_SEND && span.kind == SpanKind::Client as i32 && span.service == service)
+}
+
 /// Process spans of a trace, by consumer group (the queue).
 fn consumer_groups(spans: &[ExportedSpan]) -> BTreeSet<String> {
     spans
@@ -132,6 +142,18 @@ async fn one_appeal_is_one_exported_trace() {
         .await
         .expect("accepted");
     wait_for_tickets(&process.endpoint, KAMCHATKA_CENTER, 1, Duration::from_secs(30)).await.unwrap();
+    // The applicant's registration letter, in the mailbox folder of the embedded mode.
+    let mailbox = data.0.join("mailbox");
+    let letter = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "eml")))
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !letter(&mailbox) {
+        assert!(Instant::now() < deadline, "no letter in {}", mailbox.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A graceful stop flushes the batch exporter.
     let status =
         tokio::task::spawn_blocking(move || process.terminate(Duration::from_secs(30))).await.unwrap().unwrap();
@@ -144,6 +166,7 @@ async fn one_appeal_is_one_exported_trace() {
     // routing (appeal.received), then intake, ticketing, sla, notify (appeal.routed), then
     // intake and notify (ticket.status_changed).
     assert!(consumed >= 7, "every consumer that handled the appeal is in the trace ({consumed}): {names:?}");
+    assert!(email_sent(&spans, "pos"), "the applicant's e-mail is sent in the appeal's trace: {names:?}");
     server.abort();
 }
 
@@ -161,7 +184,8 @@ const CONSUMERS: [&str; 8] = [
 ];
 const SERVICES: [&str; 5] = ["pos-intake", "pos-routing", "pos-ticketing", "pos-sla", "pos-notify"];
 
-/// What of `CONSUMERS` and `SERVICES` the trace still lacks (empty: complete).
+/// What of `CONSUMERS`, `SERVICES` and the applicant's e-mail the trace still lacks (empty:
+/// complete).
 fn missing_from_trace(spans: &[ExportedSpan]) -> Vec<String> {
     let groups = consumer_groups(spans);
     let services: BTreeSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
@@ -171,7 +195,8 @@ fn missing_from_trace(spans: &[ExportedSpan]) -> Vec<String> {
         .map(|consumer| format!("process span of {consumer}"));
     let exporters =
         SERVICES.iter().filter(|service| !services.contains(*service)).map(|service| format!("spans of {service}"));
-    consumers.chain(exporters).collect()
+    let email = (!email_sent(spans, "pos-notify")).then(|| format!("{EMAIL_SEND} span of pos-notify"));
+    consumers.chain(exporters).chain(email).collect()
 }
 
 fn scrape(addr: std::net::SocketAddr) -> String {
@@ -188,7 +213,8 @@ fn free_addr() -> std::net::SocketAddr {
 
 /// The five services as five processes on PostgreSQL and RabbitMQ, each exporting its own spans:
 /// each appeal is still exactly one trace, with a span from every service, a producer span for
-/// every event published and a consumer span for every consumer that handled one; the ticket
+/// every event published, a consumer span for every consumer that handled one and the send span
+/// of the applicant's e-mail; the ticket
 /// carries that trace's id; and each process's `/metrics` says which service it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_processes_export_one_trace_per_appeal() {

@@ -29,6 +29,9 @@ pub struct NewDelivery<'a> {
     pub next_attempt_at: i64,
     /// The own time of what the row tells (see [`claim`]).
     pub event_at: i64,
+    /// The W3C `traceparent` of the handling that planned it: its sending continues that trace.
+    /// Empty when it belongs to no one trace.
+    pub traceparent: &'a str,
 }
 
 /// Writes an e-mail to the ledger unless its event already has one for the recipient; returns
@@ -40,8 +43,8 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "INSERT INTO deliveries (id, message_id, appeal_id, organization_id, event, audience, channel, recipient, \
-         subject, body, status, created_at, next_attempt_at, event_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'email', $7, $8, $9, $10, $11, $12, $13) \
+         subject, body, status, created_at, next_attempt_at, event_at, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'email', $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (message_id, recipient, channel) DO NOTHING",
     )
     .bind(uuid::Uuid::now_v7().to_string())
@@ -57,6 +60,7 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(
     .bind(delivery.created_at)
     .bind(delivery.next_attempt_at)
     .bind(delivery.event_at)
+    .bind(delivery.traceparent)
     .execute(executor)
     .await?
     .rows_affected())
@@ -260,6 +264,8 @@ pub struct Claimed {
     pub attempts: i64,
     /// Found `sending` after its lease: a crash between sending and marking, maybe a duplicate.
     pub recovered: bool,
+    /// See [`NewDelivery::traceparent`].
+    pub traceparent: String,
 }
 
 /// Takes up to `batch` rows due at `now`, and `sending` rows marked before `stale` (their lease
@@ -273,7 +279,7 @@ pub struct Claimed {
 pub async fn claim(db: &Db, now: i64, stale: i64, batch: i64) -> Result<Vec<Claimed>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let sql = format!(
-        "SELECT id, recipient, subject, body, attempts, status FROM deliveries d \
+        "SELECT id, recipient, subject, body, attempts, status, traceparent FROM deliveries d \
          WHERE ((status = 'pending' AND next_attempt_at <= $1) OR (status = 'sending' AND sending_at < $2)) \
          AND (audience <> 'applicant' OR NOT EXISTS (SELECT 1 FROM deliveries e \
            WHERE e.appeal_id = d.appeal_id AND e.recipient = d.recipient AND e.audience = 'applicant' \
@@ -303,6 +309,7 @@ pub async fn claim(db: &Db, now: i64, stale: i64, batch: i64) -> Result<Vec<Clai
             body: row.try_get("body")?,
             attempts: row.try_get::<i64, _>("attempts")? + 1,
             recovered,
+            traceparent: row.try_get("traceparent")?,
         });
     }
     tx.commit().await?;

@@ -105,6 +105,7 @@ impl Ticketing {
         events::publish(&mut tx, &after, &transition, &caller.subject).await?;
         tx.commit().await?;
         self.db.wake_outbox();
+        crate::measures::command_applied(&after, &transition, caller.has_any(&Role::STAFF));
         tracing::info!(
             ticket_id = %after.id,
             from = transition.from.code(),
