@@ -33,14 +33,6 @@ impl Dialect {
             Dialect::Sqlite => "",
         }
     }
-
-    /// Case-insensitive LIKE.
-    pub fn ilike(self) -> &'static str {
-        match self {
-            Dialect::Postgres => "ILIKE",
-            Dialect::Sqlite => "LIKE",
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

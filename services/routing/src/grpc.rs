@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pos_platform::auth::{Role, authorize};
+use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::Db;
 use pos_platform::error::{ApiError, ApiResult, FieldViolations};
 use pos_platform::host::Infra;
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::RoutingConfig;
 use crate::model::{
-    Addressee, AutoRule, Category, Fact, OrgType, Organization, Scope, Subcategory, check_id, check_period,
+    Addressee, AutoRule, Category, Directory, Fact, OrgType, Organization, Scope, Subcategory, check_id, check_period,
 };
 use crate::resolve::{self, Decision, StepRule, resolve};
 use crate::snapshot::{Snapshot, Snapshots};
@@ -25,6 +25,15 @@ use crate::store::{self, OnConflict, Ordered};
 
 /// Roles that administer organizations' auto-rules: the organization's own admin, or a system.
 const AUTO_RULE_ADMINS: [Role; 2] = [Role::OrgAdmin, Role::System];
+
+/// The region the SLA service names when its default policy decided a period.
+const DEFAULT_POLICY: &str = "*";
+
+/// An organization's rules (its keywords, the executors it delegates to) are its own: its staff
+/// read them, and the platform's operators and systems; nobody else.
+fn sees_rules_of(caller: &Caller, organization_id: &str) -> bool {
+    caller.has(Role::Operator) || caller.may_access_organization(organization_id)
+}
 
 #[derive(Clone)]
 pub struct RoutingApi {
@@ -47,8 +56,14 @@ impl SlaPeriods {
         SlaPeriods { client: SlaServiceClient::new(channel), infra }
     }
 
-    /// The SLA policy's period for `fact_id` in `region_code` (the addressee's).
-    async fn period(&self, region_code: &str, fact_id: &str, fast_track: bool) -> anyhow::Result<pb::ResolvedPeriod> {
+    /// The SLA policy's period for `fact_id` in `region_code` (the addressee's), and the region
+    /// of the policy that decided it (`*`: the default policy).
+    async fn period(
+        &self,
+        region_code: &str,
+        fact_id: &str,
+        fast_track: bool,
+    ) -> anyhow::Result<(String, pb::ResolvedPeriod)> {
         let token = self.infra.service_token("routing")?;
         let query = pb::PeriodQuery { fact_id: fact_id.to_owned(), classifier_fast_track: fast_track };
         let mut request = pos_platform::grpc::outgoing(
@@ -57,7 +72,9 @@ impl SlaPeriods {
         );
         request.set_timeout(std::time::Duration::from_secs(5));
         let response = self.client.clone().resolve_periods(request).await?.into_inner();
-        response.periods.into_iter().next().ok_or_else(|| anyhow::anyhow!("the SLA service answered no period"))
+        let period =
+            response.periods.into_iter().next().ok_or_else(|| anyhow::anyhow!("the SLA service answered no period"))?;
+        Ok((response.policy_region, period))
     }
 }
 
@@ -74,32 +91,38 @@ impl RoutingApi {
 
     /// The decision with the SLA policy's period; without an answer from the SLA service, the
     /// classifier's proposal, saying that the policy decides the deadline.
-    async fn with_sla_period(&self, decision: Decision, region_code: &str) -> Decision {
+    async fn with_sla_period(&self, decision: Decision, region_code: &str, directory: &Directory) -> Decision {
         let region = if decision.organization.region_code.is_empty() {
             region_code.to_owned()
         } else {
             decision.organization.region_code.clone()
         };
         let proposal = decision.steps.iter().find(|s| s.rule == StepRule::Period).map(|s| s.reason.clone());
-        let unanswered = |why: String| {
+        let unanswered = || {
             let reason = format!(
-                "{} (the classifier's proposal: the SLA service did not answer ({why}); its policy decides the deadline)",
+                "{} (предложение классификатора: сервис сроков не ответил, срок определит политика сроков)",
                 proposal.clone().unwrap_or_default()
             );
             let (days, working, fast_track) = (decision.period_days, decision.working_days, decision.fast_track);
             decision.clone().with_period(days, working, fast_track, reason)
         };
-        let Some(periods) = &self.periods else { return unanswered("not configured".into()) };
+        let Some(periods) = &self.periods else { return unanswered() };
         match periods.period(&region, &decision.fact_id, decision.fast_track).await {
-            Ok(answer) => {
+            Ok((policy_region, answer)) => {
                 let period = answer.period.unwrap_or_default();
-                let reason = format!("{} (the SLA policy of region {region})", answer.reason);
                 let days = i32::try_from(period.days).unwrap_or(i32::MAX);
+                let policy = if policy_region == DEFAULT_POLICY {
+                    "политике сроков по умолчанию".to_owned()
+                } else {
+                    format!("политике сроков региона {}", resolve::region_name(directory, &policy_region))
+                };
+                let fast_track = if answer.fast_track { " (фаст-трек)" } else { "" };
+                let reason = format!("Срок — {}{fast_track} по {policy}", resolve::days(days, period.working_days));
                 decision.clone().with_period(days, period.working_days, answer.fast_track, reason)
             }
             Err(error) => {
                 tracing::warn!(%error, "the sla service did not answer the period of a dry run");
-                unanswered(error.to_string())
+                unanswered()
             }
         }
     }
@@ -150,7 +173,7 @@ async fn snapshot_in(snapshots: &Snapshots, conn: &mut AnyConnection) -> ApiResu
 /// The methods, in the one error model; [`RoutingService`] below only converts their errors.
 impl RoutingApi {
     async fn dry_run(&self, request: Request<pb::ResolveRequest>) -> ApiResult<pb::Resolution> {
-        authorize(&request, "Resolve", Role::ALL)?;
+        let caller = authorize(&request, "Resolve", Role::ALL)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         required(&mut violations, "region_code", &request.region_code);
@@ -179,7 +202,10 @@ impl RoutingApi {
             }
             return Err(ApiError::Invalid(violations));
         }
-        let decision = self.with_sla_period(outcome.decision, &request.region_code).await;
+        let decision = self.with_sla_period(outcome.decision, &request.region_code, &snapshot.directory).await;
+        // Anyone may ask where an appeal would go; the auto-rules that decide it are shown only
+        // to the staff of the organizations they belong to.
+        let decision = decision.as_seen_by(|organization_id| sees_rules_of(&caller, organization_id));
         Ok(decision.to_proto(&snapshot.directory))
     }
 
@@ -398,10 +424,9 @@ impl RoutingApi {
     async fn auto_rules(&self, request: Request<pb::ListAutoRulesRequest>) -> ApiResult<pb::ListAutoRulesResponse> {
         let caller = authorize(&request, "ListAutoRules", Role::ALL)?;
         let organization_id = request.into_inner().organization_id;
-        // An organization's rules (its keywords, the executors it delegates to) are its own:
-        // its staff read them, and the platform's operators and systems; nobody else, and the
-        // check comes before the request's fields, so a stranger learns nothing from an error.
-        if !caller.has(Role::Operator) {
+        // The check comes before the request's fields, so a stranger learns nothing from an
+        // error; `require_organization` logs the denial.
+        if !sees_rules_of(&caller, &organization_id) {
             caller.require_organization(&organization_id, "ListAutoRules")?;
         }
         if organization_id.is_empty() {

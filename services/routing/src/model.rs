@@ -46,6 +46,21 @@ impl OrgType {
         self.into()
     }
 
+    /// The name people read in the cabinet and in routing's explanations.
+    pub fn title(self) -> &'static str {
+        match self {
+            OrgType::School => "школа",
+            OrgType::College => "колледж",
+            OrgType::MunicipalEducationDepartment => "муниципальный орган управления образованием",
+            OrgType::RegionalMinistry => "региональное министерство",
+            OrgType::RegionalCenter => "региональный центр",
+            OrgType::RegionalCabinet => "кабинет региона",
+            OrgType::FederalAgency => "федеральный орган",
+            OrgType::Clinic => "медицинская организация",
+            OrgType::Other => "иная организация",
+        }
+    }
+
     /// `None` for `ORGANIZATION_TYPE_UNSPECIFIED` and values this build does not know.
     pub fn from_proto(value: i32) -> Option<OrgType> {
         match pb::OrganizationType::try_from(value).ok()? {

@@ -18,6 +18,7 @@ use sqlx::Row;
 use crate::config::RoutingConfig;
 use crate::consumer::{Terms, routed_event};
 use crate::model::{Directory, Organization};
+use crate::resolve;
 use crate::snapshot::Snapshots;
 use crate::store;
 
@@ -48,37 +49,48 @@ fn connected_from<'a>(directory: &'a Directory, start: Option<&'a Organization>)
     None
 }
 
-/// Where the appeal goes, and why (for the cabinet's explanation).
+/// An organization by its name, or its id where the directory does not know it.
+fn named(directory: &Directory, organization_id: &str) -> String {
+    directory.organization(organization_id).map_or_else(|| format!("[{organization_id}]"), resolve::name)
+}
+
+/// Where the appeal goes, and why, in the words of the cabinet's explanation; `None` when no
+/// connected organization stands above the one that asked.
 pub fn target<'a>(
     directory: &'a Directory,
     from_organization_id: &str,
     requested_to: &str,
-) -> Result<(&'a Organization, String), String> {
+) -> Option<(&'a Organization, String)> {
     let from = directory.organization(from_organization_id);
-    if !requested_to.is_empty() {
-        match directory.organization(requested_to) {
-            Some(to) if to.connected => return Ok((to, format!("redirected by {from_organization_id}"))),
-            Some(to) => {
-                if let Some(up) = connected_from(directory, directory.parent(to)) {
-                    return Ok((
-                        up,
-                        format!("redirected to {requested_to}, which is not connected; sent to its parent"),
-                    ));
-                }
-            }
-            None => {
-                if let Some(up) = connected_from(directory, from.and_then(|f| directory.parent(f))) {
-                    return Ok((
-                        up,
-                        format!("redirect to unknown organization {requested_to}; returned to coordination"),
-                    ));
-                }
-            }
-        }
-    } else if let Some(up) = connected_from(directory, from.and_then(|f| directory.parent(f))) {
-        return Ok((up, format!("returned to coordination by {from_organization_id}")));
+    let from_name = named(directory, from_organization_id);
+    let parent = || connected_from(directory, from.and_then(|f| directory.parent(f)));
+    if requested_to.is_empty() {
+        return parent().map(|up| {
+            (up, format!("Организация {from_name} вернула обращение на координацию в {}", resolve::name(up)))
+        });
     }
-    Err(format!("no connected addressee above {from_organization_id}"))
+    match directory.organization(requested_to) {
+        Some(to) if to.connected => {
+            Some((to, format!("Организация {from_name} перенаправила обращение в {}", resolve::name(to))))
+        }
+        Some(to) => connected_from(directory, directory.parent(to)).map(|up| {
+            let reason = format!(
+                "Организация {from_name} перенаправила обращение в {}, но она не подключена к платформе; обращение \
+                 передано вышестоящей организации {}",
+                resolve::name(to),
+                resolve::name(up)
+            );
+            (up, reason)
+        }),
+        None => parent().map(|up| {
+            let reason = format!(
+                "Организация {from_name} перенаправила обращение в [{requested_to}], но такой организации нет в \
+                 справочнике; обращение возвращено на координацию в {}",
+                resolve::name(up)
+            );
+            (up, reason)
+        }),
+    }
 }
 
 #[async_trait]
@@ -99,14 +111,31 @@ impl Handler for RerouteRequestedHandler {
         let fallback = self.config.fallback();
         let (organization, explanation) =
             match target(directory, &request.from_organization_id, &request.to_organization_id) {
-                Ok((org, why)) => (org.clone(), why),
-                Err(why) => match directory.organization(&fallback.organization_id) {
-                    Some(org) => (org.clone(), format!("{why}; sent to the fallback cabinet")),
-                    None => return Err(HandleError::poison(anyhow::anyhow!("{why}, and no fallback organization"))),
+                Some((org, why)) => (org.clone(), why),
+                None => match directory.organization(&fallback.organization_id) {
+                    Some(org) => {
+                        let why = format!(
+                            "Выше организации {} нет подключённой к платформе организации; обращение передано в \
+                             резервный кабинет платформы {}",
+                            named(directory, &request.from_organization_id),
+                            resolve::name(org)
+                        );
+                        (org.clone(), why)
+                    }
+                    None => {
+                        return Err(HandleError::poison(anyhow::anyhow!(
+                            "no connected addressee above {}, and no fallback organization",
+                            request.from_organization_id
+                        )));
+                    }
                 },
             };
-        let explanation =
-            if request.reason.is_empty() { explanation } else { format!("{explanation}: {}", request.reason) };
+        // The coordinator's own words, as they wrote them.
+        let explanation = if request.reason.trim().is_empty() {
+            format!("{explanation}.")
+        } else {
+            format!("{explanation}. Причина: {}", request.reason.trim())
+        };
         let now = Utc::now();
         let inserted = sqlx::query(
             "INSERT INTO routing_reroutes (ticket_id, appeal_id, from_organization_id, requested_to, organization_id, \

@@ -14,13 +14,18 @@
 //! The decision never fails: problems a caller could fix (an unknown fact, a wrong pick) are
 //! reported beside it, so that the dry-run `Resolve` can refuse them while an appeal that
 //! already arrived is still routed, with the reason in its explanation.
+//!
+//! The steps' reasons and the explanation are read by people (the cabinet's "почему сюда", the
+//! applicant's appeal, `pos show`): they are in Russian and name organizations, facts and
+//! regions by their names; an id appears, in square brackets, only where there is no name or
+//! where staff need it to find the object (an auto-rule, an executor).
 
 use std::collections::HashSet;
 
 use pos_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Addressee, Classifier, Directory, Fact, OrgType, Organization};
+use crate::model::{Addressee, AutoRule, Classifier, Directory, Fact, OrgType, Organization};
 
 /// The standard and fast-track periods, calendar days.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +77,7 @@ impl Problem {
         }
     }
 
+    /// For the API caller (a field violation) and the logs.
     pub fn description(&self) -> String {
         match self {
             Problem::UnknownRegion { region_code } => format!("unknown region {region_code:?}"),
@@ -88,6 +94,43 @@ impl Problem {
             }
         }
     }
+
+    /// For people reading the explanation of an appeal that arrived with the problem.
+    pub fn explain(&self, classifier: &Classifier, directory: &Directory) -> String {
+        match self {
+            Problem::UnknownRegion { region_code } => format!("региона [{region_code}] нет в справочнике"),
+            Problem::UnknownFact { fact_id } => format!("факта [{fact_id}] нет в классификаторе"),
+            Problem::SubcategoryMismatch { given, fact_subcategory } => {
+                let name = |id: &str| match classifier.subcategory(id) {
+                    Some(subcategory) => quoted(&subcategory.name),
+                    None => format!("[{id}]"),
+                };
+                format!(
+                    "факт относится к подкатегории {}, а указана подкатегория {}",
+                    name(fact_subcategory),
+                    name(given)
+                )
+            }
+            Problem::PickedMissing { required } => {
+                format!("заявитель не выбрал организацию, а факт требует организацию типа «{}»", required.title())
+            }
+            Problem::PickedUnknown { id } => format!("выбранной организации [{id}] нет в справочнике"),
+            Problem::PickedWrongType { id, actual, required } => {
+                let picked = directory.organization(id).map_or_else(|| format!("[{id}]"), name);
+                format!(
+                    "выбрана организация {picked} типа «{}», а факт требует организацию типа «{}»",
+                    actual.title(),
+                    required.title()
+                )
+            }
+        }
+    }
+}
+
+/// The problems of an appeal that arrived with them, as the sentence its explanation ends with.
+pub fn explain_problems(problems: &[Problem], classifier: &Classifier, directory: &Directory) -> String {
+    let problems: Vec<String> = problems.iter().map(|p| p.explain(classifier, directory)).collect();
+    format!("Ошибки в обращении: {}.", problems.join("; "))
 }
 
 /// Which part of the algorithm took a step. Stored (in a decision's JSON) in snake case by
@@ -146,6 +189,19 @@ pub struct Step {
     /// The organization the step arrived at; empty when it names none.
     pub organization_id: String,
     pub reason: String,
+    /// An auto-rule's step: the rule's details in `reason` are for its organization's staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rule: Option<RuleStep>,
+}
+
+/// Whose auto-rule took a step, and what everyone else reads of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleStep {
+    /// The organization the rule belongs to.
+    pub organization_id: String,
+    /// The step without the rule's id, conditions and executor; `None` for a rule that matched
+    /// but changed nothing, which is left out altogether.
+    pub public_reason: Option<String>,
 }
 
 /// The decision: who answers, by when, and why.
@@ -177,11 +233,53 @@ impl Decision {
         (self.period_days, self.working_days, self.fast_track) = (period_days, working_days, fast_track);
         match self.steps.iter_mut().find(|s| s.rule == StepRule::Period) {
             Some(step) => step.reason = reason,
-            None => self.steps.push(Step { rule: StepRule::Period, organization_id: String::new(), reason }),
+            None => self.steps.push(Step {
+                rule: StepRule::Period,
+                organization_id: String::new(),
+                reason,
+                auto_rule: None,
+            }),
         }
-        let reasons: Vec<&str> = self.steps.iter().map(|s| s.reason.as_str()).collect();
-        self.explanation = format!("{}. Routed to {}.", reasons.join("; "), describe(&self.organization));
+        self.explanation = explain(&self.steps, &self.organization);
         self
+    }
+
+    /// The decision as read by a caller who may see the auto-rules of the organizations
+    /// `sees_rules_of` accepts. Another organization's rule shows only whose rule sent the
+    /// message where, not its id, conditions or executor; one that matched but changed
+    /// nothing does not show at all.
+    pub fn as_seen_by(mut self, sees_rules_of: impl Fn(&str) -> bool) -> Decision {
+        let last_rule_owner = self
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.rule == StepRule::AutoRule)
+            .and_then(|s| s.auto_rule.as_ref())
+            .map(|r| r.organization_id.clone());
+        if last_rule_owner.is_some_and(|owner| !sees_rules_of(&owner)) {
+            self.auto_rule_id.clear();
+            self.target_executor_id.clear();
+        }
+        self.steps.retain_mut(|step| match step.auto_rule.take() {
+            Some(rule) if !sees_rules_of(&rule.organization_id) => match rule.public_reason {
+                Some(public) => {
+                    step.reason = public;
+                    true
+                }
+                None => false,
+            },
+            kept => {
+                step.auto_rule = kept;
+                true
+            }
+        });
+        self.explanation = explain(&self.steps, &self.organization);
+        self
+    }
+
+    /// The explanation everyone may read: the applicant and the addressee's staff alike.
+    pub fn public_explanation(&self) -> String {
+        self.clone().as_seen_by(|_| false).explanation
     }
 
     pub fn to_proto(&self, directory: &Directory) -> pb::Resolution {
@@ -228,26 +326,111 @@ pub fn resolve(
     fallback: &Fallback,
     request: &Request<'_>,
 ) -> Outcome {
-    Resolver { directory, fallback, steps: Vec::new(), problems: Vec::new() }.run(classifier, periods, request)
+    Resolver { classifier, directory, fallback, steps: Vec::new(), problems: Vec::new() }.run(periods, request)
 }
 
 struct Resolver<'a> {
+    classifier: &'a Classifier,
     directory: &'a Directory,
     fallback: &'a Fallback,
     steps: Vec<Step>,
     problems: Vec<Problem>,
 }
 
-fn describe(org: &Organization) -> String {
-    format!("{} ({})", org.display_name(), org.id)
+/// The steps' reasons, each a sentence, then where the message goes.
+fn explain(steps: &[Step], organization: &Organization) -> String {
+    let mut text = String::new();
+    for step in steps {
+        text.push_str(&step.reason);
+        text.push_str(". ");
+    }
+    text.push_str(&format!("Обращение направлено в {}.", name(organization)));
+    text
+}
+
+/// A name in «quotes», unless it carries quotes of its own (`МБОУ «Школа № 1»`).
+pub fn quoted(name: &str) -> String {
+    if name.contains(['«', '"']) { name.to_owned() } else { format!("«{name}»") }
+}
+
+/// An organization as people know it: its short name, else its full name.
+pub fn name(org: &Organization) -> String {
+    quoted(org.display_name())
+}
+
+/// "1 календарный день", "2 рабочих дня", "30 календарных дней".
+pub fn days(count: i32, working: bool) -> String {
+    let (one, few, many) = if working {
+        ("рабочий день", "рабочих дня", "рабочих дней")
+    } else {
+        ("календарный день", "календарных дня", "календарных дней")
+    };
+    let word = match (count.rem_euclid(100), count.rem_euclid(10)) {
+        (11..=14, _) => many,
+        (_, 1) => one,
+        (_, 2..=4) => few,
+        _ => many,
+    };
+    format!("{count} {word}")
+}
+
+/// A region by its name, or its code where the directory does not know it.
+pub fn region_name(directory: &Directory, region_code: &str) -> String {
+    match directory.region(region_code) {
+        Some(region) => quoted(&region.name),
+        None => format!("[{region_code}]"),
+    }
+}
+
+/// A fact by its name in the classifier, or its id where the classifier does not know it.
+fn fact_name(classifier: &Classifier, fact_id: &str) -> String {
+    match classifier.fact(fact_id) {
+        Some(fact) => quoted(&fact.name),
+        None => format!("[{fact_id}]"),
+    }
+}
+
+/// What an auto-rule matches: "все обращения", "факт «…»", "ключевые слова «…», «…»".
+fn rule_condition(classifier: &Classifier, rule: &AutoRule) -> String {
+    let keywords = || rule.keywords.iter().map(|k| format!("«{k}»")).collect::<Vec<_>>().join(", ");
+    match (rule.fact_id.is_empty(), rule.keywords.is_empty()) {
+        (true, true) => "все обращения".to_owned(),
+        (false, true) => format!("факт {}", fact_name(classifier, &rule.fact_id)),
+        (true, false) => format!("ключевые слова {}", keywords()),
+        (false, false) => format!("факт {} и ключевые слова {}", fact_name(classifier, &rule.fact_id), keywords()),
+    }
 }
 
 impl<'a> Resolver<'a> {
     fn step(&mut self, rule: StepRule, organization: Option<&Organization>, reason: String) {
-        self.steps.push(Step { rule, organization_id: organization.map(|o| o.id.clone()).unwrap_or_default(), reason });
+        self.steps.push(Step {
+            rule,
+            organization_id: organization.map(|o| o.id.clone()).unwrap_or_default(),
+            reason,
+            auto_rule: None,
+        });
     }
 
-    fn run(mut self, classifier: &Classifier, periods: Periods, request: &Request<'_>) -> Outcome {
+    /// A step of `owner`'s auto-rule: `reason` for the owner's staff, `public_reason` for
+    /// everyone else.
+    fn rule_step(
+        &mut self,
+        rule: StepRule,
+        organization: &Organization,
+        owner: &Organization,
+        reason: String,
+        public_reason: Option<String>,
+    ) {
+        self.steps.push(Step {
+            rule,
+            organization_id: organization.id.clone(),
+            reason,
+            auto_rule: Some(RuleStep { organization_id: owner.id.clone(), public_reason }),
+        });
+    }
+
+    fn run(mut self, periods: Periods, request: &Request<'_>) -> Outcome {
+        let classifier = self.classifier;
         let region_known = self.directory.region(request.region_code).is_some();
         if !region_known {
             self.problems.push(Problem::UnknownRegion { region_code: request.region_code.to_owned() });
@@ -271,7 +454,7 @@ impl<'a> Resolver<'a> {
                 self.step(
                     StepRule::InvalidAddressee,
                     None,
-                    format!("fact {:?} is not in the classifier", request.fact_id),
+                    format!("Факта [{}] нет в классификаторе, адресат не определён", request.fact_id),
                 );
                 None
             }
@@ -298,18 +481,22 @@ impl<'a> Resolver<'a> {
             for rule in rules {
                 let target = self.directory.organization(&rule.target_organization_id);
                 let skip = match target {
-                    None => Some(format!("its target {:?} is not in the directory", rule.target_organization_id)),
+                    None => Some(format!("организации-получателя [{}] нет в справочнике", rule.target_organization_id)),
                     Some(target) if !target.connected => {
-                        Some(format!("its target {} is not connected", describe(target)))
+                        Some(format!("организация-получатель {} не подключена к платформе", name(target)))
                     }
                     Some(target) if target.id != current.id && visited.contains(&target.id) => {
-                        Some(format!("its target {} already passed the message on", describe(target)))
+                        Some(format!("организация-получатель {} уже передавала это обращение дальше", name(target)))
                     }
                     Some(_) => None,
                 };
                 if let Some(why) = skip {
-                    let reason = format!("rule {} of {} matched but was skipped: {why}", rule.id, describe(&current));
-                    self.step(StepRule::AutoRuleSkipped, Some(&current), reason);
+                    let reason = format!(
+                        "Авто-правило [{}] организации {} подошло, но не применено: {why}",
+                        rule.id,
+                        name(&current)
+                    );
+                    self.rule_step(StepRule::AutoRuleSkipped, &current, &current, reason, None);
                     continue;
                 }
                 let Some(target) = target else { continue };
@@ -319,24 +506,27 @@ impl<'a> Resolver<'a> {
                 let executor = if rule.target_executor_id.is_empty() {
                     String::new()
                 } else {
-                    format!(", executor {}", rule.target_executor_id)
+                    format!(", исполнитель [{}]", rule.target_executor_id)
                 };
-                let matched = match (rule.fact_id.is_empty(), rule.keywords.is_empty()) {
-                    (true, true) => "every message".to_owned(),
-                    (false, true) => format!("fact {}", rule.fact_id),
-                    (true, false) => format!("keywords {:?}", rule.keywords),
-                    (false, false) => {
-                        format!("fact {} and keywords {:?}", rule.fact_id, rule.keywords)
-                    }
-                };
-                let reason = format!(
-                    "rule {} of {} (priority {}, {matched}) delegates to {}{executor}",
+                let rule_of = format!(
+                    "Авто-правило [{}] организации {} (приоритет {}, условие: {})",
                     rule.id,
-                    describe(&current),
+                    name(&current),
                     rule.priority,
-                    describe(target)
+                    rule_condition(classifier, rule)
                 );
-                self.step(StepRule::AutoRule, Some(target), reason);
+                let (reason, public_reason) = if target.id == current.id {
+                    (
+                        format!("{rule_of} оставляет обращение в организации{executor}"),
+                        format!("По авто-правилу организации {} обращение передано её исполнителю", name(&current)),
+                    )
+                } else {
+                    (
+                        format!("{rule_of} передаёт обращение в {}{executor}", name(target)),
+                        format!("По авто-правилу организации {} обращение передано в {}", name(&current), name(target)),
+                    )
+                };
+                self.rule_step(StepRule::AutoRule, target, &current, reason, Some(public_reason));
                 if target.id == current.id {
                     // Delegation to an executor of the same organization ends the chain.
                     break 'delegations;
@@ -355,8 +545,7 @@ impl<'a> Resolver<'a> {
         let time_zone = self.time_zone(&current, request.region_code);
         let subcategory_id = fact.map(|f| f.subcategory_id.clone()).unwrap_or_default();
         let category_id = classifier.subcategory(&subcategory_id).map(|s| s.category_id.clone()).unwrap_or_default();
-        let reasons: Vec<&str> = self.steps.iter().map(|s| s.reason.as_str()).collect();
-        let explanation = format!("{}. Routed to {}.", reasons.join("; "), describe(&current));
+        let explanation = explain(&self.steps, &current);
         Outcome {
             decision: Decision {
                 organization: current,
@@ -381,22 +570,22 @@ impl<'a> Resolver<'a> {
     /// The organization the fact's rule names, if it can name one.
     fn named_by_rule(&mut self, fact: &Fact, request: &Request<'_>) -> Option<&'a Organization> {
         let directory = self.directory;
+        let fact_is = format!("Адресат факта {}", quoted(&fact.name));
         match &fact.addressee {
             Addressee::Picked { organization_type } => {
                 let required = *organization_type;
+                let picked_is = format!("{fact_is} — выбранная заявителем организация типа «{}»", required.title());
                 if request.picked_organization_id.is_empty() {
                     self.problems.push(Problem::PickedMissing { required });
-                    let reason =
-                        format!("fact {} goes to the {required} the applicant picks, but none was picked", fact.id);
-                    self.step(StepRule::InvalidAddressee, None, reason);
+                    self.step(StepRule::InvalidAddressee, None, format!("{picked_is}, но заявитель её не выбрал"));
                     return None;
                 }
                 match directory.organization(request.picked_organization_id) {
                     None => {
                         self.problems.push(Problem::PickedUnknown { id: request.picked_organization_id.to_owned() });
                         let reason = format!(
-                            "fact {} goes to the picked {required}, but {:?} is not in the directory",
-                            fact.id, request.picked_organization_id
+                            "{picked_is}, но выбранной организации [{}] нет в справочнике",
+                            request.picked_organization_id
                         );
                         self.step(StepRule::InvalidAddressee, None, reason);
                         None
@@ -408,48 +597,41 @@ impl<'a> Resolver<'a> {
                             required,
                         });
                         let reason = format!(
-                            "fact {} goes to the picked {required}, but the applicant picked {}, a {}",
-                            fact.id,
-                            describe(picked),
-                            picked.org_type
+                            "{picked_is}, но заявитель выбрал {} — организацию типа «{}»",
+                            name(picked),
+                            picked.org_type.title()
                         );
                         self.step(StepRule::InvalidAddressee, Some(picked), reason);
                         None
                     }
                     Some(picked) => {
-                        let reason = format!(
-                            "fact {} goes to the {required} the applicant picked: {}",
-                            fact.id,
-                            describe(picked)
-                        );
-                        self.step(StepRule::AddresseeRule, Some(picked), reason);
+                        self.step(StepRule::AddresseeRule, Some(picked), format!("{picked_is}: {}", name(picked)));
                         Some(picked)
                     }
                 }
             }
             Addressee::Regional { organization_type } => {
                 let candidates = directory.of_type_in_region(request.region_code, *organization_type);
+                let regional_is = format!(
+                    "{fact_is} — организация типа «{}» в регионе {}",
+                    organization_type.title(),
+                    region_name(directory, request.region_code)
+                );
                 match candidates.first() {
                     Some(&org) => {
                         let others = if candidates.len() > 1 {
-                            format!(" (the first of {}: connected ones first, then by id)", candidates.len())
+                            format!(
+                                " (первая из {}: сначала подключённые к платформе, затем по идентификатору)",
+                                candidates.len()
+                            )
                         } else {
                             String::new()
                         };
-                        let reason = format!(
-                            "fact {} goes to the {organization_type} of region {}: {}{others}",
-                            fact.id,
-                            request.region_code,
-                            describe(org)
-                        );
-                        self.step(StepRule::AddresseeRule, Some(org), reason);
+                        self.step(StepRule::AddresseeRule, Some(org), format!("{regional_is}: {}{others}", name(org)));
                         Some(org)
                     }
                     None => {
-                        let reason = format!(
-                            "fact {} goes to the {organization_type} of region {}, but the region has none",
-                            fact.id, request.region_code
-                        );
+                        let reason = format!("{regional_is}, но такой организации в регионе нет");
                         self.step(StepRule::InvalidAddressee, None, reason);
                         None
                     }
@@ -457,15 +639,15 @@ impl<'a> Resolver<'a> {
             }
             Addressee::Federal { organization_id } => match directory.organization(organization_id) {
                 Some(org) => {
-                    let reason = format!("fact {} goes to the federal body {}", fact.id, describe(org));
-                    self.step(StepRule::AddresseeRule, Some(org), reason);
+                    self.step(
+                        StepRule::AddresseeRule,
+                        Some(org),
+                        format!("{fact_is} — федеральный орган {}", name(org)),
+                    );
                     Some(org)
                 }
                 None => {
-                    let reason = format!(
-                        "fact {} goes to the federal body {organization_id:?}, which is not in the directory",
-                        fact.id
-                    );
+                    let reason = format!("{fact_is} — федеральный орган [{organization_id}], но его нет в справочнике");
                     self.step(StepRule::InvalidAddressee, None, reason);
                     None
                 }
@@ -479,23 +661,27 @@ impl<'a> Resolver<'a> {
         let cabinet = directory.region(region_code).and_then(|r| directory.organization(&r.cabinet_organization_id));
         match cabinet {
             Some(cabinet) => {
-                let reason = format!("the cabinet of region {region_code} answers instead: {}", describe(cabinet));
+                let reason = format!(
+                    "Вместо адресата обращение рассматривает кабинет региона {}: {}",
+                    region_name(directory, region_code),
+                    name(cabinet)
+                );
                 self.step(StepRule::RegionCabinet, Some(cabinet), reason);
                 cabinet.clone()
             }
             None => {
                 let why = match directory.region(region_code) {
-                    None => format!("region {region_code:?} is unknown"),
-                    Some(region) => {
-                        format!(
-                            "the cabinet {:?} of region {region_code} is not in the directory",
-                            region.cabinet_organization_id
-                        )
-                    }
+                    None => format!("Региона [{region_code}] нет в справочнике"),
+                    Some(region) => format!(
+                        "Кабинета [{}] региона {} нет в справочнике",
+                        region.cabinet_organization_id,
+                        quoted(&region.name)
+                    ),
                 };
                 match directory.organization(&self.fallback.organization_id) {
                     Some(org) => {
-                        let reason = format!("{why}; the platform's fallback answers: {}", describe(org));
+                        let reason =
+                            format!("{why}; обращение рассматривает резервный кабинет платформы {}", name(org));
                         self.step(StepRule::Fallback, Some(org), reason);
                         org.clone()
                     }
@@ -507,7 +693,8 @@ impl<'a> Resolver<'a> {
                             "fallback organization is not in the directory"
                         );
                         let reason = format!(
-                            "{why}; the platform's fallback {:?} answers although it is not in the directory",
+                            "{why}; обращение рассматривает резервный кабинет платформы [{}], хотя его нет в \
+                             справочнике",
                             self.fallback.organization_id
                         );
                         let org = Organization {
@@ -539,15 +726,18 @@ impl<'a> Resolver<'a> {
             match directory.parent(&current).filter(|p| !visited.contains(&p.id)) {
                 Some(parent) => {
                     let reason = format!(
-                        "{} is not connected; its parent takes the message: {}",
-                        describe(&current),
-                        describe(parent)
+                        "Организация {} не подключена к платформе, обращение передано вышестоящей организации {}",
+                        name(&current),
+                        name(parent)
                     );
                     self.step(StepRule::NotConnected, Some(parent), reason);
                     current = parent.clone();
                 }
                 None => {
-                    let reason = format!("{} is not connected and has no connected ancestor", describe(&current));
+                    let reason = format!(
+                        "Организация {} не подключена к платформе, и подключённой вышестоящей организации у неё нет",
+                        name(&current)
+                    );
                     self.step(StepRule::NotConnected, None, reason);
                     let region = if current.region_code.is_empty() { applicant_region } else { &current.region_code };
                     let cabinet = self.region_cabinet(region);
@@ -560,29 +750,34 @@ impl<'a> Resolver<'a> {
     }
 
     fn period(&mut self, fact: Option<&Fact>, fast_track: bool, periods: Periods, region_code: &str) -> (i32, bool) {
-        let (days, working, reason) = match fact {
-            Some(fact) if fact.period_days > 0 => {
-                let unit = if fact.working_days { "working" } else { "calendar" };
-                (
-                    fact.period_days,
-                    fact.working_days,
-                    format!("{} {unit} days set by fact {}", fact.period_days, fact.id),
-                )
-            }
+        let (days_count, working, reason) = match fact {
+            Some(fact) if fact.period_days > 0 => (
+                fact.period_days,
+                fact.working_days,
+                format!(
+                    "Срок — {}, установлен для факта {}",
+                    days(fact.period_days, fact.working_days),
+                    quoted(&fact.name)
+                ),
+            ),
             Some(fact) if fast_track => (
                 periods.fast_track_days,
                 false,
                 format!(
-                    "{} calendar days: fact {} is fast-track in region {region_code}",
-                    periods.fast_track_days, fact.id
+                    "Срок — {}: факт {} в регионе {} относится к фаст-треку",
+                    days(periods.fast_track_days, false),
+                    quoted(&fact.name),
+                    region_name(self.directory, region_code)
                 ),
             ),
-            Some(_) | None => {
-                (periods.standard_days, false, format!("{} calendar days, the standard period", periods.standard_days))
-            }
+            Some(_) | None => (
+                periods.standard_days,
+                false,
+                format!("Срок — {}, стандартный срок рассмотрения", days(periods.standard_days, false)),
+            ),
         };
         self.step(StepRule::Period, None, reason);
-        (days, working)
+        (days_count, working)
     }
 
     /// Deadlines end at local midnight of the addressee's region. Federal bodies have no
@@ -626,6 +821,11 @@ mod tests {
             assert_eq!(serde_json::from_str::<StepRule>(&stored).unwrap(), *rule);
         }
         assert_eq!(serde_json::to_string(&StepRule::AutoRuleSkipped).unwrap(), "\"auto_rule_skipped\"");
+        // Decisions stored before steps named their auto-rule read as steps of no rule.
+        let stored: Step =
+            serde_json::from_str(r#"{"rule":"addressee_rule","organization_id":"41-kcioko","reason":"why"}"#).unwrap();
+        assert_eq!(stored.auto_rule, None);
+        assert!(!serde_json::to_string(&stored).unwrap().contains("auto_rule"));
     }
 
     fn org(id: &str, region: &str, parent: &str, org_type: OrgType, connected: bool) -> Organization {
@@ -784,7 +984,11 @@ mod tests {
         assert_eq!(outcome.problems.len(), 1);
         assert_eq!(outcome.problems[0].field(), "picked_organization_id");
         assert_eq!(outcome.decision.organization.id, "cab41");
-        assert!(outcome.decision.explanation.contains("college"), "{}", outcome.decision.explanation);
+        let explanation = &outcome.decision.explanation;
+        assert!(
+            explanation.contains("заявитель выбрал «Short college41» — организацию типа «колледж»"),
+            "{explanation}"
+        );
         let outcome = run(&directory(vec![]), "41", "school", "", "");
         assert!(matches!(outcome.problems[..], [Problem::PickedMissing { required: OrgType::School }]));
         let outcome = run(&directory(vec![]), "41", "school", "nope", "");
@@ -805,7 +1009,7 @@ mod tests {
         assert!(matches!(&outcome.problems[..], [Problem::UnknownFact { .. }]));
         assert_eq!(outcome.decision.organization.id, "cab41");
         assert_eq!(outcome.decision.period_days, 30);
-        assert!(outcome.decision.explanation.contains("not in the classifier"));
+        assert!(outcome.decision.explanation.contains("Факта [nope] нет в классификаторе"));
 
         let outcome = run(&directory(vec![]), "99", "nope", "", "");
         assert_eq!(outcome.problems.len(), 2);
@@ -887,5 +1091,151 @@ mod tests {
         let d = run(&directory(vec![inactive]), "41", "diary", "", "").decision;
         assert_eq!(d.organization.id, "center41");
         assert!(!d.delegated_by_auto_rule);
+    }
+
+    #[test]
+    fn days_agree_with_their_number() {
+        let shown: Vec<String> = [1, 2, 4, 5, 10, 11, 14, 21, 22, 25, 30, 101, 111].map(|n| days(n, false)).to_vec();
+        assert_eq!(
+            shown,
+            [
+                "1 календарный день",
+                "2 календарных дня",
+                "4 календарных дня",
+                "5 календарных дней",
+                "10 календарных дней",
+                "11 календарных дней",
+                "14 календарных дней",
+                "21 календарный день",
+                "22 календарных дня",
+                "25 календарных дней",
+                "30 календарных дней",
+                "101 календарный день",
+                "111 календарных дней",
+            ]
+        );
+        assert_eq!(days(2, true), "2 рабочих дня");
+        assert_eq!(days(21, true), "21 рабочий день");
+    }
+
+    #[test]
+    fn names_keep_their_own_quotes() {
+        assert_eq!(quoted("Рособрнадзор"), "«Рособрнадзор»");
+        assert_eq!(quoted("МБОУ «Средняя школа № 45»"), "МБОУ «Средняя школа № 45»");
+        assert_eq!(quoted("КГАУ \"КЦИОКО\""), "КГАУ \"КЦИОКО\"");
+    }
+
+    /// The explanation names organizations, facts and regions as people know them, in Russian,
+    /// and no organization by its id or type by its stored name.
+    #[test]
+    fn the_explanation_is_russian_and_names_things_by_their_names() {
+        let d = run(&directory(vec![]), "41", "diary", "", "").decision;
+        assert_eq!(
+            d.explanation,
+            "Адресат факта «diary» — организация типа «региональный центр» в регионе «K»: «Short center41». \
+             Срок — 10 календарных дней: факт «diary» в регионе «K» относится к фаст-треку. \
+             Обращение направлено в «Short center41»."
+        );
+        let d = run(&directory(vec![]), "41", "school", "school41-deep", "").decision;
+        assert_eq!(
+            d.steps.iter().map(|s| s.reason.as_str()).collect::<Vec<_>>(),
+            [
+                "Адресат факта «school» — выбранная заявителем организация типа «школа»: «Short school41-deep»",
+                "Организация «Short school41-deep» не подключена к платформе, обращение передано вышестоящей \
+                 организации «Short dept41-off»",
+                "Организация «Short dept41-off» не подключена к платформе, обращение передано вышестоящей \
+                 организации «Short min41»",
+                "Срок — 2 календарных дня, установлен для факта «school»",
+            ]
+        );
+        let d = run(&directory(vec![]), "16", "federal", "", "").decision;
+        assert!(
+            d.explanation.starts_with("Адресат факта «federal» — федеральный орган «Short fed»"),
+            "{}",
+            d.explanation
+        );
+        let d = run(&directory(vec![]), "41", "working", "", "").decision;
+        assert!(d.explanation.contains("Срок — 21 рабочий день, установлен для факта «working»"), "{}", d.explanation);
+        let d = run(&directory(vec![]), "77", "diary", "", "").decision;
+        assert!(
+            d.explanation.contains(
+                "Кабинета [missing] региона «M» нет в справочнике; обращение рассматривает резервный кабинет"
+            ),
+            "{}",
+            d.explanation
+        );
+        for text in [&d.explanation, &run(&directory(vec![]), "41", "school", "college41", "").decision.explanation] {
+            assert!(
+                !text.contains("regional_center") && !text.contains("(college41)") && !text.contains("(cab41)"),
+                "{text}"
+            );
+        }
+    }
+
+    /// A rule's own organization reads its id, conditions and executor; anybody else only whose
+    /// rule sent the message where, and nothing of a rule that changed nothing.
+    #[test]
+    fn auto_rule_details_are_shown_only_to_their_organization() {
+        let mut to_executor = rule("r-exec", "dept41", 5, "diary", &["Столов"], "dept41");
+        to_executor.target_executor_id = "exec-7".into();
+        let rules = vec![
+            rule("r-off", "center41", 1, "", &[], "school41-off"),
+            rule("r-dept", "center41", 2, "diary", &[], "dept41"),
+            to_executor,
+        ];
+        let full = run(&directory(rules), "41", "diary", "", "В столовой холодно").decision;
+        assert_eq!((full.organization.id.as_str(), full.auto_rule_id.as_str()), ("dept41", "r-exec"));
+        assert_eq!(full.target_executor_id, "exec-7");
+        assert!(
+            full.explanation.contains("Авто-правило [r-off] организации «Short center41» подошло, но не применено")
+        );
+        assert!(full.explanation.contains(
+            "Авто-правило [r-dept] организации «Short center41» (приоритет 2, условие: факт «diary») передаёт \
+             обращение в «Short dept41»"
+        ));
+        assert!(full.explanation.contains(
+            "Авто-правило [r-exec] организации «Short dept41» (приоритет 5, условие: факт «diary» и ключевые слова \
+             «Столов») оставляет обращение в организации, исполнитель [exec-7]"
+        ));
+
+        // Nobody's rules: where the message went, and whose rule sent it, only.
+        let public = full.clone().as_seen_by(|_| false);
+        assert!(public.delegated_by_auto_rule);
+        assert_eq!((public.auto_rule_id.as_str(), public.target_executor_id.as_str()), ("", ""));
+        assert_eq!(public.organization.id, "dept41");
+        assert_eq!(
+            public.steps.iter().map(|s| (s.rule, s.reason.as_str())).collect::<Vec<_>>(),
+            [
+                (
+                    StepRule::AddresseeRule,
+                    "Адресат факта «diary» — организация типа «региональный центр» в регионе «K»: «Short center41»"
+                ),
+                (
+                    StepRule::AutoRule,
+                    "По авто-правилу организации «Short center41» обращение передано в «Short dept41»"
+                ),
+                (StepRule::AutoRule, "По авто-правилу организации «Short dept41» обращение передано её исполнителю"),
+                (StepRule::Period, "Срок — 10 календарных дней: факт «diary» в регионе «K» относится к фаст-треку"),
+            ]
+        );
+        for secret in ["r-off", "r-dept", "r-exec", "exec-7", "Столов", "приоритет", "условие"] {
+            assert!(!public.explanation.contains(secret), "{secret} in {}", public.explanation);
+        }
+        assert_eq!(public.explanation, full.public_explanation());
+
+        // The center's staff: the center's rules in full, the department's as a delegation only.
+        let center = full.clone().as_seen_by(|org| org == "center41");
+        assert_eq!((center.auto_rule_id.as_str(), center.target_executor_id.as_str()), ("", ""));
+        assert!(center.explanation.contains("[r-off]") && center.explanation.contains("[r-dept]"));
+        assert!(!center.explanation.contains("r-exec") && !center.explanation.contains("exec-7"));
+        // The department's: the rule that decided, with its executor.
+        let department = full.clone().as_seen_by(|org| org == "dept41");
+        assert_eq!((department.auto_rule_id.as_str(), department.target_executor_id.as_str()), ("r-exec", "exec-7"));
+        assert!(!department.explanation.contains("r-off") && !department.explanation.contains("r-dept"));
+        assert_eq!(department.steps.len(), 4, "the center's skipped rule is left out");
+        // Everybody's (the platform): the decision unchanged.
+        let all = full.clone().as_seen_by(|_| true);
+        assert_eq!(all.steps, full.steps);
+        assert_eq!(all.explanation, full.explanation);
     }
 }

@@ -183,7 +183,20 @@ impl Sla {
         // change it learns nothing about what a valid one looks like.
         let region = message.region_code.as_str();
         if !caller.has(Role::System) && (region == policy::DEFAULT_REGION || region != caller.region_code) {
-            return Err(ApiError::permission_denied("an organization admin may change only the own region's policy"));
+            tracing::warn!(
+                target: "security",
+                subject = %caller.subject,
+                caller_region = %caller.region_code,
+                region = %region,
+                method = METHOD,
+                "policy change denied outside the caller's region"
+            );
+            // The default policy is no region's: changing it is a matter of role, not of region.
+            return Err(if region == policy::DEFAULT_REGION {
+                ApiError::denied("ROLE_NOT_ALLOWED", "only the platform's operators may change the default policy")
+            } else {
+                ApiError::denied("OTHER_REGION", "an organization admin may change only the own region's policy")
+            });
         }
         let policy = policy_from_proto(message)?;
         let mut conn = self.conn().await?;

@@ -264,7 +264,12 @@ async fn one_period_from_the_policy_everywhere() {
 
     let resolution = resolve().await;
     assert_eq!((resolution.period_days, resolution.working_days), (3, true), "{}", resolution.explanation);
-    assert!(resolution.steps.iter().any(|s| s.rule == "period" && s.reason.contains("SLA policy")));
+    // The period step names the policy it came from, in the words the coordinator reads.
+    assert!(
+        resolution.steps.iter().any(|s| s.rule == "period" && s.reason.contains("по политике сроков региона")),
+        "{:?}",
+        resolution.steps
+    );
     let (_, policy_region, periods) =
         pos::ops::effective_periods(platform.channel(), &system(), "41").await.expect("pos classifier");
     assert_eq!(policy_region, "41");

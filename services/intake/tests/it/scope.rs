@@ -9,10 +9,13 @@ use pos_platform::bus::Envelope;
 use pos_platform::rpc_call;
 use pos_platform::testing::{self, Scoped, eventually, token};
 use pos_proto::v1::events::AppealRouted;
+use pos_proto::v1::intake_service_client::IntakeServiceClient;
 use pos_proto::v1::upload_attachment_request::Part;
 use pos_proto::v1::{
-    AttachmentMeta, GetAppealRequest, OrganizationRef, OrganizationType, SubmitAppealRequest, UploadAttachmentRequest,
+    AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DownloadAttachmentRequest, GetAppealRequest,
+    OrganizationRef, OrganizationType, SubmitAppealRequest, UploadAttachmentRequest,
 };
+use tonic::transport::Channel;
 
 use crate::helpers::*;
 
@@ -32,6 +35,20 @@ fn without<T>(allowed: &[Role], message: T) -> tonic::Request<T> {
 }
 
 const SUBMITTERS: [Role; 3] = [Role::Applicant, Role::Operator, Role::System];
+/// Who records references: the organization's staff (through ticketing) and systems.
+const CLAIMERS: [Role; 7] =
+    [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin, Role::Approver, Role::System];
+
+/// An incident's claim of `attachment_id` for the appeal.
+fn claim(appeal_id: &str, attachment_id: &str) -> ClaimAttachmentsRequest {
+    ClaimAttachmentsRequest {
+        appeal_id: appeal_id.into(),
+        kind: AttachmentReferenceKind::Incident as i32,
+        object_id: uuid::Uuid::now_v7().to_string(),
+        attachment_ids: vec![attachment_id.into()],
+        field: String::new(),
+    }
+}
 
 /// The applicant's appeal, routed to the school (and readable by the school's staff).
 async fn routed_appeal(app: &TestApp) -> String {
@@ -79,15 +96,10 @@ async fn upload(app: &TestApp) -> String {
 async fn another_organization_and_another_applicant_read_nothing_of_the_appeal() {
     let app = TestApp::spawn().await;
     let appeal_id = routed_appeal(&app).await;
+    let attachment_id = upload(&app).await;
     let c = &app.client;
     let rows: Vec<(&str, Scoped)> = vec![
-        (
-            "SubmitAppeal",
-            Scoped::KnownLeak(
-                "naming another applicant's upload in attachment_ids answers INVALID_ARGUMENT \"uploaded by \
-                 another caller\", which tells that the upload exists and is someone else's",
-            ),
-        ),
+        ("SubmitAppeal", Scoped::OwnOnly(foreign_upload_is_unknown(c, attachment_id.clone()))),
         ("UploadAttachment", Scoped::Public("an upload makes a new object of the caller's own and names none")),
         (
             "GetAppeal",
@@ -95,32 +107,53 @@ async fn another_organization_and_another_applicant_read_nothing_of_the_appeal()
         ),
         (
             "GetAppeal",
-            Scoped::KnownLeak(
-                "another applicant is denied, but with the generic reason PERMISSION_DENIED rather than \
-                 OTHER_APPLICANT",
-            ),
+            Scoped::Denied(rpc_call!(
+                c,
+                get_appeal,
+                other_applicant(GetAppealRequest { appeal_id: appeal_id.clone() })
+            )),
+        ),
+        (
+            "ClaimAttachments",
+            Scoped::Denied(rpc_call!(c, claim_attachments, intruder(claim(&appeal_id, &attachment_id)))),
+        ),
+        (
+            "DownloadAttachment",
+            Scoped::Denied(rpc_call!(
+                c,
+                download_attachment,
+                intruder(DownloadAttachmentRequest { attachment_id: attachment_id.clone() })
+            )),
+        ),
+        (
+            "DownloadAttachment",
+            Scoped::Denied(rpc_call!(
+                c,
+                download_attachment,
+                other_applicant(DownloadAttachmentRequest { attachment_id: attachment_id.clone() })
+            )),
         ),
     ];
     testing::assert_every_method_scoped("IntakeService", rows).await;
     app.stop().await;
 }
 
-/// The rows [`another_organization_and_another_applicant_read_nothing_of_the_appeal`] holds as
-/// known failures, checked for real: run with `--ignored` to see whether they hold yet.
-#[tokio::test]
-#[ignore = "known failures of intake, listed in the scope table"]
-async fn known_failures_are_fixed() {
-    let app = TestApp::spawn().await;
-    let appeal_id = routed_appeal(&app).await;
-    let attachment_id = upload(&app).await;
-    let c = &app.client;
-    let foreign_upload = SubmitAppealRequest { attachment_ids: vec![attachment_id], ..submission("req-2") };
-    let rows: Vec<(&str, Scoped)> = vec![
-        ("SubmitAppeal", Scoped::Denied(rpc_call!(c, submit_appeal, other_applicant(foreign_upload)))),
-        ("GetAppeal", Scoped::Denied(rpc_call!(c, get_appeal, other_applicant(GetAppealRequest { appeal_id })))),
-    ];
-    testing::assert_scoped("IntakeService", rows).await;
-    app.stop().await;
+/// Another applicant naming the applicant's upload is refused exactly as for an id nobody
+/// uploaded, so the refusal tells neither that the upload exists nor whose it is.
+fn foreign_upload_is_unknown(client: &IntakeServiceClient<Channel>, attachment_id: String) -> testing::Call {
+    let mut client = client.clone();
+    Box::pin(async move {
+        let foreign = SubmitAppealRequest { attachment_ids: vec![attachment_id], ..submission("req-2") };
+        let foreign = match client.submit_appeal(other_applicant(foreign)).await {
+            Ok(registered) => panic!("an appeal registered with another applicant's upload: {registered:?}"),
+            Err(status) => status,
+        };
+        let nobodys =
+            SubmitAppealRequest { attachment_ids: vec![uuid::Uuid::now_v7().to_string()], ..submission("req-3") };
+        let unknown = client.submit_appeal(other_applicant(nobodys)).await.expect_err("an id nobody uploaded");
+        assert_eq!(refusal(&foreign), refusal(&unknown), "another applicant's upload is told apart from an unknown id");
+        Ok(())
+    })
 }
 
 #[tokio::test]
@@ -134,13 +167,20 @@ async fn a_caller_without_the_role_is_denied_before_the_body_is_read() {
         ),
         (
             "UploadAttachment",
-            Scoped::Denied(rpc_call!(
-                c,
-                upload_attachment,
-                without(&SUBMITTERS, tokio_stream::iter(Vec::<UploadAttachmentRequest>::new()))
-            )),
+            Scoped::Public(
+                "every role uploads (applicants for appeals, staff for answers and incidents); the role decides which types",
+            ),
         ),
         ("GetAppeal", Scoped::Public("every role may ask; the answer is checked against the appeal")),
+        (
+            "ClaimAttachments",
+            Scoped::Denied(rpc_call!(
+                c,
+                claim_attachments,
+                without(&CLAIMERS, claim(&uuid::Uuid::now_v7().to_string(), &uuid::Uuid::now_v7().to_string()))
+            )),
+        ),
+        ("DownloadAttachment", Scoped::Public("every role may ask; the answer is checked against the file's appeal")),
     ];
     testing::assert_every_method_scoped("IntakeService", rows).await;
     app.stop().await;

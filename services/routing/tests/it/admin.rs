@@ -283,17 +283,49 @@ async fn auto_rules_delegate_by_priority_fact_and_keywords() {
     let order: Vec<String> = listed.into_inner().rules.into_iter().map(|r| r.id).collect();
     assert_eq!(order, ["minobr-bus", "minobr-elizovo", "minobr-city"], "in the order they are tried");
 
+    // The ministry's own coordinator reads which of its rules decided, and why.
+    let coordinator = |message: pb::ResolveRequest| req(message, "41-minobr", &[Role::Coordinator]);
     let text = "Ребёнку отказали в приёме в школу в ЕЛИЗОВО";
-    let resolution = client.resolve(applicant(resolve_request("41", REFUSAL, "", text))).await.unwrap().into_inner();
+    let resolution = client.resolve(coordinator(resolve_request("41", REFUSAL, "", text))).await.unwrap().into_inner();
     assert_eq!(resolution.organization.clone().unwrap().id, "41-uo-elizovo", "{}", resolution.explanation);
     assert!(resolution.delegated_by_auto_rule);
     assert_eq!(resolution.auto_rule_id, "minobr-elizovo");
-    assert!(resolution.steps.iter().any(|s| s.rule == "auto-rule"));
+    let step = resolution.steps.iter().find(|s| s.rule == "auto-rule").expect("the rule's step");
+    assert_eq!(
+        step.reason,
+        "Авто-правило [minobr-elizovo] организации «Минобразования Камчатского края» (приоритет 10, условие: факт \
+         «Отказ в приёме в общеобразовательную организацию» и ключевые слова «Елизов») передаёт обращение в \
+         «Управление образования Елизовского района»"
+    );
+    // An applicant reads where the appeal goes, and that a rule of the ministry sent it there:
+    // not the rule, its conditions or its executor.
+    let seen = client.resolve(applicant(resolve_request("41", REFUSAL, "", text))).await.unwrap().into_inner();
+    assert_eq!(seen.organization, resolution.organization);
+    assert_eq!((seen.period_days, seen.fast_track), (resolution.period_days, resolution.fast_track));
+    assert!(seen.delegated_by_auto_rule);
+    assert_eq!((seen.auto_rule_id.as_str(), seen.target_executor_id.as_str()), ("", ""));
+    let step = seen.steps.iter().find(|s| s.rule == "auto-rule").expect("the delegation's step");
+    assert_eq!(
+        step.reason,
+        "По авто-правилу организации «Минобразования Камчатского края» обращение передано в «Управление образования \
+         Елизовского района»"
+    );
+    assert!(
+        !seen.explanation.contains("minobr-elizovo") && !seen.explanation.contains("«Елизов»"),
+        "{}",
+        seen.explanation
+    );
 
-    let resolution =
-        client.resolve(applicant(resolve_request("41", REFUSAL, "", "Отказали в приёме"))).await.unwrap().into_inner();
+    let resolution = client
+        .resolve(coordinator(resolve_request("41", REFUSAL, "", "Отказали в приёме")))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(resolution.organization.unwrap().id, "41-uo-petropavlovsk");
     assert_eq!(resolution.auto_rule_id, "minobr-city");
+    let seen =
+        client.resolve(applicant(resolve_request("41", REFUSAL, "", "Отказали в приёме"))).await.unwrap().into_inner();
+    assert!(seen.auto_rule_id.is_empty());
 
     // Deleting the catch-all leaves unmatched refusals with the ministry itself.
     client.delete_auto_rule(admin_delete("minobr-city")).await.unwrap();
@@ -307,11 +339,28 @@ async fn auto_rules_delegate_by_priority_fact_and_keywords() {
     let mut to_executor = rule("center-exec", "41-kcioko", 1, E_DIARY, &["пароль"], "");
     to_executor.target_executor_id = "executor-17".into();
     client.upsert_auto_rule(req(to_executor, "41-kcioko", &[Role::OrgAdmin])).await.unwrap();
+    let center = |message: pb::ResolveRequest| req(message, "41-kcioko", &[Role::Coordinator]);
     let resolution =
-        client.resolve(applicant(resolve_request("41", E_DIARY, "", "Сбросьте ПАРОЛЬ"))).await.unwrap().into_inner();
+        client.resolve(center(resolve_request("41", E_DIARY, "", "Сбросьте ПАРОЛЬ"))).await.unwrap().into_inner();
     assert_eq!(resolution.organization.unwrap().id, "41-kcioko");
     assert!(resolution.delegated_by_auto_rule);
-    assert_eq!(resolution.target_executor_id, "executor-17");
+    assert_eq!(
+        (resolution.auto_rule_id.as_str(), resolution.target_executor_id.as_str()),
+        ("center-exec", "executor-17")
+    );
+    assert!(resolution.explanation.contains("исполнитель [executor-17]"), "{}", resolution.explanation);
+    // The platform's operators read every organization's rules; the ministry above does not.
+    let operator = req(resolve_request("41", E_DIARY, "", "Сбросьте ПАРОЛЬ"), "", &[Role::Operator]);
+    assert_eq!(client.resolve(operator).await.unwrap().into_inner().target_executor_id, "executor-17");
+    for caller in [
+        applicant(resolve_request("41", E_DIARY, "", "Сбросьте ПАРОЛЬ")),
+        coordinator(resolve_request("41", E_DIARY, "", "Сбросьте ПАРОЛЬ")),
+    ] {
+        let seen = client.resolve(caller).await.unwrap().into_inner();
+        assert!(seen.delegated_by_auto_rule);
+        assert_eq!((seen.auto_rule_id.as_str(), seen.target_executor_id.as_str()), ("", ""));
+        assert!(!seen.explanation.contains("executor-17"), "{}", seen.explanation);
+    }
     app.stop().await;
 }
 

@@ -14,7 +14,9 @@ use pos_platform::{Envelope, QueueSpec};
 use pos_proto::v1 as pb;
 use pos_proto::v1::events::{AppealReceived, AppealRouted};
 use pos_routing::consumer::{AppealReceivedHandler, QUEUE};
+use pos_routing::model::{AutoRule, Scope};
 use pos_routing::snapshot::Snapshots;
+use pos_routing::store;
 use pos_routing::{OnConflict, RoutingConfig, Seed, load_seed};
 use prost::{Message, Name};
 use sqlx::Row;
@@ -81,7 +83,13 @@ async fn a_received_appeal_is_routed_over_the_bus_with_everything_downstream_nee
     assert_eq!(routed.problem_address, received.problem_address);
     assert_eq!(routed.applicant, received.applicant);
     assert!(routed.routed_at.is_some());
-    assert!(routed.explanation.contains("41-kcioko"), "{}", routed.explanation);
+    assert!(
+        routed.explanation.ends_with(
+            "Обращение направлено в КГАУ \"КАМЧАТСКИЙ ЦЕНТР ИНФОРМАТИЗАЦИИ И ОЦЕНКИ КАЧЕСТВА ОБРАЗОВАНИЯ\"."
+        ),
+        "{}",
+        routed.explanation
+    );
 
     let mut conn = app.db.pool().acquire().await.unwrap();
     let decision = pos_routing::store::decision(&mut conn, "a-1").await.unwrap().expect("decision recorded");
@@ -194,13 +202,30 @@ async fn appeals_that_cannot_be_routed_as_asked_still_reach_a_cabinet_with_the_r
     assert_eq!(routed.organization.as_ref().unwrap().id, "cabinet-41");
     assert_eq!((routed.period_days, routed.fast_track), (30, false));
     assert_eq!(routed.time_zone, "Asia/Kamchatka");
-    assert!(routed.explanation.contains("not in the classifier"), "{}", routed.explanation);
+    assert!(routed.explanation.contains("Факта [no-such-fact] нет в классификаторе"), "{}", routed.explanation);
+    assert!(
+        routed.explanation.contains("кабинет региона «Камчатский край»: «ЦУР Камчатского края»"),
+        "{}",
+        routed.explanation
+    );
+    assert!(
+        routed.explanation.ends_with("Ошибки в обращении: факта [no-such-fact] нет в классификаторе."),
+        "{}",
+        routed.explanation
+    );
 
     // A region routing does not know: the platform's fallback, in Moscow time.
     let routed = harness.route(&appeal("unknown-region", "42x", "education.e-diary.access", "")).await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "mintsifry-sc");
     assert_eq!(routed.time_zone, "Europe/Moscow");
-    assert!(routed.explanation.contains("unknown region"), "{}", routed.explanation);
+    assert!(
+        routed.explanation.contains(
+            "Региона [42x] нет в справочнике; обращение рассматривает резервный кабинет платформы «Ситуационный центр \
+             Минцифры России»"
+        ),
+        "{}",
+        routed.explanation
+    );
 
     // A college picked for a school fact: the region's cabinet, and why.
     let routed = harness
@@ -208,15 +233,29 @@ async fn appeals_that_cannot_be_routed_as_asked_still_reach_a_cabinet_with_the_r
         .await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "cabinet-41");
     assert_eq!(routed.period_days, 2, "the fact's period still holds");
-    assert!(routed.explanation.contains("college"), "{}", routed.explanation);
-    assert!(routed.explanation.contains("picked_organization_id"), "{}", routed.explanation);
+    assert!(
+        routed
+            .explanation
+            .contains("но заявитель выбрал КГПОАУ «Камчатский политехнический техникум» — организацию типа «колледж»"),
+        "{}",
+        routed.explanation
+    );
+    assert!(
+        routed.explanation.ends_with(
+            "Ошибки в обращении: факт относится к подкатегории «Проблемы с документами об образовании в личном \
+             кабинете на портале Госуслуг», а указана подкатегория «Электронный дневник»; выбрана организация КГПОАУ \
+             «Камчатский политехнический техникум» типа «колледж», а факт требует организацию типа «школа»."
+        ),
+        "{}",
+        routed.explanation
+    );
 
     // A school that is not connected: its department answers.
     let routed = harness
         .route(&appeal("offline", "41", "edu-records.documents.school-certificate-missing", "41-school-pk-33"))
         .await;
     assert_eq!(routed.organization.as_ref().unwrap().id, "41-uo-petropavlovsk");
-    assert!(routed.explanation.contains("not connected"), "{}", routed.explanation);
+    assert!(routed.explanation.contains("не подключена к платформе"), "{}", routed.explanation);
 
     assert_eq!(harness.decisions().await, 4);
     assert!(harness.settled.0.lock().unwrap().iter().all(|d| *d == Disposition::Ack));
@@ -269,4 +308,47 @@ async fn the_consumer_works_the_same_on_sqlite() {
     assert_eq!(harness.deliver(&envelope).await, Outcome::Done);
     assert_eq!(harness.decisions().await, 1);
     assert_eq!(harness.routed().await.len(), 1);
+}
+
+/// The applicant and the addressee's staff read the published explanation: an auto-rule shows
+/// there only as whose rule sent the appeal where. Its id and executor travel as the event's own
+/// fields, for ticketing to assign; the full reasons stay in the stored decision.
+#[tokio::test]
+async fn a_delegation_is_published_without_the_rules_details() {
+    let harness = Harness::new(postgres().await).await;
+    let mut tx = harness.db.begin().await.unwrap();
+    let rule = AutoRule {
+        id: "kcioko-passwords".into(),
+        organization_id: "41-kcioko".into(),
+        priority: 1,
+        fact_id: String::new(),
+        keywords: vec!["дневник".into()],
+        target_organization_id: "41-kcioko".into(),
+        target_executor_id: "executor-17".into(),
+        active: true,
+    };
+    store::upsert_auto_rule(&mut tx, &rule).await.unwrap();
+    store::bump(&mut tx, Scope::Directory).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let routed = harness.route(&appeal("delegated", "41", "education.e-diary.access", "")).await;
+    assert!(routed.delegated_by_auto_rule);
+    assert_eq!((routed.auto_rule_id.as_str(), routed.target_executor_id.as_str()), ("kcioko-passwords", "executor-17"));
+    assert!(
+        routed.explanation.contains(
+            "По авто-правилу организации КГАУ \"КАМЧАТСКИЙ ЦЕНТР ИНФОРМАТИЗАЦИИ И ОЦЕНКИ \
+             КАЧЕСТВА ОБРАЗОВАНИЯ\" обращение передано её исполнителю"
+        ),
+        "{}",
+        routed.explanation
+    );
+    for secret in ["kcioko-passwords", "executor-17", "«дневник»", "приоритет"] {
+        assert!(!routed.explanation.contains(secret), "{secret}: {}", routed.explanation);
+    }
+    let mut conn = harness.db.pool().acquire().await.unwrap();
+    let stored = pos_routing::store::decision(&mut conn, "delegated").await.unwrap().expect("decision recorded");
+    let step = stored.steps.iter().find(|s| s.auto_rule.is_some()).expect("the rule's step");
+    assert!(step.reason.contains("[kcioko-passwords]") && step.reason.contains("исполнитель [executor-17]"));
+    drop(conn);
+    harness.db.drop_schema().await.unwrap();
 }

@@ -115,7 +115,11 @@ async fn a_reroute_is_a_new_decision_and_routes_the_appeal_again() {
         assert_eq!(back.organization.as_ref().map(|o| o.id.as_str()), Some(parent.as_str()));
         assert_eq!((back.appeal_id.as_str(), back.number), ("a-1", first.number));
         assert_eq!((back.period_days, back.fast_track), (first.period_days, first.fast_track));
-        assert!(back.explanation.contains("returned to coordination"), "{}", back.explanation);
+        assert_eq!(
+            back.explanation,
+            "Организация КГАУ \"КАМЧАТСКИЙ ЦЕНТР ИНФОРМАТИЗАЦИИ И ОЦЕНКИ КАЧЕСТВА ОБРАЗОВАНИЯ\" вернула обращение на \
+             координацию в «Минобразования Камчатского края». Причина: пришло по ошибке"
+        );
         // A reroute announces the appeal as completely as its first routing did: every reader
         // of appeal.routed gets what it needs (the deadline's start, the names, the applicant).
         assert!(!first.reroute && back.reroute);
@@ -141,11 +145,25 @@ async fn a_reroute_is_a_new_decision_and_routes_the_appeal_again() {
         h.handle(&h.reroute, &request("t-2", &parent, &school)).await;
         let again = h.routed().await.pop().expect("redirected");
         assert_eq!(again.organization.map(|o| o.id), Some(school.clone()));
+        assert!(
+            again.explanation.starts_with(
+                "Организация «Минобразования Камчатского края» перенаправила обращение в КГАУ \"КАМЧАТСКИЙ ЦЕНТР"
+            ),
+            "{}",
+            again.explanation
+        );
         // An unknown addressee does not lose the appeal: it goes up from the one that asked.
         h.handle(&h.reroute, &request("t-3", &school, "no-such-org")).await;
         let up = h.routed().await.pop().expect("rerouted up");
         assert_eq!(up.organization.map(|o| o.id), Some(parent.clone()));
-        assert!(up.explanation.contains("unknown organization"), "{}", up.explanation);
+        assert!(
+            up.explanation.contains(
+                "перенаправила обращение в [no-such-org], но такой организации нет в справочнике; обращение возвращено \
+                 на координацию в «Минобразования Камчатского края»"
+            ),
+            "{}",
+            up.explanation
+        );
 
         let reroutes = reroute::reroutes(&h.db, "a-1").await.unwrap();
         assert_eq!(reroutes.len(), 3);

@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use pos_platform::cache::MemoryCache;
 use pos_platform::db::Db;
 use pos_routing::model::{Addressee, AutoRule, OrgType, Scope};
-use pos_routing::resolve::{Step, StepRule};
+use pos_routing::resolve::{RuleStep, Step, StepRule};
 use pos_routing::snapshot::Snapshots;
 use pos_routing::store::{self, StoredDecision};
 use pos_routing::{OnConflict, Seed, load_seed};
@@ -144,7 +144,24 @@ async fn a_decision_is_recorded_once(db: &Db) {
         delegated_by_auto_rule: true,
         auto_rule_id: "rule-1".into(),
         target_executor_id: "executor-1".into(),
-        steps: vec![Step { rule: StepRule::AddresseeRule, organization_id: "41-kcioko".into(), reason: "why".into() }],
+        steps: vec![
+            Step {
+                rule: StepRule::AddresseeRule,
+                organization_id: "41-kcioko".into(),
+                reason: "why".into(),
+                auto_rule: None,
+            },
+            // A rule's step keeps whose rule it is and what others read of it.
+            Step {
+                rule: StepRule::AutoRule,
+                organization_id: "41-kcioko".into(),
+                reason: "rule-1 in full".into(),
+                auto_rule: Some(RuleStep {
+                    organization_id: "41-kcioko".into(),
+                    public_reason: Some("a rule of the center".into()),
+                }),
+            },
+        ],
         explanation: "because".into(),
         decided_at: Utc.timestamp_opt(1_736_943_480, 123_000).unwrap(),
         content: store::AppealContent {

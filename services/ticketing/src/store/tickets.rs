@@ -281,8 +281,8 @@ pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &s
         history::append(tx, &previous.id, "routing", line).await?;
     }
     let assignee_id = Some(routed.target_executor_id.clone()).filter(|executor| !executor.is_empty());
-    // The appeal's answer deadline follows it: the SLA service keeps it through a redirect
-    // without a new `sla.armed`, and when it sets a new one that event overwrites this.
+    // The appeal's answer deadline follows it until the SLA service's `sla.armed` for the new
+    // organization arrives: that event names the kept deadline or a new one, and overwrites this.
     let (answer_due, overdue) = current.as_ref().map_or((None, false), |p| (p.answer_due.map(to_micros), p.overdue));
     sqlx::query(
         "INSERT INTO tickets (id, appeal_id, number, organization_id, organization_short_name, organization_type, \
@@ -323,12 +323,9 @@ pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &s
     .bind(listing::search_text(&routed.public_text))
     .execute(&mut **tx)
     .await?;
-    let comment = if routed.delegated_by_auto_rule {
-        format!("delegated by auto-rule {}: {}", routed.auto_rule_id, routed.explanation)
-    } else {
-        routed.explanation.clone()
-    };
-    let line = HistoryLine { action: "received", from: None, to: Stage::New, comment: &comment };
+    // Routing's explanation already says, in Russian, when an auto-rule passed the appeal on,
+    // and only as much of the rule as the addressee may read (the rule may be a parent's).
+    let line = HistoryLine { action: "received", from: None, to: Stage::New, comment: &routed.explanation };
     history::append(tx, &id, "routing", line).await?;
     let ticket = get_in(tx, &id).await?.ok_or(sqlx::Error::RowNotFound)?;
     let previous = match &current {
