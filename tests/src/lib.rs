@@ -129,6 +129,21 @@ pub fn peers_env(peers: &[(&str, Vec<String>)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Where a service process runs: in a network namespace of its own (`ip netns add`, as on a
+/// machine of its own) or in the test's, and the address it listens on there.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub netns: Option<String>,
+    pub address: std::net::IpAddr,
+}
+
+impl Host {
+    /// The test's own network, on loopback.
+    pub fn loopback() -> Host {
+        Host { netns: None, address: std::net::IpAddr::from([127, 0, 0, 1]) }
+    }
+}
+
 /// `pos up --services …` as a process of its own, killed on drop.
 pub struct ServiceProcess {
     child: std::process::Child,
@@ -163,19 +178,46 @@ impl ServiceProcess {
         env: &[(&str, &str)],
         port: u16,
     ) -> anyhow::Result<ServiceProcess> {
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let child = std::process::Command::new(binary)
+        ServiceProcess::start_on_host(binary, services, config, env, &Host::loopback(), port).await
+    }
+
+    /// [`ServiceProcess::start_on_port`] on `host`: in its network namespace, if it has one,
+    /// listening on its address.
+    pub async fn start_on_host(
+        binary: &str,
+        services: &[&str],
+        config: &PlatformConfig,
+        env: &[(&str, &str)],
+        host: &Host,
+        port: u16,
+    ) -> anyhow::Result<ServiceProcess> {
+        let listen = std::net::SocketAddr::new(host.address, port);
+        let endpoint = format!("http://{listen}");
+        let mut command = match &host.netns {
+            // `ip netns exec` execs the binary itself: the child is the service, so a SIGKILL
+            // reaches it.
+            Some(netns) => {
+                let mut command = std::process::Command::new("ip");
+                command.args(["netns", "exec", netns.as_str(), binary]);
+                command
+            }
+            None => std::process::Command::new(binary),
+        };
+        let child = command
             .arg("up")
             .args(if services.is_empty() { Vec::new() } else { vec!["--services".to_owned(), services.join(",")] })
             .envs(config_env(config))
-            .env("POS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env("POS_GRPC_ADDR", listen.to_string())
             .env("RUST_LOG", std::env::var("TEST_LOG").map(|_| "info").unwrap_or("warn"))
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()?;
-        let process = ServiceProcess { child, endpoint };
+        let mut process = ServiceProcess { child, endpoint };
         let deadline = Instant::now() + Duration::from_secs(60);
         while pos_platform::host::healthcheck(&process.endpoint, "").await.is_err() {
+            if let Some(status) = process.child.try_wait()? {
+                anyhow::bail!("{services:?} exited while starting: {status}");
+            }
             anyhow::ensure!(Instant::now() < deadline, "{services:?} did not become healthy");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

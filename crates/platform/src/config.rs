@@ -42,7 +42,10 @@ pub struct PlatformConfig {
     /// Prepended to each service's PostgreSQL schema name, so that several deployments (or
     /// test runs) can share one database.
     pub schema_prefix: String,
-    /// RabbitMQ; unset: the in-process bus, journaled in `data_dir`.
+    /// RabbitMQ; unset: the in-process bus, journaled in `data_dir`. The nodes of a cluster as
+    /// a comma-separated list (`POS_AMQP_URL=amqp://a:5672/%2f,amqp://b:5672/%2f`) or a TOML
+    /// list: the bus connects to the first that answers and moves to another when it is lost.
+    #[serde(deserialize_with = "url_list")]
     pub amqp_url: Option<Secret>,
     /// Redis; unset: an in-process cache.
     pub redis_url: Option<Secret>,
@@ -126,6 +129,21 @@ fn region_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
             Code::Number(n) => vec![format!("{n:02}")],
         })
         .collect())
+}
+
+/// One URL, or several as a list or a comma-separated string, kept as that string.
+fn url_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Urls {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Option::<Urls>::deserialize(deserializer)? {
+        None => None,
+        Some(Urls::One(url)) => Some(Secret::new(url)),
+        Some(Urls::List(urls)) => Some(Secret::new(urls.join(","))),
+    })
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -213,6 +231,21 @@ impl PlatformConfig {
                 return Err(ConfigError::invalid(field, format!("must start with one of {schemes:?}")));
             }
         }
+        // Each node of the list; the message names the position, never the URL (it holds a password).
+        if let Some(urls) = &self.amqp_url {
+            let nodes = crate::bus::amqp::node_urls(urls.expose());
+            if nodes.is_empty() {
+                return Err(ConfigError::invalid("amqp_url", "names no node"));
+            }
+            if let Some(position) =
+                nodes.iter().position(|url| !url.starts_with("amqp://") && !url.starts_with("amqps://"))
+            {
+                return Err(ConfigError::invalid(
+                    "amqp_url",
+                    format!("node {} of {} must start with \"amqp://\" or \"amqps://\"", position + 1, nodes.len()),
+                ));
+            }
+        }
         if self.exchange.trim().is_empty() {
             return Err(ConfigError::invalid("exchange", "must not be empty"));
         }
@@ -275,6 +308,39 @@ mod tests {
             jail.set_env("POS_REDIS_URL", "http://nope");
             let error = PlatformConfig::load(None).unwrap_err().to_string();
             assert!(error.contains("redis_url"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn amqp_url_names_the_nodes_of_a_cluster() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("POS_AUTH__HS256_SECRET", "dev");
+            let nodes = "amqp://pos:s3cret@mq-0:5672/%2f,amqp://pos:s3cret@mq-1:5672/%2f";
+            jail.set_env("POS_AMQP_URL", nodes);
+            let config = PlatformConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.amqp_url.as_ref().unwrap().expose(), nodes);
+            assert!(!format!("{config:?}").contains("s3cret"));
+
+            // A list in the file means the same.
+            jail.clear_env();
+            jail.set_env("POS_AUTH__HS256_SECRET", "dev");
+            jail.create_file(
+                "pos.toml",
+                r#"amqp_url = ["amqp://pos:s3cret@mq-0:5672/%2f", "amqp://pos:s3cret@mq-1:5672/%2f"]"#,
+            )?;
+            let config = PlatformConfig::load(Some(Path::new("pos.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.amqp_url.as_ref().unwrap().expose(), nodes);
+
+            // A bad node is named by its place, and no password is printed.
+            jail.set_env("POS_AMQP_URL", "amqp://pos:s3cret@mq-0:5672/%2f, http://pos:s3cret@mq-1");
+            let error = PlatformConfig::load(None).unwrap_err().to_string();
+            assert!(error.contains("amqp_url") && error.contains("node 2 of 2"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
+            jail.set_env("POS_AMQP_URL", " , ");
+            let error = PlatformConfig::load(None).unwrap_err().to_string();
+            assert!(error.contains("amqp_url"), "{error}");
             Ok(())
         });
     }

@@ -23,6 +23,12 @@
 //! backoff, declares the exchanges and every queue declared so far, and the consume streams
 //! subscribe again on the new connection. Deliveries unsettled on the dead connection are
 //! redelivered by the broker.
+//!
+//! The bus may be given the nodes of a cluster (`amqp://a:5672/%2f,amqp://b:5672/%2f`): it
+//! connects to the first that answers, in the order listed, and on losing the connection it
+//! tries the node after the lost one first, so a node that is stopped moves its clients to the
+//! others. Quorum queues are declared without a group size, so RabbitMQ places a member on
+//! every node of the cluster: any majority of the nodes keeps every queue working.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -109,7 +115,8 @@ impl Names {
 }
 
 struct Shared {
-    url: String,
+    /// The broker's nodes, in the order they are tried (see [`node_urls`]).
+    nodes: Vec<String>,
     names: Names,
     /// The live connection; `None` while reconnecting.
     link: watch::Sender<Option<Arc<Link>>>,
@@ -123,6 +130,8 @@ struct Shared {
 /// One connection and its publishing channel (in confirm mode).
 struct Link {
     generation: u64,
+    /// The index in [`Shared::nodes`] of the node it is connected to.
+    node: usize,
     connection: Connection,
     publisher: tokio::sync::Mutex<Channel>,
 }
@@ -141,25 +150,31 @@ impl Link {
 }
 
 impl AmqpBus {
-    /// Connects to `url` and declares the exchange topology. Fails if the broker cannot be
-    /// reached now; once connected, the bus reconnects by itself.
+    /// Connects to `url`, or to the first node that answers of a comma-separated list of a
+    /// cluster's nodes, and declares the exchange topology. Fails if no node can be reached now;
+    /// once connected, the bus reconnects by itself, to whichever node answers.
     pub async fn connect(url: &str, exchange: &str) -> Result<AmqpBus, BusError> {
         if exchange.is_empty() || exchange.len() > MAX_NAME {
             return Err(BusError::Other(format!("invalid exchange name {exchange:?}: 1 to {MAX_NAME} bytes")));
         }
+        let nodes = node_urls(url);
+        if nodes.is_empty() {
+            return Err(BusError::Other("no broker URL given".to_owned()));
+        }
         let shared = Arc::new(Shared {
-            url: url.to_owned(),
+            nodes,
             names: Names::new(exchange),
             link: watch::Sender::new(None),
             specs: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
             kick: Notify::new(),
         });
-        let (link, events) = open_link(&shared, 1)
-            .await
-            .map_err(|e| BusError::Unavailable(format!("{}: {e}", crate::db::redact_url(url))))?;
+        let (link, events) = open_any(&shared, 1, 0).await.map_err(|e| {
+            let nodes: Vec<String> = shared.nodes.iter().map(|url| crate::db::redact_url(url)).collect();
+            BusError::Unavailable(format!("{}: {e}", nodes.join(",")))
+        })?;
         shared.link.send_replace(Some(link.clone()));
-        tracing::info!(exchange, "amqp bus connected");
+        tracing::info!(exchange, node = %shared.node_name(link.node), "amqp bus connected");
         let supervisor = tokio::spawn(supervise(shared.clone(), link, events));
         Ok(AmqpBus { shared, supervisor: Mutex::new(Some(supervisor)) })
     }
@@ -203,6 +218,11 @@ impl Shared {
         }
     }
 
+    /// A node's URL fit for a log: without its password.
+    fn node_name(&self, node: usize) -> String {
+        self.nodes.get(node).map(|url| crate::db::redact_url(url)).unwrap_or_default()
+    }
+
     fn specs(&self) -> Vec<QueueSpec> {
         self.specs.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
@@ -218,12 +238,43 @@ async fn next_link(links: &mut watch::Receiver<Option<Arc<Link>>>) -> Option<Arc
 
 type Events = BoxStream<'static, Event>;
 
-/// Connects and declares everything known so far.
-async fn open_link(shared: &Shared, generation: u64) -> Result<(Arc<Link>, Events), lapin::Error> {
+/// The nodes an AMQP setting names: one URL, or several separated by commas (a cluster's nodes,
+/// tried in this order). Blanks around and between them are ignored.
+pub fn node_urls(setting: &str) -> Vec<String> {
+    setting.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_owned).collect()
+}
+
+/// The order in which `nodes` nodes are tried, beginning with `first`.
+fn attempt_order(first: usize, nodes: usize) -> impl Iterator<Item = usize> {
+    (0..nodes).map(move |i| (first + i) % nodes.max(1))
+}
+
+/// Connects to the first node that answers, trying each once beginning with `first`; the
+/// error is the last node's.
+async fn open_any(shared: &Shared, generation: u64, first: usize) -> Result<(Arc<Link>, Events), lapin::Error> {
+    let mut failure = None;
+    for node in attempt_order(first, shared.nodes.len()) {
+        match open_link(shared, generation, node).await {
+            Ok(opened) => return Ok(opened),
+            Err(error) => {
+                if shared.nodes.len() > 1 {
+                    tracing::warn!(%error, node = %shared.node_name(node), "amqp node did not answer, trying the next");
+                }
+                failure = Some(error);
+            }
+        }
+    }
+    Err(failure.unwrap_or_else(|| {
+        lapin::Error::from(ErrorKind::IOError(Arc::new(std::io::Error::other("no broker node to connect to"))))
+    }))
+}
+
+/// Connects to `node` and declares everything known so far.
+async fn open_link(shared: &Shared, generation: u64, node: usize) -> Result<(Arc<Link>, Events), lapin::Error> {
     let open = async {
         let properties =
             ConnectionProperties::default().with_connection_name(format!("pos {}", shared.names.exchange).into());
-        let connection = Connection::connect(&shared.url, properties).await?;
+        let connection = Connection::connect(&shared.nodes[node], properties).await?;
         // Subscribed before anything can fail, so no error event is missed.
         let events = connection.events_listener().boxed();
         let channel = connection.create_channel().await?;
@@ -234,7 +285,7 @@ async fn open_link(shared: &Shared, generation: u64) -> Result<(Arc<Link>, Event
         let _ = channel.close(200, "OK".into()).await;
         let publisher = connection.create_channel().await?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok((Arc::new(Link { generation, connection, publisher: tokio::sync::Mutex::new(publisher) }), events))
+        Ok((Arc::new(Link { generation, node, connection, publisher: tokio::sync::Mutex::new(publisher) }), events))
     };
     match tokio::time::timeout(OPERATION_TIMEOUT, open).await {
         Ok(result) => result,
@@ -253,14 +304,17 @@ async fn supervise(shared: Arc<Shared>, mut link: Arc<Link>, mut events: Events)
         }
         shared.link.send_replace(None);
         let generation = link.generation + 1;
-        tracing::warn!(generation = link.generation, "amqp connection lost, reconnecting");
+        let lost = shared.node_name(link.node);
+        tracing::warn!(generation = link.generation, node = %lost, "amqp connection lost, reconnecting");
+        // The lost node is tried last: it is the one most likely down.
+        let first = (link.node + 1) % shared.nodes.len();
         let mut delay = BACKOFF_MIN;
         (link, events) = loop {
             tokio::select! {
                 () = shared.shutdown.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
             }
-            match open_link(&shared, generation).await {
+            match open_any(&shared, generation, first).await {
                 Ok(next) => break next,
                 Err(error) => {
                     delay = (delay * 2).min(BACKOFF_MAX);
@@ -269,7 +323,7 @@ async fn supervise(shared: Arc<Shared>, mut link: Arc<Link>, mut events: Events)
             }
         };
         shared.link.send_replace(Some(link.clone()));
-        tracing::info!(generation, "amqp connection restored");
+        tracing::info!(generation, node = %shared.node_name(link.node), "amqp connection restored");
     }
     shared.link.send_replace(None);
     let _ = tokio::time::timeout(Duration::from_secs(2), link.connection.close(200, "OK".into())).await;
@@ -1332,6 +1386,20 @@ mod tests {
         assert_eq!(pick_retry_delay(&delays, Duration::from_millis(1200)), 5000);
         assert_eq!(pick_retry_delay(&delays, Duration::from_secs(600)), 30000);
         assert_eq!(pick_retry_delay(&delays, Duration::ZERO), 1000);
+    }
+
+    #[test]
+    fn a_setting_names_one_node_or_several_tried_in_turn() {
+        assert_eq!(node_urls("amqp://h:5672/%2f"), vec!["amqp://h:5672/%2f"]);
+        assert_eq!(
+            node_urls(" amqp://a:5672/%2f, amqp://b:5672/%2f,,amqp://c:5672/%2f "),
+            vec!["amqp://a:5672/%2f", "amqp://b:5672/%2f", "amqp://c:5672/%2f"]
+        );
+        assert!(node_urls(" , ").is_empty());
+        // From the node after the lost one, round to the lost one last.
+        assert_eq!(attempt_order(1, 3).collect::<Vec<_>>(), vec![1, 2, 0]);
+        assert_eq!(attempt_order(0, 1).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(attempt_order(0, 0).count(), 0);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Helpers for the services' integration tests: any component served on a test listener with
 //! a fresh schema or data directory, a unique exchange and cache prefix ([`TestServer`]); the
-//! local servers' URLs; tokens; [`eventually`]; a RabbitMQ node of a test's own
-//! ([`RabbitNode`]); the check that both migration trees of a service mean the same schema
-//! ([`assert_schema_parity`]); the checks that every method survives its database's outage
+//! local servers' URLs; tokens; [`eventually`]; a RabbitMQ node or cluster of a test's own
+//! ([`RabbitNode`], [`RabbitCluster`]); the check that both migration trees of a service mean
+//! the same schema ([`assert_schema_parity`]); the checks that every method survives its database's outage
 //! ([`assert_unavailable_without_database`]) and keeps to the caller's scope
 //! ([`assert_every_method_scoped`]). Tests talk to real servers; these only find and isolate them.
 
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use outage::{Call, assert_unavailable_without_database, call, declared_methods};
-pub use rabbit::RabbitNode;
+pub use rabbit::{ClusterQueue, RabbitCluster, RabbitNode};
 pub use schema::{SchemaDrift, assert_schema_parity, schema_drift};
 pub use scope::{DENIAL_REASONS, Scoped, assert_every_method_scoped, assert_scoped};
 pub use server::{TestDb, TestOptions, TestServer};
