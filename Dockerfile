@@ -2,7 +2,7 @@
 #
 # One image with every binary: `pos` (all services in one process, and the operator commands)
 # and one binary per service (`pos-intake`, `pos-routing`, `pos-sla`, `pos-ticketing`,
-# `pos-notify`). A deployment picks the binary with the container's command.
+# `pos-notify`, and the web cabinet `pos-web`). A deployment picks the binary with the container's command.
 #
 #   docker build -t pos:dev .
 #   docker run --rm pos:dev pos-routing --help
@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     set -e; \
-    bins="pos pos-intake pos-routing pos-sla pos-ticketing pos-notify"; \
+    bins="pos pos-intake pos-routing pos-sla pos-ticketing pos-notify pos-web"; \
     cargo build --release --locked --bins $(printf -- '-p %s ' $bins); \
     mkdir -p /out/bin /out/data; \
     for bin in $bins; do cp "target/release/$bin" /out/bin/; done
@@ -40,8 +40,9 @@ WORKDIR /var/lib/pos
 # Inside a container the loopback defaults would make the process unreachable.
 ENV POS_GRPC_ADDR=0.0.0.0:50051 \
     POS_METRICS_ADDR=0.0.0.0:9464 \
+    POS_WEB__ADDR=0.0.0.0:8080 \
     POS_DATA_DIR=/var/lib/pos \
     POS_JSON_LOGS=true
-EXPOSE 50051 9464
+EXPOSE 50051 9464 8080
 # Every service in one process; set the command to one service's binary to run it alone.
 CMD ["pos", "up"]

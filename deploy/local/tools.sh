@@ -14,6 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+# Russian locale data for Chromium: date fields read дд.мм.гггг as staff see them.
+[ -f /usr/lib/chromium/locales/ru.pak ] || missing+=(chromium-l10n)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 

@@ -89,6 +89,8 @@ fn schema() -> Json {
     tree["intake"] = serde_json::to_value(pos_intake::config::IntakeConfig::default()).unwrap();
     tree["routing"] = serde_json::to_value(pos_routing::RoutingConfig::default()).unwrap();
     tree["notify"] = serde_json::to_value(pos_notify::NotifyConfig::default()).unwrap();
+    tree["sla"] = serde_json::to_value(pos_sla::config::SlaConfig::default()).unwrap();
+    tree["web"] = serde_json::to_value(pos_web::WebConfig::default()).unwrap();
     tree
 }
 
@@ -127,6 +129,8 @@ fn try_load(source: &str, env: &BTreeMap<String, String>) -> Result<(), String> 
         let routing: pos_routing::RoutingConfig = section(None, "routing").map_err(|e| e.to_string())?;
         routing.validate().map_err(|e| e.to_string())?;
         let _: pos_notify::NotifyConfig = section(None, "notify").map_err(|e| e.to_string())?;
+        pos_sla::config::SlaConfig::load(None).map_err(|e| e.to_string())?;
+        let _: pos_web::WebConfig = section(None, "web").map_err(|e| e.to_string())?;
         Ok(())
     })
     .map_err(|error| format!("{source}: {error}"))
@@ -572,11 +576,43 @@ fn the_chart_runs_every_service_with_settings_the_configuration_accepts() {
             "{name} is a secret reference"
         );
     }
+    // The web cabinet's settings, each read from one value (web.yaml).
+    let web_plain: &[(&str, &str, &str)] = &[
+        ("POS_WEB__DEV_SIGN_IN", "{{ $web.devSignIn | quote }}", "web.devSignIn"),
+        ("POS_WEB__SECURE_COOKIES", "{{ $web.secureCookies | quote }}", "web.secureCookies"),
+        ("POS_WEB__OIDC__ISSUER_URL", "{{ .issuerUrl | quote }}", "web.oidc.issuerUrl"),
+        ("POS_WEB__OIDC__CLIENT_ID", "{{ .clientId | quote }}", "web.oidc.clientId"),
+        ("POS_WEB__OIDC__REDIRECT_URL", "{{ .redirectUrl | quote }}", "web.oidc.redirectUrl"),
+        ("POS_WEB__OIDC__ORGANIZATION_CLAIM", "{{ .organizationClaim | quote }}", "web.oidc.organizationClaim"),
+        ("POS_WEB__OIDC__ROLES_CLAIM", "{{ .rolesClaim | quote }}", "web.oidc.rolesClaim"),
+    ];
+    let web_template = template("web.yaml");
+    for (name, expr, _) in web_plain {
+        let at = web_template.find(&format!("- name: {name}\n")).unwrap_or_else(|| panic!("web.yaml: no {name}"));
+        let value = web_template[at..].lines().nth(1).unwrap().trim();
+        assert_eq!(value, format!("value: {expr}"), "web.yaml: {name}");
+    }
+    for name in ["POS_WEB__OIDC__CLIENT_SECRET", "POS_REDIS_URL", "POS_AUTH__HS256_SECRET"] {
+        let at = web_template.find(&format!("- name: {name}\n")).unwrap_or_else(|| panic!("web.yaml: no {name}"));
+        assert!(web_template[at..].lines().nth(2).unwrap().contains("secretKeyRef:"), "{name} is a secret reference");
+    }
+    assert!(web_template.contains(r#"value: "0.0.0.0:{{ $web.port }}""#));
+    assert!(web_template.contains(r#"value: "/etc/pos/web-key/{{ $web.oidc.tokenKey.key }}""#));
     // Nothing in the templates escapes the check.
     let covered: BTreeSet<String> = plain
         .iter()
         .map(|(n, _)| (*n).to_owned())
         .chain(secrets.iter().map(|(n, _)| (*n).to_owned()))
+        .chain(web_plain.iter().map(|(n, _, _)| (*n).to_owned()))
+        .chain(
+            [
+                "POS_WEB__ADDR",
+                "POS_WEB__GRPC_ENDPOINT",
+                "POS_WEB__OIDC__CLIENT_SECRET",
+                "POS_WEB__OIDC__TOKEN_KEY_FILE",
+            ]
+            .map(String::from),
+        )
         .chain(
             [
                 "POS_REGIONS",
@@ -637,6 +673,22 @@ fn the_chart_runs_every_service_with_settings_the_configuration_accepts() {
                 env.insert(text(key), text(value));
             }
             load(&format!("{CHART}/{file} {service}"), &env);
+        }
+        // The web cabinet, with what web.yaml sets.
+        let web = &values["web"];
+        if web["enabled"].as_bool().unwrap() {
+            let mut env = env.clone();
+            for (name, _, path) in web_plain {
+                env.insert((*name).to_owned(), text(value_at(&values, path)));
+            }
+            env.insert("POS_WEB__ADDR".into(), format!("0.0.0.0:{}", text(&web["port"])));
+            env.insert("POS_WEB__GRPC_ENDPOINT".into(), format!("http://pos:{}", text(&values["ports"]["grpc"])));
+            env.insert("POS_WEB__OIDC__CLIENT_SECRET".into(), "secret".into());
+            env.insert("POS_WEB__OIDC__TOKEN_KEY_FILE".into(), "/etc/pos/web-key/tls.key".into());
+            for (key, value) in web["env"].as_mapping().unwrap() {
+                env.insert(text(key), text(value));
+            }
+            load(&format!("{CHART}/{file} web"), &env);
         }
     }
 }

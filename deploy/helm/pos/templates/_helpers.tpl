@@ -22,6 +22,12 @@ app.kubernetes.io/name: pos
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* What selects the web cabinet's pods: not the front door's labels, it serves no gRPC. */}}
+{{- define "pos.webSelectorLabels" -}}
+app.kubernetes.io/name: pos-web
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
 {{- define "pos.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "pos.fullname" .) .Values.serviceAccount.name -}}
