@@ -2,7 +2,8 @@
 //! configuration), their type told by content, never by name, against DOMAIN.md's list.
 //!
 //! The first [`SNIFF_BYTES`] are held back until the type is known; after that every chunk goes
-//! straight to the store. Two families cannot be told apart by their first bytes: OLE2
+//! straight to the store. Which types a caller may upload is configuration: DOMAIN.md's list for
+//! citizens, plus screenshots (PNG) for staff. Two families cannot be told apart by their first bytes: OLE2
 //! compound files (.doc .xls .ppt keep their directory anywhere in the file) and ZIP archives
 //! whose first entries do not say which office format they are. Those are kept in memory
 //! (bounded by the size limit) and told apart once complete.
@@ -33,8 +34,12 @@ const LOCAL_PART_BYTES: usize = 256 * 1024;
 /// S3 refuses multipart parts below 5 MiB (except the last).
 const S3_PART_BYTES: usize = 5 * 1024 * 1024;
 
-/// The types DOMAIN.md allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How much of a file one download message carries.
+pub const DOWNLOAD_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The types told by content: DOMAIN.md's list for citizens, and PNG for staff's screenshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FileKind {
     Txt,
     Odt,
@@ -50,9 +55,68 @@ pub enum FileKind {
     Rtf,
     Pdf,
     Jpeg,
+    Png,
 }
 
 impl FileKind {
+    /// DOMAIN.md's list: what citizens may attach.
+    pub const CITIZEN: [FileKind; 14] = [
+        FileKind::Txt,
+        FileKind::Odt,
+        FileKind::Ods,
+        FileKind::Odp,
+        FileKind::Odf,
+        FileKind::Xls,
+        FileKind::Xlsx,
+        FileKind::Ppt,
+        FileKind::Pptx,
+        FileKind::Doc,
+        FileKind::Docx,
+        FileKind::Rtf,
+        FileKind::Pdf,
+        FileKind::Jpeg,
+    ];
+
+    /// The citizens' list and screenshots: what staff attach to answers and incidents.
+    pub const STAFF: [FileKind; 15] = [
+        FileKind::Txt,
+        FileKind::Odt,
+        FileKind::Ods,
+        FileKind::Odp,
+        FileKind::Odf,
+        FileKind::Xls,
+        FileKind::Xlsx,
+        FileKind::Ppt,
+        FileKind::Pptx,
+        FileKind::Doc,
+        FileKind::Docx,
+        FileKind::Rtf,
+        FileKind::Pdf,
+        FileKind::Jpeg,
+        FileKind::Png,
+    ];
+
+    /// The usual extension, as people know the type.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileKind::Txt => "txt",
+            FileKind::Odt => "odt",
+            FileKind::Ods => "ods",
+            FileKind::Odp => "odp",
+            FileKind::Odf => "odf",
+            FileKind::Xls => "xls",
+            FileKind::Xlsx => "xlsx",
+            FileKind::Ppt => "ppt",
+            FileKind::Pptx => "pptx",
+            FileKind::Doc => "doc",
+            FileKind::Docx => "docx",
+            FileKind::Rtf => "rtf",
+            FileKind::Pdf => "pdf",
+            FileKind::Jpeg => "jpeg",
+            FileKind::Png => "png",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             FileKind::Txt => "text/plain; charset=utf-8",
@@ -69,6 +133,7 @@ impl FileKind {
             FileKind::Rtf => "application/rtf",
             FileKind::Pdf => "application/pdf",
             FileKind::Jpeg => "image/jpeg",
+            FileKind::Png => "image/png",
         }
     }
 }
@@ -93,6 +158,9 @@ pub fn detect(bytes: &[u8], complete: bool) -> Detection {
     }
     if infer::image::is_jpeg(bytes) {
         return Detection::Allowed(FileKind::Jpeg);
+    }
+    if infer::image::is_png(bytes) {
+        return Detection::Allowed(FileKind::Png);
     }
     if infer::archive::is_rtf(bytes) {
         return Detection::Allowed(FileKind::Rtf);
@@ -303,6 +371,15 @@ impl AttachmentStorage {
     }
 }
 
+/// Whether `kind` is among the types the caller may upload, or the refusal saying what is.
+fn admit(kind: FileKind, allowed: &[FileKind]) -> Result<FileKind, IntakeError> {
+    if allowed.contains(&kind) {
+        Ok(kind)
+    } else {
+        Err(refused(&format!("{} (.{})", kind.content_type(), kind.extension()), allowed))
+    }
+}
+
 /// A file received and stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
@@ -324,9 +401,14 @@ enum Stage {
     Streaming { kind: FileKind, text: Option<Utf8Check> },
 }
 
-/// Receives one upload (metadata first, then chunks) and stores it; refuses types not allowed,
-/// sizes over the limit and streams that disagree with their declared size.
-pub async fn receive<S>(storage: &AttachmentStorage, max_bytes: u64, mut parts: S) -> Result<Received, IntakeError>
+/// Receives one upload (metadata first, then chunks) and stores it; refuses types not in
+/// `allowed`, sizes over the limit and streams that disagree with their declared size.
+pub async fn receive<S>(
+    storage: &AttachmentStorage,
+    max_bytes: u64,
+    allowed: &[FileKind],
+    mut parts: S,
+) -> Result<Received, IntakeError>
 where
     S: Stream<Item = Result<UploadAttachmentRequest, Status>> + Unpin + Send,
 {
@@ -357,7 +439,7 @@ where
     let id = uuid::Uuid::now_v7().to_string();
     let object_path = object_path(Utc::now(), &id);
     let mut sink = Sink { storage, path: Path::from(object_path.as_str()), writer: None };
-    match receive_bytes(&mut sink, declared, &mut parts).await {
+    match receive_bytes(&mut sink, declared, allowed, &mut parts).await {
         Ok((kind, sha256)) => {
             sink.finish().await?;
             Ok(Received { id, file_name, kind, size: declared, sha256, object_path })
@@ -369,7 +451,12 @@ where
     }
 }
 
-async fn receive_bytes<S>(sink: &mut Sink<'_>, declared: u64, parts: &mut S) -> Result<(FileKind, String), IntakeError>
+async fn receive_bytes<S>(
+    sink: &mut Sink<'_>,
+    declared: u64,
+    allowed: &[FileKind],
+    parts: &mut S,
+) -> Result<(FileKind, String), IntakeError>
 where
     S: Stream<Item = Result<UploadAttachmentRequest, Status>> + Unpin + Send,
 {
@@ -395,7 +482,7 @@ where
         stage = match stage {
             Stage::Sniffing(mut head) => {
                 head.extend_from_slice(&chunk);
-                if head.len() < SNIFF_BYTES { Stage::Sniffing(head) } else { decide_early(sink, head).await? }
+                if head.len() < SNIFF_BYTES { Stage::Sniffing(head) } else { decide_early(sink, head, allowed).await? }
             }
             Stage::Buffering(mut all) => {
                 all.extend_from_slice(&chunk);
@@ -405,7 +492,7 @@ where
                 if let Some(check) = &mut text
                     && !check.feed(&chunk)
                 {
-                    return Err(refused("text that is not valid UTF-8"));
+                    return Err(refused("text that is not valid UTF-8", allowed));
                 }
                 sink.write(Bytes::from(chunk)).await?;
                 Stage::Streaming { kind, text }
@@ -421,16 +508,17 @@ where
     let kind = match stage {
         Stage::Sniffing(all) | Stage::Buffering(all) => match detect(&all, true) {
             Detection::Allowed(kind) => {
+                let kind = admit(kind, allowed)?;
                 sink.put_whole(Bytes::from(all)).await?;
                 kind
             }
-            Detection::Refused(what) => return Err(refused(&what)),
+            Detection::Refused(what) => return Err(refused(&what, allowed)),
             // A complete file is always decided; refuse rather than store the undecidable.
-            Detection::NeedsWholeFile => return Err(refused("a file of an undecidable type")),
+            Detection::NeedsWholeFile => return Err(refused("a file of an undecidable type", allowed)),
         },
         Stage::Streaming { kind, text } => {
             if text.is_some_and(|check| !check.finish()) {
-                return Err(refused("text that is not valid UTF-8"));
+                return Err(refused("text that is not valid UTF-8", allowed));
             }
             kind
         }
@@ -440,9 +528,10 @@ where
 
 /// The type is decided from the first [`SNIFF_BYTES`]: refuse, keep buffering, or start
 /// streaming to the store.
-async fn decide_early(sink: &mut Sink<'_>, head: Vec<u8>) -> Result<Stage, IntakeError> {
+async fn decide_early(sink: &mut Sink<'_>, head: Vec<u8>, allowed: &[FileKind]) -> Result<Stage, IntakeError> {
     match detect(&head, false) {
         Detection::Allowed(kind) => {
+            let kind = admit(kind, allowed)?;
             let text = if kind == FileKind::Txt {
                 let mut check = Utf8Check::default();
                 check.feed(&head);
@@ -453,18 +542,14 @@ async fn decide_early(sink: &mut Sink<'_>, head: Vec<u8>) -> Result<Stage, Intak
             sink.write(Bytes::from(head)).await?;
             Ok(Stage::Streaming { kind, text })
         }
-        Detection::Refused(what) => Err(refused(&what)),
+        Detection::Refused(what) => Err(refused(&what, allowed)),
         Detection::NeedsWholeFile => Ok(Stage::Buffering(head)),
     }
 }
 
-fn refused(what: &str) -> IntakeError {
-    IntakeError::invalid(
-        "chunk",
-        format!(
-            "the content is {what}; allowed are .txt .odt .ods .odp .odf .xls .xlsx .ppt .pptx .doc .docx .rtf .pdf .jpeg"
-        ),
-    )
+fn refused(what: &str, allowed: &[FileKind]) -> IntakeError {
+    let list: Vec<String> = allowed.iter().map(|kind| format!(".{}", kind.extension())).collect();
+    IntakeError::invalid("chunk", format!("the content is {what}; allowed are {}", list.join(" ")))
 }
 
 /// The name as shown to people: the last path component, trimmed, without control characters.
@@ -532,8 +617,51 @@ impl Sink<'_> {
     }
 }
 
-/// Deletes attachments uploaded more than `older_than` ago and never attached to an appeal:
-/// the row first (unless a submission claims it meanwhile), then the object.
+/// A stored file's bytes, read from the store as they are sent and cut into messages of
+/// [`DOWNLOAD_CHUNK_BYTES`]: memory holds about one message whatever the file's size.
+pub async fn read(
+    storage: &AttachmentStorage,
+    object_path: &str,
+) -> Result<impl Stream<Item = Result<Bytes, object_store::Error>> + Send + 'static, object_store::Error> {
+    let source = storage.store.get(&Path::from(object_path)).await?.into_stream();
+    Ok(rechunk(source, DOWNLOAD_CHUNK_BYTES))
+}
+
+/// Cuts a stream of byte buffers of any size into buffers of `size` (the last one shorter).
+pub fn rechunk<S, E>(source: S, size: usize) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Send + 'static,
+{
+    let size = size.max(1);
+    futures::stream::unfold((source, bytes::BytesMut::new(), false), move |(mut source, mut pending, mut done)| {
+        async move {
+            loop {
+                if pending.len() >= size || (done && !pending.is_empty()) {
+                    let take = pending.len().min(size);
+                    let out = pending.split_to(take).freeze();
+                    return Some((Ok(out), (source, pending, done)));
+                }
+                if done {
+                    return None;
+                }
+                match source.next().await {
+                    Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+                    // A file cut short must not look complete: nothing more after the error.
+                    Some(Err(error)) => {
+                        pending.clear();
+                        return Some((Err(error), (source, pending, true)));
+                    }
+                    None => done = true,
+                }
+            }
+        }
+    })
+}
+
+/// Deletes attachments uploaded more than `older_than` ago and never attached to an appeal nor
+/// referenced by an answer or an incident: the row first (unless something claims it
+/// meanwhile), then the object.
 pub async fn sweep_orphans(
     store: &crate::store::Store,
     storage: &AttachmentStorage,
@@ -635,6 +763,7 @@ mod tests {
     fn tells_allowed_types_by_their_content() {
         assert_eq!(allowed(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj"), Some(FileKind::Pdf));
         assert_eq!(allowed(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0]), Some(FileKind::Jpeg));
+        assert_eq!(allowed(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some(FileKind::Png));
         assert_eq!(allowed(br"{\rtf1\ansi hello}"), Some(FileKind::Rtf));
         assert_eq!(allowed("Добрый день, прошу помочь.\n".as_bytes()), Some(FileKind::Txt));
         let odt = zip(&[("mimetype", b"application/vnd.oasis.opendocument.text"), ("content.xml", b"<x/>")]);
@@ -683,7 +812,7 @@ mod tests {
         let exe = [b"MZ\x90\x00\x03\x00\x00\x00".as_slice(), &[0u8; 64]].concat();
         let Detection::Refused(what) = detect(&exe, true) else { panic!("an executable must be refused") };
         assert!(what.contains("exe"), "{what}");
-        assert!(matches!(detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", true), Detection::Refused(_)));
+        assert!(matches!(detect(b"GIF89a\x01\0\x01\0\0\0\0", true), Detection::Refused(_)));
         assert!(matches!(detect(&zip(&[("evil.exe", b"MZ")]), true), Detection::Refused(_)));
         assert!(matches!(detect(b"<html><script>alert(1)</script>", true), Detection::Refused(_)));
         assert!(matches!(detect(b"\x00\x01\x02binary", true), Detection::Refused(_)));
@@ -700,6 +829,25 @@ mod tests {
         assert!(matches!(detect(&ole2, true), Detection::Refused(_)), "an OLE2 file of no known kind (e.g. .msi)");
         let archive = zip(&[("a.txt", b"x"), ("b.txt", b"y")]);
         assert_eq!(detect(&archive[..archive.len() - 22], false), Detection::NeedsWholeFile);
+    }
+
+    #[test]
+    fn a_type_told_by_content_is_refused_when_the_caller_may_not_upload_it() {
+        assert_eq!(admit(FileKind::Png, &FileKind::STAFF).unwrap(), FileKind::Png);
+        let refusal = admit(FileKind::Png, &FileKind::CITIZEN).unwrap_err().to_string();
+        let (what, allowed) = refusal.split_once("allowed are").expect("the refusal lists what is allowed");
+        assert!(what.contains("image/png"), "{refusal}");
+        assert!(allowed.contains(".jpeg") && !allowed.contains(".png"), "{refusal}");
+    }
+
+    #[tokio::test]
+    async fn downloads_are_cut_into_equal_chunks_whatever_the_store_returns() {
+        let parts: Vec<Result<Bytes, ()>> =
+            vec![Ok(Bytes::from(vec![1u8; 5])), Ok(Bytes::from(vec![2u8; 1])), Ok(Bytes::from(vec![3u8; 9]))];
+        let chunks: Vec<Bytes> =
+            rechunk(futures::stream::iter(parts), 4).map(|chunk| chunk.unwrap()).collect::<Vec<_>>().await;
+        assert_eq!(chunks.iter().map(Bytes::len).collect::<Vec<_>>(), vec![4, 4, 4, 3]);
+        assert_eq!(chunks.concat(), [vec![1u8; 5], vec![2u8; 1], vec![3u8; 9]].concat());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::time::Duration;
 use pos_platform::config::{ConfigError, Secret};
 use serde::{Deserialize, Serialize};
 
+use crate::attachments::FileKind;
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct IntakeConfig {
@@ -29,6 +31,12 @@ pub struct IntakeConfig {
     pub organization_cache_secs: u64,
     /// Attachments never attached to an appeal are deleted after this many hours.
     pub orphan_attachment_hours: u64,
+    /// What applicants, operators and systems may upload, told by content (`pdf`, `jpeg`, …):
+    /// DOMAIN.md's list unless set.
+    pub applicant_file_types: Vec<FileKind>,
+    /// What staff may upload for answers and incidents: the citizens' list and `png`
+    /// (screenshots) unless set.
+    pub staff_file_types: Vec<FileKind>,
 }
 
 /// An S3-compatible object store (MinIO, Ceph, Yandex Object Storage …). Anything unset is
@@ -59,6 +67,8 @@ impl Default for IntakeConfig {
             classifier_refresh_secs: 30,
             organization_cache_secs: 300,
             orphan_attachment_hours: 24,
+            applicant_file_types: FileKind::CITIZEN.to_vec(),
+            staff_file_types: FileKind::STAFF.to_vec(),
         }
     }
 }
@@ -77,6 +87,12 @@ impl IntakeConfig {
         }
         if self.max_text_chars == 0 {
             return Err(ConfigError::invalid("intake.max_text_chars", "must be at least 1"));
+        }
+        if self.applicant_file_types.is_empty() {
+            return Err(ConfigError::invalid("intake.applicant_file_types", "must list at least one type"));
+        }
+        if self.staff_file_types.is_empty() {
+            return Err(ConfigError::invalid("intake.staff_file_types", "must list at least one type"));
         }
         if self.classifier_refresh_secs == 0 {
             return Err(ConfigError::invalid("intake.classifier_refresh_secs", "must be at least 1"));
@@ -144,5 +160,17 @@ mod tests {
         assert!(config.validate().unwrap_err().to_string().contains("attachment_store_url"));
         let config = IntakeConfig { max_attachment_bytes: 0, ..IntakeConfig::default() };
         assert!(config.validate().is_err());
+        let config = IntakeConfig { staff_file_types: Vec::new(), ..IntakeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("staff_file_types"));
+    }
+
+    #[test]
+    fn citizens_keep_the_domain_list_and_staff_add_screenshots() {
+        let config = IntakeConfig::default();
+        assert!(!config.applicant_file_types.contains(&FileKind::Png));
+        assert!(config.applicant_file_types.contains(&FileKind::Jpeg));
+        assert!(config.staff_file_types.contains(&FileKind::Png));
+        let parsed: IntakeConfig = serde_json::from_str(r#"{"staff_file_types": ["pdf", "png"]}"#).unwrap();
+        assert_eq!(parsed.staff_file_types, vec![FileKind::Pdf, FileKind::Png]);
     }
 }

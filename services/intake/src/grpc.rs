@@ -1,15 +1,20 @@
-//! `pos.v1.IntakeService`: SubmitAppeal, UploadAttachment, GetAppeal.
+//! `pos.v1.IntakeService`: SubmitAppeal, UploadAttachment, GetAppeal, ClaimAttachments,
+//! DownloadAttachment.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::{Stream, StreamExt};
 use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::{from_micros, to_micros};
 use pos_platform::error::{ApiError, FieldViolations};
+use pos_proto::v1::attachment_chunk::Part as ChunkPart;
 use pos_proto::v1::intake_service_server::IntakeService;
 use pos_proto::v1::{
-    Appeal, AppealRouting, Attachment, GetAppealRequest, SubmitAppealRequest, SubmitAppealResponse,
-    UploadAttachmentRequest, UploadAttachmentResponse,
+    Appeal, AppealRouting, Attachment, AttachmentChunk, AttachmentInfo, AttachmentReferenceKind,
+    ClaimAttachmentsRequest, ClaimAttachmentsResponse, DownloadAttachmentRequest, GetAppealRequest,
+    SubmitAppealRequest, SubmitAppealResponse, UploadAttachmentRequest, UploadAttachmentResponse,
 };
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -20,7 +25,10 @@ use crate::classifier::Catalog;
 use crate::config::IntakeConfig;
 use crate::error::IntakeError;
 use crate::masking::mask;
-use crate::store::{AppealRecord, AttachmentRecord, NewAppeal, RegisterError, Registered, Registration, Store};
+use crate::store::{
+    AppealRecord, AttachmentRecord, AttachmentReference, NewAppeal, ReferenceKind, RegisterError, Registered,
+    Registration, Store,
+};
 use crate::validate::{self, Limits};
 
 /// Whether a submission created the appeal or repeated an earlier request.
@@ -47,6 +55,17 @@ const READERS: [Role; 9] = [
     Role::OrgAdmin,
     Role::Approver,
 ];
+/// Who may upload: submitters for appeals, staff for answers and incidents.
+const UPLOADERS: [Role; 9] = READERS;
+/// Who records that an answer or incident refers to files: ticketing, with the acting staff
+/// member's token (or its own, as a system).
+const CLAIMERS: [Role; 7] =
+    [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin, Role::Approver, Role::System];
+/// What an attachment id that is not the caller's upload gets, whether it exists or not.
+const NO_SUCH_ATTACHMENT: &str = "no such attachment: upload it first";
+
+/// A download: the description first, then the bytes.
+pub type DownloadStream = Pin<Box<dyn Stream<Item = Result<AttachmentChunk, Status>> + Send + 'static>>;
 
 pub struct IntakeApi {
     store: Store,
@@ -168,7 +187,9 @@ impl IntakeApi {
         }
     }
 
-    /// Each attachment must exist, be the caller's own upload, and not be attached yet.
+    /// Each attachment must exist, be the caller's own upload, and not be attached yet. Another
+    /// caller's upload is answered as one that does not exist, so that nobody learns which ids
+    /// are someone else's.
     async fn check_attachments(
         &self,
         subject: &str,
@@ -179,9 +200,10 @@ impl IntakeApi {
         for (index, id) in ids.iter().enumerate() {
             let field = format!("attachment_ids[{index}]");
             match found.iter().find(|a| &a.id == id) {
-                None => violations.add(field, "no such attachment: upload it first"),
+                None => violations.add(field, NO_SUCH_ATTACHMENT),
                 Some(attachment) if attachment.uploaded_by != subject => {
-                    violations.add(field, "uploaded by another caller: attach only your own uploads")
+                    tracing::warn!(target: "security", %subject, attachment_id = %id, "another caller's upload named");
+                    violations.add(field, NO_SUCH_ATTACHMENT)
                 }
                 Some(attachment) if attachment.appeal_id.is_some() => {
                     violations.add(field, "already attached to another appeal")
@@ -198,7 +220,11 @@ impl IntakeApi {
         caller: &Caller,
         parts: Streaming<UploadAttachmentRequest>,
     ) -> Result<UploadAttachmentResponse, IntakeError> {
-        let received = match attachments::receive(&self.storage, self.config.max_attachment_bytes, parts).await {
+        // Staff attach screenshots to incidents; citizens keep DOMAIN.md's list.
+        let staff = caller.has_any(&Role::STAFF);
+        let allowed = if staff { &self.config.staff_file_types } else { &self.config.applicant_file_types };
+        let received = match attachments::receive(&self.storage, self.config.max_attachment_bytes, allowed, parts).await
+        {
             Ok(received) => received,
             Err(error) => {
                 let outcome =
@@ -219,6 +245,7 @@ impl IntakeApi {
             object_path: received.object_path.clone(),
             uploaded_at: from_micros(to_micros(Utc::now())),
             appeal_id: None,
+            uploaded_for_organization: if staff { caller.organization_id.clone() } else { String::new() },
         };
         if let Err(error) = self.store.insert_attachment(&record).await {
             // Without its row no sweep would ever find the object.
@@ -229,13 +256,235 @@ impl IntakeApi {
         }
         metrics::counter!("pos_intake_attachments_total", "outcome" => "stored").increment(1);
         // The file name is not logged: people name files after themselves.
-        tracing::info!(content_type = %record.content_type, size = record.size, "attachment stored");
+        tracing::info!(
+            content_type = %record.content_type,
+            size = record.size,
+            organization_id = %record.uploaded_for_organization,
+            "attachment stored"
+        );
         Ok(UploadAttachmentResponse {
             attachment_id: record.id,
             content_type: record.content_type,
             size: record.size,
             sha256: record.sha256,
         })
+    }
+
+    /// Records that an answer or an incident of the appeal refers to the attachments. Each must
+    /// exist and be visible to the caller: their own upload (or their organization's), or a
+    /// file already on the same appeal; anything else is answered as an unknown id.
+    #[tracing::instrument(skip_all, fields(appeal_id = %request.appeal_id, object_id = %request.object_id))]
+    async fn claim(
+        &self,
+        caller: &Caller,
+        request: ClaimAttachmentsRequest,
+    ) -> Result<ClaimAttachmentsResponse, IntakeError> {
+        let mut violations = FieldViolations::new();
+        let kind = match AttachmentReferenceKind::try_from(request.kind) {
+            Ok(AttachmentReferenceKind::Answer) => Some(ReferenceKind::Answer),
+            Ok(AttachmentReferenceKind::Incident) => Some(ReferenceKind::Incident),
+            Ok(AttachmentReferenceKind::Unspecified) | Err(_) => {
+                violations.add("kind", "answer or incident");
+                None
+            }
+        };
+        if request.object_id.trim().is_empty() {
+            violations.add("object_id", "required: the ticket (answer) or the incident");
+        }
+        if uuid::Uuid::parse_str(&request.appeal_id).is_err() {
+            violations.add("appeal_id", "not an appeal id");
+        }
+        if request.attachment_ids.len() > self.config.max_attachments {
+            violations.add("attachment_ids", format!("at most {} files", self.config.max_attachments));
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::Invalid(violations).into());
+        }
+        let kind = kind.ok_or_else(|| IntakeError::invalid("kind", "required"))?;
+        let appeal =
+            self.store.appeal(&request.appeal_id).await?.ok_or_else(|| ApiError::not_found("no such appeal"))?;
+        // The appeal's organization refers to files, nobody else's staff.
+        let organization_id = appeal.routing.as_ref().map(|r| r.organization.id.clone()).unwrap_or_default();
+        if !caller.may_access_organization(&organization_id) {
+            tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "attachments claimed for an appeal of another organization");
+            return Err(ApiError::denied(
+                "OTHER_ORGANIZATION",
+                "the appeal is not routed to the caller's organization",
+            )
+            .into());
+        }
+        let field = if request.field.trim().is_empty() { "attachment_ids" } else { request.field.trim() };
+        let found = self.store.attachments(&request.attachment_ids).await?;
+        let mut claimed = Vec::with_capacity(request.attachment_ids.len());
+        let now = from_micros(to_micros(Utc::now()));
+        for (index, id) in request.attachment_ids.iter().enumerate() {
+            let visible = match found.iter().find(|a| &a.id == id) {
+                None => None,
+                Some(attachment) => {
+                    let on_appeal = attachment.appeal_id.as_deref() == Some(appeal.id.as_str())
+                        || self.store.references(id).await?.iter().any(|r| r.appeal_id == appeal.id);
+                    let unattached = attachment.appeal_id.is_none();
+                    let own = attachment.uploaded_by == caller.subject
+                        || (!attachment.uploaded_for_organization.is_empty()
+                            && attachment.uploaded_for_organization == caller.organization_id);
+                    (on_appeal || (own && unattached)).then_some(attachment)
+                }
+            };
+            let Some(attachment) = visible else {
+                if found.iter().any(|a| &a.id == id) {
+                    tracing::warn!(target: "security", subject = %caller.subject, attachment_id = %id, "a file not visible to the caller claimed");
+                }
+                violations.add(format!("{field}[{index}]"), NO_SUCH_ATTACHMENT);
+                continue;
+            };
+            claimed.push((
+                AttachmentReference {
+                    attachment_id: id.clone(),
+                    kind,
+                    object_id: request.object_id.clone(),
+                    appeal_id: appeal.id.clone(),
+                    organization_id: organization_id.clone(),
+                    claimed_by: caller.subject.clone(),
+                    claimed_at: now,
+                },
+                attachment,
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::Invalid(violations).into());
+        }
+        let references: Vec<AttachmentReference> = claimed.iter().map(|(r, _)| r.clone()).collect();
+        self.store.claim(&references).await?;
+        tracing::info!(kind = <&str>::from(kind), files = references.len(), "attachments claimed");
+        Ok(ClaimAttachmentsResponse {
+            attachments: claimed
+                .into_iter()
+                .map(|(_, a)| Attachment {
+                    id: a.id.clone(),
+                    file_name: a.file_name.clone(),
+                    content_type: a.content_type.clone(),
+                    size: a.size,
+                })
+                .collect(),
+        })
+    }
+
+    /// The description of a file the caller may read, and a stream of its bytes.
+    #[tracing::instrument(skip_all, fields(attachment_id = %attachment_id))]
+    async fn download(&self, caller: &Caller, attachment_id: &str) -> Result<DownloadStream, IntakeError> {
+        if attachment_id.is_empty() {
+            return Err(IntakeError::invalid("attachment_id", "required"));
+        }
+        if uuid::Uuid::parse_str(attachment_id).is_err() {
+            return Err(IntakeError::invalid("attachment_id", "not an attachment id"));
+        }
+        let attachment = self
+            .store
+            .attachments(&[attachment_id.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found("no such attachment"))?;
+        let appeal_id = self.may_download(caller, &attachment).await?;
+        let bytes = attachments::read(&self.storage, &attachment.object_path).await?;
+        // Who read which file of which appeal; never the file's name, which may name a person.
+        tracing::info!(
+            target: "audit",
+            subject = %caller.subject,
+            organization_id = %caller.organization_id,
+            attachment_id = %attachment.id,
+            appeal_id = %appeal_id,
+            size = attachment.size,
+            "attachment downloaded"
+        );
+        metrics::counter!("pos_intake_attachment_downloads_total").increment(1);
+        let info = AttachmentChunk {
+            part: Some(ChunkPart::Info(AttachmentInfo {
+                attachment_id: attachment.id,
+                file_name: attachment.file_name,
+                content_type: attachment.content_type,
+                size: attachment.size,
+                sha256: attachment.sha256,
+                appeal_id,
+            })),
+        };
+        let chunks = bytes.map(|chunk| match chunk {
+            Ok(bytes) => Ok(AttachmentChunk { part: Some(ChunkPart::Chunk(bytes.to_vec())) }),
+            Err(error) => Err(Status::from(ApiError::from(IntakeError::ObjectStore(error)))),
+        });
+        Ok(Box::pin(futures::stream::once(async move { Ok(info) }).chain(chunks)))
+    }
+
+    /// Whether the caller may read the file, and the appeal it belongs to (empty when none):
+    /// operators and systems always; the applicant their own uploads, their appeal's files and
+    /// its answer's; staff the files of the appeals, answers and incidents of their organization,
+    /// and what their organization uploaded.
+    async fn may_download(&self, caller: &Caller, attachment: &AttachmentRecord) -> Result<String, IntakeError> {
+        let references = self.store.references(&attachment.id).await?;
+        let appeal_id = attachment
+            .appeal_id
+            .clone()
+            .or_else(|| references.first().map(|r| r.appeal_id.clone()))
+            .unwrap_or_default();
+        if caller.has_any(&[Role::Operator, Role::System]) {
+            return Ok(appeal_id);
+        }
+        if attachment.uploaded_by == caller.subject {
+            return Ok(appeal_id);
+        }
+        let mut appeals = Vec::new();
+        for id in attachment.appeal_id.iter().chain(references.iter().map(|r| &r.appeal_id)) {
+            if !appeals.iter().any(|a: &AppealRecord| &a.id == id)
+                && let Some(appeal) = self.store.appeal(id).await?
+            {
+                appeals.push(appeal);
+            }
+        }
+        let routed_to = |id: &str| {
+            appeals
+                .iter()
+                .find(|a| a.id == id)
+                .and_then(|a| a.routing.as_ref())
+                .map(|r| r.organization.id.as_str())
+                .unwrap_or_default()
+        };
+        if caller.has_any(&Role::STAFF) && !caller.organization_id.is_empty() {
+            let organization = caller.organization_id.as_str();
+            let allowed = attachment.uploaded_for_organization == organization
+                || attachment.appeal_id.as_deref().is_some_and(|id| routed_to(id) == organization)
+                || references
+                    .iter()
+                    .any(|r| r.organization_id == organization || routed_to(&r.appeal_id) == organization);
+            if allowed {
+                return Ok(appeal_id);
+            }
+        }
+        if caller.has(Role::Applicant) {
+            let applicant_of = |id: &str| {
+                appeals
+                    .iter()
+                    .find(|a| a.id == id)
+                    .is_some_and(|a| !a.applicant.account_id.is_empty() && a.applicant.account_id == caller.subject)
+            };
+            // The applicant's appeal and its answer; an incident is the organization's business.
+            let allowed = attachment.appeal_id.as_deref().is_some_and(applicant_of)
+                || references.iter().any(|r| r.kind == ReferenceKind::Answer && applicant_of(&r.appeal_id));
+            if allowed {
+                return Ok(appeal_id);
+            }
+            if !caller.has_any(&Role::STAFF) {
+                tracing::warn!(target: "security", subject = %caller.subject, attachment_id = %attachment.id, "download denied: another applicant's file");
+                return Err(
+                    ApiError::denied("OTHER_APPLICANT", "the file belongs to another applicant's appeal").into()
+                );
+            }
+        }
+        tracing::warn!(target: "security", subject = %caller.subject, organization_id = %caller.organization_id, attachment_id = %attachment.id, "download denied: another organization's file");
+        Err(ApiError::denied(
+            "OTHER_ORGANIZATION",
+            "the file is not of an appeal or incident of the caller's organization",
+        )
+        .into())
     }
 
     async fn get(&self, caller: &Caller, appeal_id: &str) -> Result<Appeal, IntakeError> {
@@ -288,13 +537,31 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<Streaming<UploadAttachmentRequest>>,
     ) -> Result<Response<UploadAttachmentResponse>, Status> {
-        let caller = authorize(&request, "UploadAttachment", &SUBMITTERS)?;
+        let caller = authorize(&request, "UploadAttachment", &UPLOADERS)?;
         Ok(Response::new(self.upload(&caller, request.into_inner()).await.map_err(ApiError::from)?))
     }
 
     async fn get_appeal(&self, request: Request<GetAppealRequest>) -> Result<Response<Appeal>, Status> {
         let caller = authorize(&request, "GetAppeal", &READERS)?;
         Ok(Response::new(self.get(&caller, &request.get_ref().appeal_id).await.map_err(ApiError::from)?))
+    }
+
+    async fn claim_attachments(
+        &self,
+        request: Request<ClaimAttachmentsRequest>,
+    ) -> Result<Response<ClaimAttachmentsResponse>, Status> {
+        let caller = authorize(&request, "ClaimAttachments", &CLAIMERS)?;
+        Ok(Response::new(self.claim(&caller, request.into_inner()).await.map_err(ApiError::from)?))
+    }
+
+    type DownloadAttachmentStream = DownloadStream;
+
+    async fn download_attachment(
+        &self,
+        request: Request<DownloadAttachmentRequest>,
+    ) -> Result<Response<DownloadStream>, Status> {
+        let caller = authorize(&request, "DownloadAttachment", &READERS)?;
+        Ok(Response::new(self.download(&caller, &request.get_ref().attachment_id).await.map_err(ApiError::from)?))
     }
 }
 
@@ -315,8 +582,13 @@ fn may_read(caller: &Caller, appeal: &AppealRecord) -> Result<(), ApiError> {
     {
         return caller.require_organization(&routing.organization.id, "GetAppeal");
     }
-    tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "access denied to another applicant's appeal");
-    Err(ApiError::permission_denied("the appeal is not yours to read"))
+    if caller.has(Role::Applicant) {
+        tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "access denied to another applicant's appeal");
+        return Err(ApiError::denied("OTHER_APPLICANT", "the appeal belongs to another applicant"));
+    }
+    // Staff before the appeal is routed: no organization of theirs answers it yet.
+    tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "access denied to an appeal not routed to the caller");
+    Err(ApiError::denied("OTHER_ORGANIZATION", "the appeal is not routed to the caller's organization"))
 }
 
 /// A repeated request gets the first answer; a different request under a used id is refused.

@@ -125,6 +125,31 @@ pub struct AttachmentRecord {
     pub object_path: String,
     pub uploaded_at: DateTime<Utc>,
     pub appeal_id: Option<String>,
+    /// The organization a staff member uploaded it for; empty for applicants, operators, systems.
+    pub uploaded_for_organization: String,
+}
+
+/// What refers to an attachment besides its appeal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
+pub enum ReferenceKind {
+    /// The organization's answer; the object is the ticket.
+    Answer,
+    /// An escalation; the object is the incident.
+    Incident,
+}
+
+/// One answer or incident referring to an attachment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentReference {
+    pub attachment_id: String,
+    pub kind: ReferenceKind,
+    pub object_id: String,
+    pub appeal_id: String,
+    /// The organization whose staff referred to it.
+    pub organization_id: String,
+    pub claimed_by: String,
+    pub claimed_at: DateTime<Utc>,
 }
 
 /// What an event did to the applicant's view.
@@ -142,8 +167,12 @@ const APPEAL_COLUMNS: &str = "number, id, submitted_by, registered_at, source, a
      routed_organization_id, routed_organization_name, routed_organization_type, routed_organization_region, \
      period_days, working_days, fast_track, delegated_by_auto_rule, routing_explanation, routed_at";
 
-const ATTACHMENT_COLUMNS: &str =
-    "id, uploaded_by, file_name, content_type, size, sha256, object_path, uploaded_at, appeal_id";
+const ATTACHMENT_COLUMNS: &str = "id, uploaded_by, file_name, content_type, size, sha256, object_path, uploaded_at, \
+     appeal_id, uploaded_for_organization";
+
+/// Neither attached to an appeal nor referred to by an answer or an incident.
+const ORPHAN: &str = "appeal_id IS NULL AND NOT EXISTS \
+     (SELECT 1 FROM attachment_references r WHERE r.attachment_id = attachments.id)";
 
 #[derive(Clone)]
 pub struct Store {
@@ -242,6 +271,9 @@ impl Store {
             pos_platform::outbox::enqueue(&mut tx, &envelope).await?;
             tx.commit().await?;
             self.db.wake_outbox();
+            // Counted here, after the commit that made the appeal, so that a replayed request
+            // (answered from its idempotency key) and a rolled-back attempt never count.
+            metrics::counter!("pos_appeals_received_total", "region" => appeal.region_code.clone()).increment(1);
             return Ok(Registration::Created(Registered {
                 appeal_id: appeal.id.clone(),
                 number,
@@ -276,7 +308,8 @@ impl Store {
     pub async fn insert_attachment(&self, attachment: &AttachmentRecord) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO attachments (id, uploaded_by, file_name, content_type, size, sha256, object_path, \
-             uploaded_at, appeal_id, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL)",
+             uploaded_at, appeal_id, position, uploaded_for_organization) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9)",
         )
         .bind(&attachment.id)
         .bind(&attachment.uploaded_by)
@@ -286,6 +319,7 @@ impl Store {
         .bind(&attachment.sha256)
         .bind(&attachment.object_path)
         .bind(to_micros(attachment.uploaded_at))
+        .bind(&attachment.uploaded_for_organization)
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -306,14 +340,63 @@ impl Store {
         query.fetch_all(self.db.pool()).await?.iter().map(attachment_from_row).collect()
     }
 
-    /// Attachments uploaded before `cutoff` and never attached, oldest first.
+    /// Records the references (one already recorded is kept as it was), in one transaction.
+    pub async fn claim(&self, references: &[AttachmentReference]) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        for reference in references {
+            sqlx::query(
+                "INSERT INTO attachment_references (attachment_id, kind, object_id, appeal_id, organization_id, \
+                 claimed_by, claimed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (attachment_id, kind, object_id) DO NOTHING",
+            )
+            .bind(&reference.attachment_id)
+            .bind(<&str>::from(reference.kind))
+            .bind(&reference.object_id)
+            .bind(&reference.appeal_id)
+            .bind(&reference.organization_id)
+            .bind(&reference.claimed_by)
+            .bind(to_micros(reference.claimed_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Every answer and incident referring to the attachment.
+    pub async fn references(&self, attachment_id: &str) -> Result<Vec<AttachmentReference>, sqlx::Error> {
+        sqlx::query(
+            "SELECT attachment_id, kind, object_id, appeal_id, organization_id, claimed_by, claimed_at \
+             FROM attachment_references WHERE attachment_id = $1 ORDER BY claimed_at",
+        )
+        .bind(attachment_id)
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            let kind: String = row.try_get("kind")?;
+            Ok(AttachmentReference {
+                attachment_id: row.try_get("attachment_id")?,
+                kind: kind
+                    .parse()
+                    .map_err(|_| sqlx::Error::Decode(format!("unknown reference kind {kind:?}").into()))?,
+                object_id: row.try_get("object_id")?,
+                appeal_id: row.try_get("appeal_id")?,
+                organization_id: row.try_get("organization_id")?,
+                claimed_by: row.try_get("claimed_by")?,
+                claimed_at: row.time("claimed_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Attachments uploaded before `cutoff`, never attached and never referred to, oldest first.
     pub async fn unattached_before(
         &self,
         cutoff: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<AttachmentRecord>, sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE appeal_id IS NULL AND uploaded_at < $1 \
+            "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE {ORPHAN} AND uploaded_at < $1 \
              ORDER BY uploaded_at LIMIT $2"
         )))
         .bind(to_micros(cutoff))
@@ -325,9 +408,10 @@ impl Store {
         .collect()
     }
 
-    /// Deletes an attachment's row unless a submission attached it meanwhile.
+    /// Deletes an attachment's row unless a submission attached it or something referred to it
+    /// meanwhile.
     pub async fn delete_unattached(&self, id: &str) -> Result<bool, sqlx::Error> {
-        let deleted = sqlx::query("DELETE FROM attachments WHERE id = $1 AND appeal_id IS NULL")
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM attachments WHERE id = $1 AND {ORPHAN}")))
             .bind(id)
             .execute(self.db.pool())
             .await?
@@ -515,5 +599,59 @@ fn attachment_from_row(row: &AnyRow) -> Result<AttachmentRecord, sqlx::Error> {
         object_path: row.try_get("object_path")?,
         uploaded_at: row.time("uploaded_at")?,
         appeal_id: row.try_get("appeal_id")?,
+        uploaded_for_organization: row.try_get("uploaded_for_organization")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample of `pos_appeals_received_total` for `region` on `/metrics` (0 when absent).
+    fn received(region: &str) -> f64 {
+        let series = format!("pos_appeals_received_total{{region=\"{region}\"}} ");
+        pos_platform::metrics::render()
+            .lines()
+            .find_map(|line| line.strip_prefix(&series).map(|value| value.parse().unwrap()))
+            .unwrap_or(0.0)
+    }
+
+    #[tokio::test]
+    async fn an_appeal_is_counted_once_however_often_its_request_is_repeated() {
+        pos_platform::metrics::install();
+        let (db, _dir) = pos_platform::testing::sqlite_db("intake", &crate::MIGRATIONS).await;
+        let store = Store::new(db.clone());
+        // A region of this test's own: other tests in this process count theirs.
+        let region = format!("t{}", uuid::Uuid::now_v7().simple());
+        let appeal = NewAppeal {
+            id: uuid::Uuid::now_v7().to_string(),
+            submitted_by: "esia-1".into(),
+            request_id: "r-1".into(),
+            request_sha256: "a".repeat(64),
+            registered_at: pos_platform::db::from_micros(to_micros(Utc::now())),
+            source: 1,
+            applicant: Applicant { account_id: "esia-1".into(), ..Applicant::default() },
+            region_code: region.clone(),
+            category_id: "c".into(),
+            subcategory_id: "s".into(),
+            fact_id: "f".into(),
+            names: ClassifierNames::default(),
+            picked_organization_id: String::new(),
+            original_text: "Прошу помочь".into(),
+            public_text: "Прошу помочь".into(),
+            problem_address: String::new(),
+            attachment_ids: Vec::new(),
+            public: false,
+            portal_number: String::new(),
+        };
+        assert!(matches!(store.register(&appeal).await.unwrap(), Registration::Created(_)));
+        assert_eq!(received(&region), 1.0);
+        let retry = NewAppeal { id: uuid::Uuid::now_v7().to_string(), ..appeal.clone() };
+        assert!(matches!(store.register(&retry).await.unwrap(), Registration::Existing { .. }));
+        assert_eq!(received(&region), 1.0, "a repeated request is not a new appeal");
+        let another = NewAppeal { id: uuid::Uuid::now_v7().to_string(), request_id: "r-2".into(), ..appeal };
+        assert!(matches!(store.register(&another).await.unwrap(), Registration::Created(_)));
+        assert_eq!(received(&region), 2.0);
+        db.close().await;
+    }
 }

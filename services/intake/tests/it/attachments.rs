@@ -168,12 +168,24 @@ async fn only_the_uploader_may_attach_a_file() {
     let app = TestApp::spawn().await;
     let mine = upload(&app, &applicant_token(), parts("scan.pdf", PDF.len() as i64, &[PDF])).await.unwrap();
     let mut request = submission("theirs");
-    request.attachment_ids = vec![mine.attachment_id];
+    request.attachment_ids = vec![mine.attachment_id.clone()];
     let mut client = app.client.clone();
     let status = client.submit_appeal(call(request, &other_applicant_token())).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["attachment_ids[0]"]);
-    // Uploading needs a submitting role too.
-    let status = upload(&app, &staff_token(SCHOOL), parts("scan.pdf", PDF.len() as i64, &[PDF])).await.unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
+    // Answered as an id nobody uploaded: the other applicant learns nothing of the upload.
+    let mut request = submission("theirs");
+    request.attachment_ids = vec![uuid::Uuid::now_v7().to_string()];
+    let unknown = client.submit_appeal(call(request, &other_applicant_token())).await.unwrap_err();
+    assert_eq!(refusal(&status), refusal(&unknown));
+    // The uploader still attaches it.
+    let mut request = submission("mine");
+    request.attachment_ids = vec![mine.attachment_id];
+    client.submit_appeal(call(request, &applicant_token())).await.expect("the uploader attaches the own upload");
+    // Staff upload too (for answers and incidents), but attach to no appeal of an applicant's.
+    let staff = upload(&app, &staff_token(SCHOOL), parts("scan.pdf", PDF.len() as i64, &[PDF])).await.unwrap();
+    let mut request = submission("staff's");
+    request.attachment_ids = vec![staff.attachment_id];
+    let status = client.submit_appeal(call(request, &applicant_token())).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["attachment_ids[0]"]);
     app.stop().await;
 }

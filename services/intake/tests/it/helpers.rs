@@ -199,6 +199,17 @@ pub fn staff_token(organization: &str) -> String {
     token("coordinator-1", organization, REGION, &[Role::Coordinator])
 }
 
+/// Everything a caller reads in a refusal: code, message, reason and each field violation. Two
+/// refusals that tell the caller the same thing are equal here.
+pub fn refusal(status: &tonic::Status) -> (tonic::Code, String, String, Vec<(String, String)>) {
+    use tonic_types::StatusExt;
+    let violations = status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| (v.field, v.description)).collect())
+        .unwrap_or_default();
+    (status.code(), status.message().to_owned(), pos_platform::error::reason(status), violations)
+}
+
 /// A request with `authorization: Bearer <token>`.
 pub fn call<T>(message: T, token: &str) -> tonic::Request<T> {
     pos_platform::grpc::outgoing(message, token)

@@ -3,6 +3,7 @@
 
 mod access;
 mod attachments;
+mod files;
 mod helpers;
 mod outage;
 mod scope;

@@ -1,5 +1,5 @@
-//! The database gone: every method of `pos.v1.IntakeService`, called as the applicant (allowed
-//! everywhere) with a body that passes validation, answers UNAVAILABLE with retry info and the
+//! The database gone: every method of `pos.v1.IntakeService`, called as the applicant (or, for
+//! ClaimAttachments, the organization's staff) with a body that passes validation, answers UNAVAILABLE with retry info and the
 //! reason DATABASE_UNAVAILABLE, so that applicants' clients retry instead of giving up.
 
 use std::sync::Arc;
@@ -8,7 +8,10 @@ use pos_intake::config::IntakeConfig;
 use pos_platform::rpc_call;
 use pos_platform::testing::{self, Call, TestDb, TestOptions};
 use pos_proto::v1::upload_attachment_request::Part;
-use pos_proto::v1::{AttachmentMeta, GetAppealRequest, UploadAttachmentRequest};
+use pos_proto::v1::{
+    AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DownloadAttachmentRequest, GetAppealRequest,
+    UploadAttachmentRequest,
+};
 
 use crate::helpers::*;
 
@@ -32,7 +35,33 @@ async fn every_method_is_unavailable_without_the_database(db: TestDb) {
     let calls: Vec<(&str, Call)> = vec![
         ("SubmitAppeal", rpc_call!(c, submit_appeal, applicant(submission("req-1")))),
         ("UploadAttachment", rpc_call!(c, upload_attachment, applicant(tokio_stream::iter(upload)))),
-        ("GetAppeal", rpc_call!(c, get_appeal, applicant(GetAppealRequest { appeal_id }))),
+        ("GetAppeal", rpc_call!(c, get_appeal, applicant(GetAppealRequest { appeal_id: appeal_id.clone() }))),
+        (
+            "ClaimAttachments",
+            rpc_call!(
+                c,
+                claim_attachments,
+                // Claims come from the organization's staff, through ticketing.
+                call(
+                    ClaimAttachmentsRequest {
+                        appeal_id,
+                        kind: AttachmentReferenceKind::Incident as i32,
+                        object_id: uuid::Uuid::now_v7().to_string(),
+                        attachment_ids: vec![uuid::Uuid::now_v7().to_string()],
+                        field: String::new(),
+                    },
+                    &staff_token(SCHOOL)
+                )
+            ),
+        ),
+        (
+            "DownloadAttachment",
+            rpc_call!(
+                c,
+                download_attachment,
+                applicant(DownloadAttachmentRequest { attachment_id: uuid::Uuid::now_v7().to_string() })
+            ),
+        ),
     ];
     testing::assert_unavailable_without_database(&app.server, "IntakeService", calls).await;
     app.stop().await;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use pos_intake::consumer::{ROUTED_QUEUE, RoutedHandler, STATUS_QUEUE, StatusHandler};
 use pos_intake::masking::mask;
 use pos_intake::store::{
-    Applied, AttachmentRecord, NewAppeal, RegisterError, Registration, RoutingRecord, Store, apply_routing,
-    apply_status,
+    Applied, AttachmentRecord, AttachmentReference, NewAppeal, ReferenceKind, RegisterError, Registration,
+    RoutingRecord, Store, apply_routing, apply_status,
 };
 use pos_platform::bus::{BusError, Delivery, Disposition, Envelope, QueueSpec, Settle};
 use pos_platform::consumer::Outcome;
@@ -53,6 +53,7 @@ store_contract!(
     redelivered_events_change_nothing,
     events_for_unknown_appeals_are_dead_lettered,
     orphan_attachments_are_found_and_deleted,
+    referenced_attachments_survive_the_sweep,
 );
 
 fn now() -> DateTime<Utc> {
@@ -100,6 +101,7 @@ fn attachment(uploaded_by: &str) -> AttachmentRecord {
         object_path: "2025/01/15/x".into(),
         uploaded_at: now(),
         appeal_id: None,
+        uploaded_for_organization: String::new(),
     }
 }
 
@@ -400,4 +402,49 @@ async fn orphan_attachments_are_found_and_deleted(db: Db) {
     assert!(store.delete_unattached(&old.id).await.unwrap());
     assert!(!store.delete_unattached(&claimed.id).await.unwrap(), "an attached file is never deleted");
     assert_eq!(count(&db, "attachments").await, 2);
+}
+
+/// An attachment referred to only by an incident (or an answer) is no orphan, however old.
+async fn referenced_attachments_survive_the_sweep(db: Db) {
+    use pos_intake::attachments::{AttachmentStorage, sweep_orphans};
+    let store = Store::new(db.clone());
+    let storage = AttachmentStorage::new(std::sync::Arc::new(object_store::memory::InMemory::new()), 1024);
+    let earlier = now() - Duration::seconds(1);
+    let screenshot = AttachmentRecord {
+        uploaded_at: earlier,
+        uploaded_for_organization: "school-41-1".into(),
+        ..attachment("coordinator-1")
+    };
+    let answer = AttachmentRecord { uploaded_at: earlier, ..attachment("coordinator-1") };
+    let orphan = AttachmentRecord { uploaded_at: earlier, ..attachment("coordinator-1") };
+    for a in [&screenshot, &answer, &orphan] {
+        store.insert_attachment(a).await.unwrap();
+    }
+    let appeal_id = uuid::Uuid::now_v7().to_string();
+    let reference = |attachment_id: &str, kind| AttachmentReference {
+        attachment_id: attachment_id.into(),
+        kind,
+        object_id: uuid::Uuid::now_v7().to_string(),
+        appeal_id: appeal_id.clone(),
+        organization_id: "school-41-1".into(),
+        claimed_by: "coordinator-1".into(),
+        claimed_at: now(),
+    };
+    let incident = reference(&screenshot.id, ReferenceKind::Incident);
+    store.claim(&[incident.clone(), reference(&answer.id, ReferenceKind::Answer)]).await.unwrap();
+    // Claimed again (a retried command): one reference still.
+    store.claim(std::slice::from_ref(&incident)).await.unwrap();
+    assert_eq!(store.references(&screenshot.id).await.unwrap(), [incident]);
+
+    assert_eq!(sweep_orphans(&store, &storage, std::time::Duration::ZERO).await.unwrap(), 1);
+    let left: Vec<String> = store
+        .attachments(&[screenshot.id.clone(), answer.id.clone(), orphan.id.clone()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(left.contains(&screenshot.id) && left.contains(&answer.id) && !left.contains(&orphan.id), "{left:?}");
+    let kept = store.attachments(std::slice::from_ref(&screenshot.id)).await.unwrap();
+    assert_eq!(kept[0].uploaded_for_organization, "school-41-1");
 }

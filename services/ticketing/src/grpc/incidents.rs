@@ -1,6 +1,11 @@
 //! Incidents over gRPC: opened by the ticket's organization, worked by the handling line (its
 //! staff, or a system), confirmed or rejected by the applicant. Each step also writes a line in
 //! the ticket's history and a `ticket.status_changed`, with the ticket's stage unchanged.
+//!
+//! Files named by an incident or an answer are intake's: [`AttachmentClaims`] asks intake, with
+//! the acting staff member's token, to check each id and record the reference, which keeps the
+//! file from the orphan sweep and lets the incident's organization (and an answer's applicant)
+//! download it.
 
 use chrono::Utc;
 use pos_platform::auth::{Role, authorize};
@@ -8,6 +13,9 @@ use pos_platform::error::FieldViolations;
 use pos_platform::{ApiError, ApiResult, Tx};
 use pos_proto::v1 as pb;
 use pos_proto::v1::events::TicketAction;
+use pos_proto::v1::intake_service_client::IntakeServiceClient;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::{READER_ROLES, Ticketing, check_access, require_own_appeal, wire};
@@ -23,10 +31,77 @@ const INCIDENT_OPENERS: [Role; 4] = [Role::Coordinator, Role::Executor, Role::He
 /// situation center's ITSM / the supervisor's system.
 const INCIDENT_HANDLERS: [Role; 5] = [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::System];
 
+/// How long intake gets to check and record an incident's or answer's files.
+const CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Intake's ClaimAttachments, called over gRPC (intake's peers, or this process's endpoint).
+#[derive(Clone)]
+pub struct AttachmentClaims {
+    client: IntakeServiceClient<Channel>,
+}
+
+impl AttachmentClaims {
+    pub fn new(channel: Channel) -> AttachmentClaims {
+        AttachmentClaims { client: IntakeServiceClient::new(channel) }
+    }
+}
+
+/// What refers to the files: the kind, the object and the field that named them.
+pub(super) struct Claim<'a> {
+    pub appeal_id: &'a str,
+    pub kind: pb::AttachmentReferenceKind,
+    pub object_id: &'a str,
+    pub field: &'a str,
+}
+
 impl Ticketing {
+    /// Has intake check the files `ids` and record that `claim` refers to them; intake's
+    /// refusal (a field error naming the bad id, in the caller's own field) goes back as it is.
+    /// Done before the command's transaction: a reference left by a command that then fails
+    /// only keeps a file the caller could already see.
+    pub(super) async fn claim_attachments(
+        &self,
+        metadata: &MetadataMap,
+        ids: &[String],
+        claim: Claim<'_>,
+    ) -> ApiResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let Some(claims) = &self.attachments else {
+            return Err(ApiError::unavailable(
+                "ATTACHMENTS_UNAVAILABLE",
+                "files cannot be checked here (intake is not reachable from this ticketing); send no attachment ids",
+            ));
+        };
+        // Intake decides what the acting person may attach, so it sees their own token.
+        let token = metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::Unauthenticated("a bearer token is required"))?;
+        let body = pb::ClaimAttachmentsRequest {
+            appeal_id: claim.appeal_id.to_owned(),
+            kind: claim.kind as i32,
+            object_id: claim.object_id.to_owned(),
+            attachment_ids: ids.to_vec(),
+            field: claim.field.to_owned(),
+        };
+        let mut request = pos_platform::grpc::outgoing(body, token);
+        request.set_timeout(CLAIM_TIMEOUT);
+        match claims.client.clone().claim_attachments(request).await {
+            Ok(_) => Ok(()),
+            Err(status) => {
+                tracing::info!(code = ?status.code(), message = status.message(), "intake refused the attachments");
+                Err(ApiError::Stream(status))
+            }
+        }
+    }
+
     pub(super) async fn open(&self, request: Request<pb::OpenIncidentRequest>) -> ApiResult<pb::Incident> {
         const METHOD: &str = "pos.v1.TicketingService/OpenIncident";
         let caller = authorize(&request, METHOD, &INCIDENT_OPENERS)?;
+        let metadata = request.metadata().clone();
         let body = request.into_inner();
         let ticket = self.load(&body.ticket_id).await?;
         caller.require_organization(&ticket.organization_id, METHOD)?;
@@ -61,8 +136,16 @@ impl Ticketing {
             ));
         }
         let now = Utc::now();
+        let id = uuid::Uuid::now_v7().to_string();
+        let claim = Claim {
+            appeal_id: &ticket.appeal_id,
+            kind: pb::AttachmentReferenceKind::Incident,
+            object_id: &id,
+            field: "attachment_ids",
+        };
+        self.claim_attachments(&metadata, &body.attachment_ids, claim).await?;
         let opened = Incident {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             ticket_id: ticket.id.clone(),
             appeal_id: ticket.appeal_id.clone(),
             organization_id: ticket.organization_id.clone(),

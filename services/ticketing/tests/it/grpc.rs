@@ -343,7 +343,9 @@ async fn an_incident_goes_through_both_lines_and_the_applicant_confirms_the_resu
         system: "МШ. Платформа ЦОК".into(),
         priority: "3 Приоритет".into(),
         subject: "Нет доступа к Библиотеке ЦОК".into(),
-        attachment_ids: vec!["screenshot-1".into()],
+        // Screenshots are intake's files: opening with them is tested with intake beside
+        // ticketing (intake's tests, incidents.rs).
+        attachment_ids: Vec::new(),
         user_account: "user@example.org".into(),
         external_id: String::new(),
     };
@@ -410,5 +412,84 @@ async fn an_incident_goes_through_both_lines_and_the_applicant_confirms_the_resu
             "incident result confirmed",
         ]
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_head_the_coordinator_and_the_curator_read_the_report_and_bad_periods_are_refused() {
+    let app = spawn_app().await;
+    staffed(&app).await;
+    deliver(&app.db, &routed("a-1", SCHOOL, "citizen-1")).await;
+    let mut fast = routed("a-2", SCHOOL, "citizen-2");
+    fast.fast_track = true;
+    fast.category_id = "cat-diary".into();
+    deliver(&app.db, &fast).await;
+    let mut c = app.client();
+    let t = current(&app.db, "a-1").await;
+    let t = c
+        .take_in_work(coordinator(pb::TakeInWorkRequest { ticket_id: t.id, expected_version: t.version }))
+        .await
+        .expect("taken")
+        .into_inner();
+    let request = pb::PrepareAnswerRequest {
+        ticket_id: t.id.clone(),
+        expected_version: t.version,
+        answer: Some(answer("Здравствуйте! Горячее питание налажено.")),
+        template_id: String::new(),
+    };
+    let t = c.prepare_answer(coordinator(request)).await.expect("prepared").into_inner();
+    let request = pb::VersionRequest { ticket_id: t.id.clone(), expected_version: t.version };
+    let t = c.send_for_approval(coordinator(request)).await.expect("sent").into_inner();
+    let request = pb::ApproveRequest { ticket_id: t.id.clone(), expected_version: t.version, edited: None };
+    c.approve(head(request)).await.expect("approved");
+
+    let day = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let registered = crate::helpers::REGISTERED_AT;
+    let period = pb::GetReportRequest {
+        period_from: day(registered - 60),
+        period_to: day(registered + 60),
+        ..Default::default()
+    };
+    let curator = |m| as_(m, "curator-1", SCHOOL, &[Role::Curator]);
+    for request in [head(period.clone()), coordinator(period.clone()), curator(period.clone())] {
+        let report = c.get_report(request).await.expect("report").into_inner();
+        assert_eq!(report.organization_id, SCHOOL, "the caller's own organization");
+        let totals = report.totals.expect("totals");
+        assert_eq!((totals.received, totals.answered, totals.fast_track), (2, 1, 1), "{totals:?}");
+        assert!(totals.average_answer_seconds > 0);
+        let categories: Vec<(&str, i64)> =
+            report.by_category.iter().map(|r| (r.key.as_str(), r.figures.as_ref().map_or(0, |f| f.received))).collect();
+        assert_eq!(categories, [("cat-diary", 1), ("cat-school", 1)]);
+        assert_eq!(report.by_executor.len(), 1, "both with the coordinator");
+    }
+    let filtered = pb::GetReportRequest { category_id: "cat-diary".into(), ..period.clone() };
+    let totals = c.get_report(head(filtered)).await.expect("report").into_inner().totals.expect("totals");
+    assert_eq!((totals.received, totals.answered), (1, 0));
+
+    // The executor builds no reports.
+    let refused = c.get_report(executor(period.clone())).await.expect_err("an executor");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // Bad periods, each field named.
+    for (request, fields) in [
+        (pb::GetReportRequest::default(), vec!["period_from", "period_to"]),
+        (
+            pb::GetReportRequest { period_from: period.period_to, period_to: period.period_from, ..period.clone() },
+            vec!["period_to"],
+        ),
+        (
+            pb::GetReportRequest {
+                // Past the last time chrono can hold.
+                period_from: Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }),
+                folder: 99,
+                ..period.clone()
+            },
+            vec!["period_from", "folder"],
+        ),
+    ] {
+        let status = c.get_report(head(request)).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(pos_platform::error::violated_fields(&status), fields, "{status:?}");
+    }
     app.stop().await;
 }
