@@ -137,9 +137,12 @@ pub enum AuthFailure {
 pub struct Authenticated(pub Result<Caller, AuthFailure>);
 
 /// Verifies and mints tokens.
+#[derive(Clone)]
 pub struct Authenticator {
     keys: Vec<(DecodingKey, Algorithm)>,
-    encoding: Option<EncodingKey>,
+    /// The key tokens are minted with: the HS256 secret, or a private key (RS256/ES256) given
+    /// with [`Authenticator::with_signing_key`].
+    encoding: Option<(EncodingKey, Algorithm)>,
     issuer: String,
     audience: String,
 }
@@ -150,7 +153,7 @@ impl Authenticator {
         let mut encoding = None;
         if let Some(secret) = &config.hs256_secret {
             keys.push((DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256));
-            encoding = Some(EncodingKey::from_secret(secret.expose().as_bytes()));
+            encoding = Some((EncodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256));
         }
         for file in &config.public_key_files {
             let pem = std::fs::read(file).map_err(|e| anyhow::anyhow!("auth key {}: {e}", file.display()))?;
@@ -162,6 +165,23 @@ impl Authenticator {
         }
         anyhow::ensure!(!keys.is_empty(), "no authentication key configured");
         Ok(Authenticator { keys, encoding, issuer: config.issuer.clone(), audience: config.audience.clone() })
+    }
+
+    /// The same verifier, minting with a private key (PEM, RSA for RS256 or EC P-256 for ES256)
+    /// instead of the HS256 secret: for a component that vouches for people it verified itself
+    /// (the web cabinet after an OpenID Connect sign-in), whose public key the services hold in
+    /// `auth.public_key_files`.
+    pub fn with_signing_key(mut self, pem: &[u8]) -> anyhow::Result<Authenticator> {
+        let key = match EncodingKey::from_rsa_pem(pem) {
+            Ok(key) => (key, Algorithm::RS256),
+            Err(_) => (
+                EncodingKey::from_ec_pem(pem)
+                    .map_err(|e| anyhow::anyhow!("signing key is neither an RSA nor an EC private key: {e}"))?,
+                Algorithm::ES256,
+            ),
+        };
+        self.encoding = Some(key);
+        Ok(self)
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
@@ -187,7 +207,8 @@ impl Authenticator {
         Err(last)
     }
 
-    /// Mints an HS256 token (development and tests).
+    /// Mints a token: HS256 with the development secret, or signed with the key given to
+    /// [`Authenticator::with_signing_key`].
     pub fn mint(
         &self,
         subject: &str,
@@ -196,7 +217,10 @@ impl Authenticator {
         roles: &[Role],
         ttl: std::time::Duration,
     ) -> anyhow::Result<String> {
-        let key = self.encoding.as_ref().ok_or_else(|| anyhow::anyhow!("minting needs auth.hs256_secret"))?;
+        let (key, algorithm) = self
+            .encoding
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("minting needs auth.hs256_secret or a signing key"))?;
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
@@ -208,7 +232,7 @@ impl Authenticator {
             exp: now + ttl.as_secs() as i64,
             iat: now,
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)?)
+        Ok(jsonwebtoken::encode(&Header::new(*algorithm), &claims, key)?)
     }
 }
 
@@ -306,6 +330,44 @@ mod tests {
         assert_eq!(caller.organization_id, "org-1");
         assert!(caller.has(Role::Coordinator) && !caller.has(Role::Head));
         assert!(caller.may_access_organization("org-1") && !caller.may_access_organization("org-2"));
+    }
+
+    /// A P-256 key pair made for this test only.
+    const TEST_EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg8N+88GK890iF/LEu
+sAkiPp8eMyyr8K1ew5khcIWZEzihRANCAAR0SSe14Nzri9Z5Sk0PbKX629jg29p1
+mJ9NF3f7UKD2B/krG0hVwGqnJuiTNSnIjSLwltc02KU41hcSmgdLWNa+
+-----END PRIVATE KEY-----
+";
+    const TEST_EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdEknteDc64vWeUpND2yl+tvY4Nva
+dZifTRd3+1Cg9gf5KxtIVcBqpybokzUpyI0i8JbXNNilONYXEpoHS1jWvg==
+-----END PUBLIC KEY-----
+";
+
+    #[test]
+    fn tokens_minted_with_a_private_key_verify_with_its_public_key_only() {
+        let dir = std::env::temp_dir().join(format!("pos-auth-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let public = dir.join("web.pem");
+        std::fs::write(&public, TEST_EC_PUBLIC).unwrap();
+        let services =
+            Authenticator::from_config(&AuthConfig { public_key_files: vec![public.clone()], ..AuthConfig::default() })
+                .unwrap();
+        assert!(services.mint("u", "o", "41", &[Role::Head], std::time::Duration::from_secs(60)).is_err());
+        let web = services.clone().with_signing_key(TEST_EC_PRIVATE.as_bytes()).unwrap();
+        let token = web.mint("u1", "org-1", "41", &[Role::Executor], std::time::Duration::from_secs(60)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::ES256);
+        let caller = services.verify(&token).unwrap();
+        assert_eq!((caller.subject.as_str(), caller.organization_id.as_str()), ("u1", "org-1"));
+        assert!(caller.has(Role::Executor));
+        // Another deployment's development secret cannot stand in for the key.
+        let forged =
+            authenticator("s3cret").mint("u1", "org-1", "41", &[Role::System], std::time::Duration::from_secs(60));
+        assert!(matches!(services.verify(&forged.unwrap()), Err(AuthFailure::Invalid(_))));
+        assert!(services.clone().with_signing_key(b"not a key").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -157,7 +157,8 @@ async fn web_cabinet(
     };
     let channel = pos_platform::grpc::channel(endpoint)?;
     let addr = listener.local_addr()?;
-    let app = pos_web::App::new(web, channel, infra.cache.clone(), Some(infra.authenticator.clone()), addr);
+    // A sign-in configuration that cannot work stops `pos up` here, as it stops `pos-web`.
+    let app = pos_web::App::try_new(web, channel, infra.cache.clone(), Some(infra.authenticator.clone()), addr)?;
     Ok(Some((app, listener)))
 }
 

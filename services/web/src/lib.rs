@@ -7,6 +7,7 @@
 //! session's roles and organization first only to show the right things and to refuse early.
 //!
 //! - `session`: server-side sessions in the platform's cache, cookies, CSRF tokens.
+//! - `oidc`: the identity provider (OpenID Connect with PKCE): who signed in, by its ID token.
 //! - `cabinet`: sign-in, the folders and the list, the card, the workflow commands.
 //! - `texts`: what people read, in Russian.
 //! - `assets`: htmx and the stylesheets, built in.
@@ -14,6 +15,7 @@
 pub mod assets;
 pub mod cabinet;
 pub mod config;
+pub mod oidc;
 pub mod session;
 pub mod texts;
 
@@ -21,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -46,8 +49,11 @@ pub struct App(Arc<Inner>);
 pub struct Inner {
     pub config: WebConfig,
     pub channel: Channel,
-    /// Mints development tokens; only with the development sign-in.
+    /// Mints the platform tokens the services receive: for the development user, or for the
+    /// person the identity provider vouched for. None when there is no sign-in.
     pub minter: Option<Arc<Authenticator>>,
+    /// The identity provider, when people sign in through it.
+    pub oidc: Option<Arc<oidc::Provider>>,
     pub sessions: Sessions,
     pub cookies: Cookies,
 }
@@ -61,8 +67,60 @@ impl std::ops::Deref for App {
 
 impl App {
     /// The cabinet on `channel` (the platform's gRPC front door), listening at `listen_addr`
-    /// (which decides whether cookies are `Secure` unless configured). `minter` is required for
-    /// the development sign-in and ignored otherwise.
+    /// (which decides whether cookies are `Secure` unless configured). `minter` (the platform's
+    /// authenticator) mints the signed-in people's tokens: with its HS256 secret, or with
+    /// `web.oidc.token_key_file` when set. With the identity provider configured, the development
+    /// sign-in is off whatever `dev_sign_in` says.
+    ///
+    /// A configuration that cannot work (an invalid provider URL, an unreadable key) is an error.
+    pub fn try_new(
+        config: WebConfig,
+        channel: Channel,
+        cache: Arc<dyn Cache>,
+        minter: Option<Arc<Authenticator>>,
+        listen_addr: SocketAddr,
+    ) -> anyhow::Result<App> {
+        let mut config = config;
+        let oidc = if config.oidc.is_configured() {
+            if config.dev_sign_in {
+                tracing::info!("development sign-in off: people sign in through the identity provider (web.oidc)");
+                config.dev_sign_in = false;
+            }
+            Some(Arc::new(oidc::Provider::new(&config.oidc)?))
+        } else {
+            None
+        };
+        let minter = match (&config.oidc.token_key_file, minter) {
+            (_, None) if oidc.is_some() => {
+                anyhow::bail!("sign-in through the identity provider needs the platform's auth settings")
+            }
+            (Some(file), Some(base)) if oidc.is_some() => {
+                let pem = std::fs::read(file).with_context(|| format!("web.oidc.token_key_file {}", file.display()))?;
+                let signer = Authenticator::clone(&base).with_signing_key(&pem).context("web.oidc.token_key_file")?;
+                Some(Arc::new(signer))
+            }
+            (None, Some(base)) if oidc.is_some() => {
+                tracing::warn!(
+                    "platform tokens of people signed in through the identity provider are signed with auth.hs256_secret: \
+                     set web.oidc.token_key_file outside development"
+                );
+                Some(base)
+            }
+            (_, minter) if config.dev_sign_in => minter,
+            (_, _) => None,
+        };
+        if let Some(minter) = &minter {
+            minter
+                .mint("pos-web", "", "", &[], Duration::from_secs(1))
+                .context("the cabinet cannot mint platform tokens: set auth.hs256_secret (development) or web.oidc.token_key_file")?;
+        }
+        let cookies = Cookies { secure: config.secure_cookies_for(listen_addr) };
+        let sessions = Sessions::new(cache, Duration::from_secs(config.session_minutes.max(1) * 60));
+        Ok(App(Arc::new(Inner { config, channel, minter, oidc, sessions, cookies })))
+    }
+
+    /// [`App::try_new`]; a configuration that cannot work leaves the cabinet without sign-in
+    /// (its page says so), and the reason in the log.
     pub fn new(
         config: WebConfig,
         channel: Channel,
@@ -70,10 +128,19 @@ impl App {
         minter: Option<Arc<Authenticator>>,
         listen_addr: SocketAddr,
     ) -> App {
-        let cookies = Cookies { secure: config.secure_cookies_for(listen_addr) };
-        let sessions = Sessions::new(cache, Duration::from_secs(config.session_minutes.max(1) * 60));
-        let minter = if config.dev_sign_in { minter } else { None };
-        App(Arc::new(Inner { config, channel, minter, sessions, cookies }))
+        match App::try_new(config.clone(), channel.clone(), cache.clone(), minter, listen_addr) {
+            Ok(app) => app,
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "web cabinet without sign-in: its configuration cannot work"
+                );
+                let config = WebConfig { dev_sign_in: false, oidc: config::OidcConfig::default(), ..config };
+                let cookies = Cookies { secure: config.secure_cookies_for(listen_addr) };
+                let sessions = Sessions::new(cache, Duration::from_secs(config.session_minutes.max(1) * 60));
+                App(Arc::new(Inner { config, channel, minter: None, oidc: None, sessions, cookies }))
+            }
+        }
     }
 }
 
@@ -85,7 +152,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(cabinet::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), csrf_guard))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), security_headers))
         .with_state(app)
 }
 
@@ -140,17 +207,20 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 }
 
 /// Pages are personal: never cached, never framed, scripts and styles only from the cabinet.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// Forms lead only to the cabinet, and to the identity provider's end of signing out.
+async fn security_headers(State(app): State<App>, request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().starts_with("/assets/");
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
+    let provider = app.oidc.as_ref().map(|p| p.form_action_origins()).unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         frame-ancestors 'none'; form-action 'self'{}; base-uri 'none'",
+        provider.iter().map(|origin| format!(" {origin}")).collect::<String>()
     );
+    let headers = response.headers_mut();
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -11,8 +11,12 @@ use pos_web::{App, WebConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let file = std::env::var_os("POS_CONFIG").map(std::path::PathBuf::from);
-    let platform = PlatformConfig::load(file.as_deref())?;
     let web: WebConfig = pos_platform::config::section(file.as_deref(), "web")?;
+    // `pos-web healthcheck`: for a container's health check, where there is no curl.
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck(web.addr).await;
+    }
+    let platform = PlatformConfig::load(file.as_deref())?;
     let telemetry = pos_platform::telemetry::init(&pos_platform::telemetry::TelemetryConfig {
         service_name: "pos-web".into(),
         otlp_endpoint: platform.otlp_endpoint.clone(),
@@ -30,9 +34,38 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(web.addr).await.with_context(|| format!("failed to listen on {}", web.addr))?;
     let channel = pos_platform::grpc::channel(&web.grpc_endpoint)?;
-    let app = App::new(web, channel, cache, minter, listener.local_addr()?);
+    // A configuration that cannot work stops the process here rather than serving no sign-in.
+    let app = App::try_new(web, channel, cache, minter, listener.local_addr()?)?;
     let shutdown = pos_platform::shutdown::on_signal();
+    // Its process on the dashboards like every other: `target_info` and the gRPC client's view.
+    if let Some(addr) = platform.metrics_addr {
+        pos_platform::metrics::describe_target("pos-web");
+        tokio::spawn(pos_platform::metrics::serve(addr, shutdown.clone()));
+    }
     let result = pos_web::serve(app, listener, shutdown).await;
     telemetry.shutdown().await;
     result
+}
+
+/// Exits with an error unless the cabinet listening on `addr` answers `GET /healthz` with 200.
+async fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A cabinet listening on every interface is reached on loopback.
+    let target = match addr.ip() {
+        ip if ip.is_unspecified() => std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        _ => addr,
+    };
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(target).await?;
+        stream.write_all(format!("GET /healthz HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        anyhow::Ok(answer)
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), check)
+        .await
+        .with_context(|| format!("{target} did not answer in 5 s"))??;
+    let status = String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned();
+    anyhow::ensure!(status.split_whitespace().nth(1) == Some("200"), "{target}/healthz answered {status:?}");
+    Ok(())
 }

@@ -5,6 +5,8 @@
 //! id in an `HttpOnly`, `SameSite=Lax` cookie, `Secure` wherever there is TLS. The cache key is
 //! the id's SHA-256, so whoever reads the cache cannot take a session over. The session keeps
 //! the person's bearer token: every call to the services carries it, and the services decide.
+//! A sign-in through the identity provider keeps, until the person comes back, its pending
+//! secrets (state, nonce, PKCE verifier) the same way, under a cookie of its own.
 //!
 //! Every POST carries a CSRF token: the session's own, or, before signing in, the one of a
 //! short-lived cookie (double submit). Without it the request is refused with 403.
@@ -32,6 +34,23 @@ pub struct Session {
     pub csrf: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Present when the person signed in through the identity provider.
+    #[serde(default)]
+    pub provider: Option<ProviderSession>,
+}
+
+/// What a session signed in through the identity provider keeps besides the token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProviderSession {
+    /// The provider's ID token, for signing out there (`id_token_hint`).
+    pub id_token: String,
+    /// When `Session::token` runs out (Unix seconds): a short-lived token is minted again from
+    /// the session while the session lasts.
+    pub token_expires_at: i64,
+    /// The roles came from the staff directory (the ID token had no roles claim): they are
+    /// read again with each new token.
+    #[serde(default)]
+    pub roles_from_directory: bool,
 }
 
 impl Session {
@@ -88,6 +107,12 @@ impl Cookies {
         if self.secure { "__Host-pos_sign_in" } else { "pos_sign_in" }
     }
 
+    /// The pending sign-in at the identity provider. `SameSite=Lax` lets it come back with the
+    /// provider's redirect, a top-level GET.
+    pub fn pending_name(self) -> &'static str {
+        if self.secure { "__Host-pos_pending" } else { "pos_pending" }
+    }
+
     pub fn set(self, name: &str, value: &str, max_age: Duration) -> String {
         format!(
             "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
@@ -121,6 +146,10 @@ impl Sessions {
         format!("web.session.{}", hex::encode(Sha256::digest(id.as_bytes())))
     }
 
+    fn pending_key(id: &str) -> String {
+        format!("web.pending.{}", hex::encode(Sha256::digest(id.as_bytes())))
+    }
+
     /// Stores a new session; returns the id for the cookie.
     pub async fn create(&self, session: &Session) -> anyhow::Result<String> {
         let id = random_token();
@@ -139,6 +168,37 @@ impl Sessions {
         };
         let session: Session = serde_json::from_slice(&bytes).ok()?;
         (session.expires_at > chrono::Utc::now().timestamp()).then_some(session)
+    }
+
+    /// Stores `session` again under its id (a new token), for the rest of its life.
+    pub async fn update(&self, id: &str, session: &Session) -> anyhow::Result<()> {
+        let left = session.expires_at - chrono::Utc::now().timestamp();
+        anyhow::ensure!(left > 0, "the session has ended");
+        self.cache.set(&Sessions::key(id), &serde_json::to_vec(session)?, Duration::from_secs(left as u64)).await?;
+        Ok(())
+    }
+
+    /// Keeps a pending sign-in at the identity provider for `ttl`; returns the id for its cookie.
+    pub async fn put_pending(&self, pending: &crate::oidc::PendingSignIn, ttl: Duration) -> anyhow::Result<String> {
+        let id = random_token();
+        self.cache.set(&Sessions::pending_key(&id), &serde_json::to_vec(pending)?, ttl).await?;
+        Ok(id)
+    }
+
+    /// The pending sign-in of `id`, once: an answer from the provider is used at most once.
+    pub async fn take_pending(&self, id: &str) -> Option<crate::oidc::PendingSignIn> {
+        let key = Sessions::pending_key(id);
+        let bytes = match self.cache.get(&key).await {
+            Ok(bytes) => bytes?,
+            Err(error) => {
+                tracing::warn!(%error, "session store unavailable");
+                return None;
+            }
+        };
+        if let Err(error) = self.cache.delete(&key).await {
+            tracing::warn!(%error, "pending sign-in could not be removed");
+        }
+        serde_json::from_slice(&bytes).ok()
     }
 
     pub async fn remove(&self, id: &str) {
@@ -189,6 +249,7 @@ mod tests {
             roles: vec![Role::Coordinator],
             csrf: random_token(),
             expires_at: chrono::Utc::now().timestamp() + 60,
+            provider: None,
         };
         let id = sessions.create(&session).await.unwrap();
         assert_eq!(sessions.get(&id).await.unwrap().subject, "s");
@@ -198,5 +259,16 @@ mod tests {
         session.expires_at = chrono::Utc::now().timestamp() - 1;
         let id = sessions.create(&session).await.unwrap();
         assert!(sessions.get(&id).await.is_none(), "an expired session is no session");
+        assert!(sessions.update(&id, &session).await.is_err(), "an ended session is not stored again");
+    }
+
+    #[tokio::test]
+    async fn a_pending_sign_in_is_taken_once() {
+        let sessions = Sessions::new(Arc::new(pos_platform::cache::MemoryCache::new()), Duration::from_secs(60));
+        let pending = crate::oidc::PendingSignIn { state: "s".into(), nonce: "n".into(), verifier: "v".into() };
+        let id = sessions.put_pending(&pending, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(sessions.take_pending(&id).await.unwrap().verifier, "v");
+        assert!(sessions.take_pending(&id).await.is_none());
+        assert!(sessions.take_pending("unknown").await.is_none());
     }
 }

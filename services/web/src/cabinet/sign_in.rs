@@ -4,13 +4,13 @@
 //! HS256 token `pos up` prints, for the development user of that role (`dev-coordinator`, ...),
 //! and puts the user into the organization's staff directory when missing, so that a
 //! coordinator can assign them. Production sign-in goes through the identity provider (OpenID
-//! Connect), whose access token the services check in the same way.
+//! Connect, `super::provider`), and the page then offers only that.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderMap, StatusCode, header};
 use maud::html;
@@ -36,8 +36,15 @@ const DEV_USERS: [(Role, &str); 6] = [
 /// How long the sign-in form's CSRF cookie lives.
 const SIGN_IN_FORM_TTL: Duration = Duration::from_secs(3600);
 
-pub async fn page(State(app): State<App>, headers: HeaderMap) -> Response {
-    let Some(minter) = app.minter.clone() else {
+pub async fn page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if app.oidc.is_some() {
+        return super::provider::page(query.contains_key("signed_out"));
+    }
+    let (true, Some(minter)) = (app.config.dev_sign_in, app.minter.clone()) else {
         return pages::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Вход не настроен",
@@ -113,7 +120,7 @@ pub async fn page(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 pub async fn submit(State(app): State<App>, Form(form): Form<HashMap<String, String>>) -> Response {
-    let Some(minter) = app.minter.clone() else {
+    let (true, Some(minter)) = (app.config.dev_sign_in, app.minter.clone()) else {
         return WebError::Forbidden("Вход для разработки выключен.").into_response();
     };
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
@@ -156,6 +163,7 @@ pub async fn submit(State(app): State<App>, Form(form): Form<HashMap<String, Str
         roles: vec![role],
         csrf: session::random_token(),
         expires_at: chrono::Utc::now().timestamp() + ttl.as_secs() as i64,
+        provider: None,
     };
     let id = match app.sessions.create(&session).await {
         Ok(id) => id,
@@ -200,11 +208,24 @@ async fn ensure_staff(
     Ok(())
 }
 
+/// Ends the session; one signed in through the identity provider goes on to sign out there too,
+/// when the provider has an end-session endpoint.
 pub async fn sign_out(State(app): State<App>, headers: HeaderMap) -> Response {
+    let mut target = "/cabinet/sign-in".to_owned();
     if let Some(id) = session::cookie(&headers, app.cookies.session_name()) {
+        let session = app.sessions.get(id).await;
         app.sessions.remove(id).await;
+        if let Some(session) = session {
+            tracing::info!(subject = %session.subject, "signed out");
+            if let (Some(provider), Some(signed_in)) = (&app.oidc, &session.provider) {
+                target = match provider.end_session_url(Some(&signed_in.id_token)).await {
+                    Some(url) => url.to_string(),
+                    None => "/cabinet/sign-in?signed_out=1".to_owned(),
+                };
+            }
+        }
     }
-    let mut response = Redirect::to("/cabinet/sign-in").into_response();
+    let mut response = Redirect::to(&target).into_response();
     if let Ok(value) = app.cookies.clear(app.cookies.session_name()).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
