@@ -3,7 +3,8 @@
 //! Layers, from the wire in: [`grpc`] (roles, the caller's organization, requests into
 //! commands), [`workflow`] and [`incident`] (pure state machines), [`store`] (the database, one
 //! module per aggregate), [`events`] (what the cabinet publishes), [`consumer`] (what it hears).
-//! [`error`] maps the domain's refusals onto the platform's one error model.
+//! [`error`] maps the domain's refusals onto the platform's one error model; [`measures`] is what
+//! the cabinet tells on `/metrics`.
 
 pub mod consumer;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod folder;
 pub mod grpc;
 pub mod incident;
+pub mod measures;
 pub mod store;
 pub mod template;
 pub mod workflow;
@@ -27,8 +29,12 @@ pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &S
 
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let regions = &ctx.infra.config.regions;
-    let routes = tonic::service::Routes::new(TicketingServiceServer::new(grpc::Ticketing::new(ctx.db.clone())));
+    // Incidents and answers name intake's files: intake checks and records each reference.
+    let attachments = grpc::AttachmentClaims::new(ctx.peer(pos_platform::peers::Service::Intake)?);
+    let api = grpc::Ticketing::new(ctx.db.clone()).with_attachments(attachments);
+    let routes = tonic::service::Routes::new(TicketingServiceServer::new(api));
     Ok(Component::new("ticketing", ctx.db, routes, vec!["pos.v1.TicketingService"])
         .consumer(Consumer::new(consumer::ROUTED_QUEUE, regions, consumer::AppealRoutedHandler))
-        .consumer(Consumer::new(consumer::SLA_QUEUE, regions, consumer::SlaHandler)))
+        .consumer(Consumer::new(consumer::SLA_QUEUE, regions, consumer::SlaHandler))
+        .sampler("tickets by folder", measures::OpenTickets::default()))
 }

@@ -23,15 +23,18 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   // Root in a container has no user namespaces for the sandbox.
   args: ['--no-sandbox', '--disable-dev-shm-usage', '--lang=ru'],
+  // Russian date fields (дд.мм.гггг), where Debian's chromium-l10n is installed.
+  env: { ...process.env, LANGUAGE: 'ru', LANG: 'ru_RU.UTF-8' },
 });
 
-async function person(organization, role) {
+async function person(organization, role, screenshot) {
   const context = await browser.newContext({ locale: 'ru-RU', viewport: { width: 1360, height: 900 } });
   const page = await context.newPage();
   await page.goto(`${base}/cabinet`);
   assert.match(page.url(), /\/cabinet\/sign-in$/, 'an anonymous visit goes to the sign-in');
   await page.selectOption('#organization', organization);
   await page.check(`input[name=role][value=${role}]`);
+  if (screenshot) await page.screenshot({ path: `${shots}/${screenshot}` });
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/cabinet`);
   return { context, page };
@@ -68,7 +71,7 @@ async function expectFlash(page, text) {
 try {
   // The executor signs in first: the development sign-in puts them into the staff directory.
   const executor = await person('41-kcioko', 'executor');
-  const coordinator = await person('41-kcioko', 'coordinator');
+  const coordinator = await person('41-kcioko', 'coordinator', 'sign-in.png');
   const c = coordinator.page;
   assert.equal(await c.locator('h1').textContent(), 'Новые');
   step('coordinator watches New');

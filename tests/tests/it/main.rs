@@ -1,5 +1,6 @@
 //! End-to-end: the platform driven over gRPC like an external system.
 
+mod dashboards;
 mod deploy;
 mod deployments;
 mod dlq;

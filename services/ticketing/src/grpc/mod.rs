@@ -1,11 +1,12 @@
 //! The cabinet over gRPC: the list with its folder counts, the card and its history, the staff
-//! directory, answer templates, reminders, the workflow commands and incidents. This layer checks
-//! roles and the caller's organization (or, for applicants, their own appeal) before it reads a
-//! request's body; the workflow decides legality. Every failure is an [`ApiError`], turned into a
-//! gRPC status by the platform.
+//! directory, answer templates, reminders, reports, the workflow commands and incidents. This
+//! layer checks roles and the caller's organization (or, for applicants, their own appeal) before
+//! it reads a request's body; the workflow decides legality. Every failure is an [`ApiError`],
+//! turned into a gRPC status by the platform.
 
 mod commands;
 mod incidents;
+mod reports;
 mod wire;
 
 use pos_platform::auth::{Caller, Role, authorize};
@@ -44,13 +45,23 @@ const READER_ROLES: [Role; 8] = [
 const STAFF_WRITERS: [Role; 2] = [Role::OrgAdmin, Role::Curator];
 const TEMPLATE_WRITERS: [Role; 3] = [Role::OrgAdmin, Role::Head, Role::Coordinator];
 
+pub use incidents::AttachmentClaims;
+
 pub struct Ticketing {
     db: Db,
+    /// Intake, which checks and records the files incidents and answers name; without it such
+    /// commands are refused as unavailable.
+    attachments: Option<AttachmentClaims>,
 }
 
 impl Ticketing {
     pub fn new(db: Db) -> Ticketing {
-        Ticketing { db }
+        Ticketing { db, attachments: None }
+    }
+
+    pub fn with_attachments(mut self, attachments: AttachmentClaims) -> Ticketing {
+        self.attachments = Some(attachments);
+        self
     }
 }
 
@@ -226,8 +237,8 @@ impl TicketingService for Ticketing {
         let query = ListQuery { scope, filters, sort, descending, after, limit: i64::from(page_size) };
         let (tickets, next) = listing::page(&self.db, &query).await.map_err(ApiError::Db)?;
         // The counts cost a pass over the cabinet; the cabinet shows them with the first page, so
-        // following pages skip them.
-        let counts = if query.after.is_none() {
+        // following pages skip them, and so does a caller that asks for the cabinet's own apart.
+        let counts = if query.after.is_none() && !request.without_folder_counts {
             listing::folder_counts(&self.db, &query.scope, &query.filters).await.map_err(ApiError::Db)?
         } else {
             Vec::new()
@@ -377,6 +388,10 @@ impl TicketingService for Ticketing {
         }))
     }
 
+    async fn get_report(&self, request: Request<pb::GetReportRequest>) -> Result<Response<pb::Report>, Status> {
+        Ok(Response::new(self.report(request).await?))
+    }
+
     // The workflow: each rpc turns its request into its command (see `commands.rs`).
 
     async fn take_in_work(&self, request: Request<pb::TakeInWorkRequest>) -> Result<Response<pb::Ticket>, Status> {
@@ -417,11 +432,19 @@ impl TicketingService for Ticketing {
     async fn prepare_answer(&self, request: Request<pb::PrepareAnswerRequest>) -> Result<Response<pb::Ticket>, Status> {
         // Not `run`: a template is filled for this ticket and this caller before the command exists.
         let admitted = self.admit(&request, CommandKind::PrepareAnswer).await?;
+        let metadata = request.metadata().clone();
         let body = request.into_inner();
         let mut answer = wire::answer_from_proto(body.answer, "answer")?;
         if !body.template_id.is_empty() {
             answer.text = self.render(&body.template_id, &admitted.ticket, &admitted.caller).await?;
         }
+        let claim = incidents::Claim {
+            appeal_id: &admitted.ticket.appeal_id,
+            kind: pb::AttachmentReferenceKind::Answer,
+            object_id: &admitted.ticket.id,
+            field: "answer.attachment_ids",
+        };
+        self.claim_attachments(&metadata, &answer.attachment_ids, claim).await?;
         Ok(Response::new(self.execute(admitted, body.expected_version, Command::PrepareAnswer { answer }).await?))
     }
 
@@ -457,14 +480,24 @@ impl TicketingService for Ticketing {
     }
 
     async fn approve(&self, request: Request<pb::ApproveRequest>) -> Result<Response<pb::Ticket>, Status> {
-        self.run(request, CommandKind::Approve, |body| {
-            let edited = match body.edited {
-                None => None,
-                Some(edited) => Some(wire::answer_from_proto(Some(edited), "edited")?),
+        // Not `run`: the head's edit may name files, which intake checks first.
+        let admitted = self.admit(&request, CommandKind::Approve).await?;
+        let metadata = request.metadata().clone();
+        let body = request.into_inner();
+        let edited = match body.edited {
+            None => None,
+            Some(edited) => Some(wire::answer_from_proto(Some(edited), "edited")?),
+        };
+        if let Some(edited) = &edited {
+            let claim = incidents::Claim {
+                appeal_id: &admitted.ticket.appeal_id,
+                kind: pb::AttachmentReferenceKind::Answer,
+                object_id: &admitted.ticket.id,
+                field: "edited.attachment_ids",
             };
-            Ok(Command::Approve { edited })
-        })
-        .await
+            self.claim_attachments(&metadata, &edited.attachment_ids, claim).await?;
+        }
+        Ok(Response::new(self.execute(admitted, body.expected_version, Command::Approve { edited }).await?))
     }
 
     async fn redirect(&self, request: Request<pb::RedirectRequest>) -> Result<Response<pb::Ticket>, Status> {

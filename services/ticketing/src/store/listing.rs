@@ -2,7 +2,7 @@
 //! sorted by the received time or the answer deadline, paged by a keyset cursor; and the
 //! per-folder counts the cabinet shows beside it. A folder filter is `stage IN (its stages)`.
 
-use pos_platform::db::{Db, to_micros};
+use pos_platform::db::{Db, Dialect, to_micros};
 use sqlx::Row;
 use strum::VariantArray;
 
@@ -138,7 +138,7 @@ impl Where {
 }
 
 /// The scope and filters, without the folder when `with_folder` is false (folder counts).
-fn filter_clause(scope: &Scope, filters: &Filters, with_folder: bool) -> Where {
+fn filter_clause(scope: &Scope, filters: &Filters, with_folder: bool, text_plan: TextPlan) -> Where {
     let mut w = Where::new();
     match scope {
         Scope::Organization(id) => {
@@ -191,11 +191,62 @@ fn filter_clause(scope: &Scope, filters: &Filters, with_folder: bool) -> Where {
         let needle = search_text(text);
         let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let p = w.param(Value::Text(format!("%{escaped}%")));
-        // The number matches exactly, so "15" does not find 150.
-        let n = w.param(Value::Text(text.trim().to_owned()));
-        w.and(&format!("(search_text LIKE {p} ESCAPE '\\' OR CAST(number AS TEXT) = {n})"));
+        let holds_text = match text_plan {
+            TextPlan::Like => format!("search_text LIKE {p} ESCAPE '\\'"),
+            // Only a needle without LIKE's own characters comes this way: the trigram index takes
+            // no ESCAPE.
+            TextPlan::SearchIndex => {
+                format!("id IN (SELECT ticket_id FROM _pos_ticket_search WHERE search_text LIKE {p})")
+            }
+        };
+        // The number matches exactly, so "15" does not find 150. Only a text that is a number
+        // written plainly can be one, and comparing the column itself lets an index find it.
+        let trimmed = text.trim();
+        match trimmed.parse::<i64>().ok().filter(|n| n.to_string() == trimmed) {
+            Some(number) => {
+                let n = w.param(Value::Int(number));
+                w.and(&format!("({holds_text} OR number = {n})"));
+            }
+            None => w.and(&holds_text),
+        }
     }
     w
+}
+
+/// How the text filter finds its tickets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TextPlan {
+    /// `search_text LIKE` on the tickets: PostgreSQL's trigram index serves it where that pays
+    /// (its planner sees the words); on SQLite it is read down the list's order.
+    Like,
+    /// SQLite: the tickets its search index (`_pos_ticket_search`, migration 0006) names.
+    SearchIndex,
+}
+
+/// At most this many tickets named by SQLite's search index make it the way in: fetching them
+/// costs less than reading down the list. More, and the words are common enough that the
+/// list's own order fills a page sooner.
+const FEW_MATCHES: i64 = 1_000;
+
+/// How to find the tickets of the text filter, if any. SQLite's planner cannot tell a rare word
+/// from a common one, so a first look through the index, stopped after [`FEW_MATCHES`], tells.
+async fn text_plan(db: &Db, filters: &Filters) -> Result<TextPlan, sqlx::Error> {
+    let Some(text) = &filters.text else { return Ok(TextPlan::Like) };
+    let needle = search_text(text);
+    // Trigrams need three letters; the index takes no ESCAPE, so LIKE's own characters stay out.
+    let indexable = needle.chars().count() >= 3 && !needle.contains(['%', '_', '\\']);
+    if db.dialect() != Dialect::Sqlite || !indexable {
+        return Ok(TextPlan::Like);
+    }
+    let found: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM _pos_ticket_search WHERE search_text LIKE $1 LIMIT $2) AS first",
+    )
+    .bind(format!("%{needle}%"))
+    .bind(FEW_MATCHES + 1)
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")?;
+    Ok(if found <= FEW_MATCHES { TextPlan::SearchIndex } else { TextPlan::Like })
 }
 
 /// What the text filter compares, for a ticket's public text and for the searched words alike:
@@ -207,9 +258,14 @@ pub fn search_text(text: &str) -> String {
 }
 
 /// One page of a list, and the cursor of the next page if there is one.
+///
+/// A text search's best plan depends on the words: a rare one (or a number) through a trigram
+/// index, a common one down the list's own order until the page is full. PostgreSQL's planner
+/// chooses from the words when the statement is planned anew each time (not kept prepared: a
+/// prepared one settles on one generic plan for every word); on SQLite, [`text_plan`] chooses.
 #[tracing::instrument(skip(db))]
 pub async fn page(db: &Db, query: &ListQuery) -> Result<(Vec<Ticket>, Option<Cursor>), sqlx::Error> {
-    let mut w = filter_clause(&query.scope, &query.filters, true);
+    let mut w = filter_clause(&query.scope, &query.filters, true, text_plan(db, &query.filters).await?);
     let key = query.sort.column();
     let (compare, direction) = if query.descending { ("<", "DESC") } else { (">", "ASC") };
     if let Some(after) = &query.after {
@@ -222,7 +278,8 @@ pub async fn page(db: &Db, query: &ListQuery) -> Result<(Vec<Ticket>, Option<Cur
     let limit = w.param(Value::Int(query.limit + 1));
     let sql =
         format!("SELECT {COLUMNS} FROM tickets{} ORDER BY {key} {direction}, id {direction} LIMIT {limit}", w.sql);
-    let rows = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(db.pool()).await?;
+    let searched = query.filters.text.is_some();
+    let rows = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(!searched)).fetch_all(db.pool()).await?;
     let mut tickets = rows.iter().map(Ticket::from_row).collect::<Result<Vec<_>, _>>()?;
     let next = if tickets.len() as i64 > query.limit {
         tickets.truncate(query.limit as usize);
@@ -236,9 +293,10 @@ pub async fn page(db: &Db, query: &ListQuery) -> Result<(Vec<Ticket>, Option<Cur
 /// Tickets per folder under the same scope and filters as the list (the folder filter aside);
 /// folders without tickets count zero.
 pub async fn folder_counts(db: &Db, scope: &Scope, filters: &Filters) -> Result<Vec<(Folder, i64)>, sqlx::Error> {
-    let w = filter_clause(scope, filters, false);
+    let w = filter_clause(scope, filters, false, text_plan(db, filters).await?);
     let sql = format!("SELECT stage, COUNT(*) AS n FROM tickets{} GROUP BY stage", w.sql);
-    let rows = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(db.pool()).await?;
+    let searched = filters.text.is_some();
+    let rows = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(!searched)).fetch_all(db.pool()).await?;
     let mut counts: Vec<(Folder, i64)> = Folder::VARIANTS.iter().map(|f| (*f, 0)).collect();
     for row in rows {
         let code: String = row.try_get("stage")?;

@@ -28,11 +28,13 @@ async fn list_latency_over_a_million_tickets() {
     // Straight into the table: the list reads what the store writes, and per-ticket inserts would
     // take an hour here. Stages, sources, categories, facts, regions and deadlines vary by i; every
     // ticket has a draft, so that the stages that need an answer have one. Nobody is assigned.
+    // The texts are in lower case already, so their search copy is the text itself.
     sqlx::query(
         "INSERT INTO tickets (id, appeal_id, number, organization_id, organization_short_name, organization_type, \
          stage, fast_track, delegated_by_auto_rule, source, region_code, category_id, subcategory_id, \
          fact_id, public_text, problem_address, period_days, working_days, received_at, created_at, \
-         updated_at, version, trace_id, applicant_account_id, answer_due, overdue, answer_type, answer_text) \
+         updated_at, version, trace_id, applicant_account_id, answer_due, overdue, answer_type, answer_text, \
+         search_text) \
          SELECT 't-' || lpad(i::text, 7, '0'), 'a-' || i, 100000 + i, \
                 CASE WHEN i % 10 = 0 THEN 'org-big' ELSE 'org-' || (i % 90) END, 'school', 1, \
                 (ARRAY['new','in_work','executor_assigned','answer_prepared','returned','answered','accepted','rejected','redirected','on_approval','returned_to_coordination'])[1 + i % 11], \
@@ -41,7 +43,8 @@ async fn list_latency_over_a_million_tickets() {
                 '', 30, FALSE, 1700000000000000 + i * 30000000, 1700000000000000 + i * 30000000, \
                 1700000000000000 + i * 30000000, 1, '', 'citizen-' || (i % 50000), \
                 CASE WHEN i % 10 = 5 THEN NULL ELSE 1700000000000000 + i * 30000000 + (i % 40) * 86400000000 END, \
-                i % 7 = 0, 'resolved', 'Проверим' \
+                i % 7 = 0, 'resolved', 'Проверим', \
+                CASE WHEN i % 97 = 0 THEN 'нет горячей воды в школе' ELSE 'обращение о питании' END \
          FROM generate_series(1, $1) AS i",
     )
     .bind(TICKETS)

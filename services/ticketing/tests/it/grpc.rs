@@ -493,3 +493,21 @@ async fn the_head_the_coordinator_and_the_curator_read_the_report_and_bad_period
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_list_leaves_its_folder_counts_out_when_asked() {
+    let app = spawn_app().await;
+    deliver(&app.db, &routed("a-1", SCHOOL, "citizen-1")).await;
+    let mut c = app.client();
+    let list = |without_folder_counts| pb::ListTicketsRequest {
+        text: "столовой".into(),
+        without_folder_counts,
+        ..Default::default()
+    };
+    let counted = c.list_tickets(coordinator(list(false))).await.expect("listed").into_inner();
+    let new = counted.folder_counts.iter().find(|f| f.folder == pb::Folder::New as i32).map(|f| f.count);
+    assert_eq!((counted.tickets.len(), counted.folder_counts.len(), new), (1, 6, Some(1)));
+    let bare = c.list_tickets(coordinator(list(true))).await.expect("listed").into_inner();
+    assert_eq!((bare.tickets.len(), bare.folder_counts.len()), (1, 0), "the same page, without its counts");
+    app.stop().await;
+}

@@ -72,6 +72,18 @@ async fn every_method_answers_unavailable_with_retry_info_while_the_database_is_
         ("ListAnswerTemplates", rpc_call!(c, list_answer_templates, staff(pb::ListAnswerTemplatesRequest::default()))),
         ("ListReminders", rpc_call!(c, list_reminders, staff(pb::ListRemindersRequest::default()))),
         (
+            "GetReport",
+            rpc_call!(
+                c,
+                get_report,
+                staff(pb::GetReportRequest {
+                    period_from: Some(prost_types::Timestamp { seconds: 1_737_000_000, nanos: 0 }),
+                    period_to: Some(prost_types::Timestamp { seconds: 1_737_086_400, nanos: 0 }),
+                    ..Default::default()
+                })
+            ),
+        ),
+        (
             "TakeInWork",
             rpc_call!(c, take_in_work, staff(pb::TakeInWorkRequest { ticket_id: ticket(), expected_version: 1 })),
         ),

@@ -31,6 +31,17 @@ fn without<T>(allowed: &[Role], message: T) -> tonic::Request<T> {
     as_(message, "outsider", SCHOOL, &roles)
 }
 
+/// A report of the day the test's appeals were registered, of `organization_id`.
+fn report_of(organization_id: String) -> pb::GetReportRequest {
+    let day = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    pb::GetReportRequest {
+        organization_id,
+        period_from: day(crate::helpers::REGISTERED_AT - 3_600),
+        period_to: day(crate::helpers::REGISTERED_AT + 86_400),
+        ..Default::default()
+    }
+}
+
 /// The first school's objects: a ticket of citizen-1's appeal, an incident on it, an executor,
 /// an answer template.
 struct Objects {
@@ -88,6 +99,16 @@ async fn another_school_and_another_applicant_reach_nothing_of_the_first() {
             let counted: i64 = listed.get_ref().folder_counts.iter().map(|f| f.count).sum();
             assert!(!leaked && counted == 0, "the first school's tickets listed to an outsider: {listed:?}");
             Ok(listed)
+        })
+    };
+    // A report without a named organization: the caller's own, where nothing was received.
+    let own_report = |request: tonic::Request<pb::GetReportRequest>| {
+        let mut client = c.clone();
+        testing::call(async move {
+            let report = client.get_report(request).await?;
+            let received = report.get_ref().totals.as_ref().map_or(0, |t| t.received);
+            assert!(received == 0 && report.get_ref().organization_id == OTHER_SCHOOL, "{report:?}");
+            Ok(report)
         })
     };
     let rows: Vec<(&str, Scoped)> = vec![
@@ -162,6 +183,17 @@ async fn another_school_and_another_applicant_reach_nothing_of_the_first() {
                 })
             )),
         ),
+        // The body asks for no period: refused for the field, were the scope checked after it.
+        (
+            "GetReport",
+            Scoped::Denied(rpc_call!(
+                c,
+                get_report,
+                intruder(pb::GetReportRequest { organization_id: first_school(), ..Default::default() })
+            )),
+        ),
+        ("GetReport", Scoped::Denied(rpc_call!(c, get_report, other_applicant(report_of(String::new()))))),
+        ("GetReport", Scoped::OwnOnly(own_report(intruder(report_of(String::new()))))),
         (
             "TakeInWork",
             Scoped::Denied(rpc_call!(
@@ -375,6 +407,17 @@ async fn a_caller_without_the_role_is_denied_before_the_body_is_read() {
                 c,
                 list_reminders,
                 without(&cabinet, pb::ListRemindersRequest { due_before: bad_time(), ..Default::default() })
+            )),
+        ),
+        (
+            "GetReport",
+            Scoped::Denied(rpc_call!(
+                c,
+                get_report,
+                without(
+                    &[Role::Head, Role::Coordinator, Role::Curator, Role::System],
+                    pb::GetReportRequest { period_from: bad_time(), folder: 99, ..Default::default() }
+                )
             )),
         ),
         (

@@ -462,3 +462,164 @@ async fn the_sla_consumer_mirrors_armed_and_overdue_answer_deadlines() {
         release(db).await;
     }
 }
+
+/// Takes `ticket` through to an approved answer: by `executor` when given (assigned, taken in
+/// work, prepared and sent for approval by them), else by the coordinator; the head approves.
+async fn answered(db: &Db, ticket: &Ticket, executor: Option<&str>) -> Ticket {
+    const HEAD: Actor<'static> = Actor { subject: "head", roles: &[Role::Head] };
+    let answer = workflow::Answer {
+        kind: workflow::AnswerKind::Resolved,
+        text: "Здравствуйте! Проблема решена.".into(),
+        attachment_ids: Vec::new(),
+    };
+    let by = match executor {
+        Some(subject) => {
+            let assign = Command::AssignExecutor { executor_id: subject.into(), execution_due: None };
+            let assigned = command(db, ticket, assign, COORDINATOR).await.expect("assigned");
+            let executor = Actor { subject, roles: &[Role::Executor] };
+            (command(db, &assigned, Command::TakeInWork, executor).await.expect("taken"), executor)
+        }
+        None => (command(db, ticket, Command::TakeInWork, COORDINATOR).await.expect("taken"), COORDINATOR),
+    };
+    let (taken, actor) = by;
+    let prepared = command(db, &taken, Command::PrepareAnswer { answer }, actor).await.expect("prepared");
+    let sent = command(db, &prepared, Command::SendForApproval, actor).await.expect("sent");
+    command(db, &sent, Command::Approve { edited: None }, HEAD).await.expect("approved")
+}
+
+/// When the ticket's answers were approved, as its history says.
+async fn approvals(db: &Db, ticket: &Ticket) -> Vec<i64> {
+    let lines = history::of_ticket(db, &ticket.id).await.expect("history");
+    lines.iter().filter(|line| line.to == Stage::Answered).map(|line| to_micros(line.at)).collect()
+}
+
+#[tokio::test]
+async fn a_report_counts_what_became_of_the_periods_tickets() {
+    use pos_ticketing::store::report::{self, ReportQuery};
+    const APPLICANT: Actor<'static> = Actor { subject: "citizen-1", roles: &[Role::Applicant] };
+    for (db, _dir) in databases().await {
+        let appeal = |id: &str, category: &str, fast: bool| {
+            let mut r = routed(id, "school-1", "citizen-1");
+            r.category_id = category.into();
+            r.fast_track = fast;
+            r
+        };
+        for r in [
+            appeal("on-time", "cat-a", true),
+            appeal("late", "cat-a", false),
+            appeal("overdue", "cat-b", false),
+            appeal("re-review", "cat-b", true),
+            appeal("redirected", "cat-b", false),
+            appeal("rejected", "cat-a", false),
+            appeal("open", "cat-c", false),
+        ] {
+            deliver(&db, &r).await;
+        }
+        // Outside the report: received a day before the period, and another school's.
+        let mut early = appeal("early", "cat-a", false);
+        early.registered_at = Some(prost_types::Timestamp { seconds: REGISTERED_AT - 86_400, nanos: 0 });
+        deliver(&db, &early).await;
+        deliver(&db, &routed("elsewhere", "school-2", "citizen-2")).await;
+
+        let set_due = |appeal_id: &'static str, due: i64| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.begin().await.expect("begin");
+                deadlines::set_due(&mut tx, "", appeal_id, "school-1", deadlines::Clock::Answer, due)
+                    .await
+                    .expect("due");
+                tx.commit().await.expect("commit");
+            }
+        };
+        let received = to_micros(current(&db, "on-time").await.received_at);
+        let far = to_micros(chrono::Utc::now() + Duration::days(30));
+        // On time: the deadline is a month away. Late: the deadline passed before the approval,
+        // with no overdue mark (the approval time alone tells). Overdue: marked by the SLA
+        // service, not answered.
+        set_due("on-time", far).await;
+        let on_time = answered(&db, &current(&db, "on-time").await, Some("exec-1")).await;
+        set_due("late", received + 86_400_000_000).await;
+        let late = answered(&db, &current(&db, "late").await, Some("exec-1")).await;
+        set_due("overdue", received + 86_400_000_000).await;
+        let mut tx = db.begin().await.expect("begin");
+        deadlines::set_overdue(&mut tx, "", "overdue", "school-1").await.expect("overdue");
+        tx.commit().await.expect("commit");
+        // Answered, then sent back by the applicant: a re-review, not answered in its round.
+        set_due("re-review", far).await;
+        let first = answered(&db, &current(&db, "re-review").await, None).await;
+        command(&db, &first, Command::RejectAnswer { comment: "Не помогло".into() }, APPLICANT)
+            .await
+            .expect("re-review");
+        let redirect = Command::Redirect { to_organization_id: "school-2".into(), reason: "их ученик".into() };
+        command(&db, &current(&db, "redirected").await, redirect, COORDINATOR).await.expect("redirected");
+        let reject = Command::Reject { reason: "Спам".into() };
+        command(&db, &current(&db, "rejected").await, reject, COORDINATOR).await.expect("rejected");
+
+        let period = ReportQuery {
+            organization_id: "school-1".into(),
+            from: REGISTERED_AT * 1_000_000,
+            to: (REGISTERED_AT + 86_400) * 1_000_000,
+            folder: None,
+            category_id: None,
+            executor_id: None,
+        };
+        let built = report::build(&db, &period).await.expect("report");
+        let t = built.totals;
+        assert_eq!(
+            (
+                t.received,
+                t.answered,
+                t.answered_on_time,
+                t.overdue,
+                t.fast_track,
+                t.re_reviews,
+                t.redirected,
+                t.rejected
+            ),
+            (7, 2, 1, 2, 2, 1, 1, 1),
+            "{t:?}"
+        );
+        // The mean of receipt to first answer over the two answered tickets, to the second.
+        let seconds = |ticket: &Ticket, at: i64| (at - to_micros(ticket.received_at)) / 1_000_000;
+        let expected =
+            (seconds(&on_time, approvals(&db, &on_time).await[0]) + seconds(&late, approvals(&db, &late).await[0])) / 2;
+        assert_eq!(t.average_answer_seconds(), expected);
+        assert!(expected > 0);
+
+        let rows = |groups: &[(String, report::Figures)]| {
+            groups.iter().map(|(key, f)| (key.clone(), f.received, f.answered, f.overdue)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            rows(&built.by_category),
+            [("cat-a".into(), 3, 2, 1), ("cat-b".into(), 3, 0, 1), ("cat-c".into(), 1, 0, 0)]
+        );
+        assert_eq!(rows(&built.by_executor), [(String::new(), 5, 0, 1), ("exec-1".into(), 2, 2, 1)]);
+        // Every breakdown adds up to the totals.
+        for groups in [&built.by_category, &built.by_executor] {
+            assert_eq!(groups.iter().map(|(_, f)| f.received).sum::<i64>(), t.received);
+            assert_eq!(groups.iter().map(|(_, f)| f.answered_on_time).sum::<i64>(), t.answered_on_time);
+        }
+
+        // Filters: the folder now, a category, an executor.
+        let filtered = |query: ReportQuery| {
+            let db = db.clone();
+            async move { report::build(&db, &query).await.expect("report").totals }
+        };
+        let processed = filtered(ReportQuery { folder: Some(Folder::Processed), ..period.clone() }).await;
+        assert_eq!((processed.received, processed.answered), (4, 2), "answered ×2, redirected, rejected");
+        let returned = filtered(ReportQuery { folder: Some(Folder::Returned), ..period.clone() }).await;
+        assert_eq!((returned.received, returned.re_reviews), (1, 1));
+        let cat_b = filtered(ReportQuery { category_id: Some("cat-b".into()), ..period.clone() }).await;
+        assert_eq!((cat_b.received, cat_b.overdue, cat_b.fast_track), (3, 1, 1));
+        let exec = filtered(ReportQuery { executor_id: Some("exec-1".into()), ..period.clone() }).await;
+        assert_eq!((exec.received, exec.answered, exec.answered_on_time), (2, 2, 1));
+        // A period with nothing in it, and another organization's.
+        let empty = filtered(ReportQuery { from: 0, to: 1, ..period.clone() }).await;
+        assert_eq!(empty, report::Figures::default());
+        let other = report::build(&db, &ReportQuery { organization_id: "school-2".into(), ..period.clone() })
+            .await
+            .expect("report");
+        assert_eq!(other.totals.received, 1, "school-2's own ticket only");
+        release(db).await;
+    }
+}

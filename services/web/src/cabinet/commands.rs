@@ -621,6 +621,7 @@ mod tests {
             roles: roles.to_vec(),
             csrf: String::new(),
             expires_at: 0,
+            provider: None,
         }
     }
 

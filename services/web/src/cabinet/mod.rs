@@ -1,9 +1,12 @@
-//! The organization's cabinet: sign-in, folders and list, card, workflow commands.
+//! The organization's cabinet: sign-in, folders and list, card, workflow commands, reports.
 
 mod card;
 mod commands;
 mod list;
 pub mod pages;
+mod provider;
+pub mod report;
+mod report_export;
 mod sign_in;
 
 use axum::Router;
@@ -26,9 +29,14 @@ pub fn routes() -> Router<App> {
         .route("/cabinet", get(list::page))
         .route("/cabinet/sign-in", get(sign_in::page).post(sign_in::submit))
         .route("/cabinet/sign-out", post(sign_in::sign_out))
+        .route("/cabinet/sign-in/start", get(provider::start))
+        .route("/cabinet/sign-in/callback", get(provider::callback))
         .route("/cabinet/tickets/{id}", get(card::page))
         .route("/cabinet/tickets/{id}/{command}", post(commands::run))
         .route("/cabinet/organizations", get(commands::organization_options))
+        .route("/cabinet/reports", get(report::page))
+        .route("/cabinet/reports.csv", get(report_export::csv))
+        .route("/cabinet/reports.xlsx", get(report_export::xlsx))
 }
 
 /// Why a page could not be shown.
@@ -103,6 +111,7 @@ pub async fn signed_in(app: &App, headers: &HeaderMap) -> Result<Session, WebErr
     let htmx = is_htmx(headers);
     let id = crate::session::cookie(headers, app.cookies.session_name()).ok_or(WebError::SignIn { htmx })?;
     let session = app.sessions.get(id).await.ok_or(WebError::SignIn { htmx })?;
+    let session = provider::renewed(app, id, session, htmx).await?;
     if !session.has_any(&Role::STAFF) || session.organization_id.is_empty() {
         return Err(WebError::Forbidden("Кабинет организации открыт только её сотрудникам."));
     }

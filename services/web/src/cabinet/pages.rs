@@ -1,4 +1,5 @@
-//! The page frame, the folder navigation and the error pages.
+//! The page frame (with the sections: messages, and reports for those who build them), the
+//! folder navigation and the error pages.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -42,6 +43,14 @@ pub fn layout(page_title: &str, session: Option<&Session>, folders: Option<Marku
                 a.skip href="#main" { "Перейти к содержимому" }
                 header.top {
                     a.brand href="/cabinet" { "ПОС" span.brand-sub { "Платформа обратной связи" } }
+                    @if let Some(session) = session {
+                        nav.sections aria-label="Разделы" {
+                            a href="/cabinet" { "Сообщения" }
+                            @if super::report::allowed(session) {
+                                a href="/cabinet/reports" data-section="reports" { "Отчёты" }
+                            }
+                        }
+                    }
                     @if let Some(session) = session {
                         div.who {
                             span.org { (session.organization_name) }

@@ -1,8 +1,8 @@
 //! The cabinet's story in Debian's Chromium (`browser/cabinet.mjs`, playwright-core): sign-in,
 //! a new message appearing live in New with ⚡ and its deadline, assignment, a stale command,
 //! the answer returned once and approved, the history, another organization refused by URL, and
-//! forms without the CSRF token refused. Screenshots of the list and the card are saved to
-//! `target/screenshots/`.
+//! forms without the CSRF token refused; and the report (`browser/report.mjs`). Screenshots of
+//! the sign-in, the list, the card and the report are saved to `target/screenshots/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,12 +20,12 @@ use pos_web::{App, WebConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-fn browser_dir() -> PathBuf {
+pub fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
 /// `npm ci` when the node modules are missing (deploy/local/tools.sh runs it too).
-fn ensure_node_modules() {
+pub fn ensure_node_modules() {
     let dir = browser_dir();
     if dir.join("node_modules/playwright-core/package.json").exists() && dir.join("node_modules/axe-core").exists() {
         return;
@@ -38,7 +38,7 @@ fn ensure_node_modules() {
     assert!(status.success(), "npm ci failed in {}", dir.display());
 }
 
-fn screenshots_dir() -> PathBuf {
+pub fn screenshots_dir() -> PathBuf {
     // target/tmp → target/screenshots
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("screenshots");
     std::fs::create_dir_all(&dir).expect("screenshots dir");
@@ -106,7 +106,7 @@ async fn the_cabinet_story_in_chromium() {
         tokio::time::timeout(Duration::from_secs(240), story).await.expect("the browser story finishes in time");
     assert!(status.success(), "the browser story failed: {status}");
     assert_eq!(output.last().map(String::as_str), Some("DONE"));
-    for shot in ["list.png", "card.png"] {
+    for shot in ["sign-in.png", "list.png", "card.png"] {
         assert!(screenshots.join(shot).metadata().map(|m| m.len() > 10_000).unwrap_or(false), "{shot} saved");
     }
 
@@ -148,6 +148,149 @@ async fn the_cabinet_story_in_chromium() {
         }
     })
     .await;
+
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    platform.stop().await.unwrap();
+}
+
+/// The report in Chromium (`browser/report.mjs`): three appeals of the Kamchatka center taken
+/// through the services first — one answered by the executor, one answered by the coordinator
+/// and sent back by the applicant for re-review, one left new — then the head reaches Отчёты by
+/// keyboard, finds these figures on the page and in the downloaded CSV, filters by executor, and
+/// an executor is refused. The screenshot is saved to `target/screenshots/report.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_in_chromium() {
+    let chromium = std::env::var("POS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(Path::new(&chromium).exists(), "no Chromium at {chromium}: deploy/local/tools.sh installs Debian's");
+    ensure_node_modules();
+
+    let platform = Platform::start(Mode::Embedded).await.expect("platform starts");
+    let center = KAMCHATKA_CENTER;
+    let token = |subject: &str, role: Role| testing::token(subject, center, "41", &[role]);
+    let (coordinator, head, executor) = (
+        token("dev-coordinator", Role::Coordinator),
+        token("dev-head", Role::Head),
+        token("dev-executor", Role::Executor),
+    );
+    let applicant = testing::token("esia-1001", "", "41", &[Role::Applicant]);
+    let member = pb::StaffMember {
+        subject: "dev-executor".into(),
+        organization_id: center.into(),
+        full_name: "Петров Иван".into(),
+        email: "petrov@example.org".into(),
+        roles: vec!["executor".into()],
+        active: true,
+    };
+    let mut ticketing = platform.ticketing();
+    ticketing.upsert_staff(outgoing(member, &token("dev-org_admin", Role::OrgAdmin))).await.expect("executor added");
+    let run = testing::unique("report");
+    let appeals = platform.submit_many(3, 3, |i| e_diary_appeal(&format!("{run}-{i}"))).await.expect("submitted");
+    let mut tickets = Vec::new();
+    for appeal_id in &appeals {
+        tickets.push(platform.wait_for_ticket(appeal_id, center, Duration::from_secs(30)).await.expect("a ticket"));
+    }
+    let answer = || pb::Answer {
+        r#type: pos_proto::v1::events::AnswerType::Resolved as i32,
+        text: "Здравствуйте! Доступ к электронному дневнику предоставлен.".into(),
+        ..Default::default()
+    };
+    // Prepared by `by` (taken in work first), sent for approval, approved by the head.
+    let answered = |ticket: pb::Ticket, by: String| {
+        let (mut c, head) = (ticketing.clone(), head.clone());
+        async move {
+            let v = |t: &pb::Ticket| (t.id.clone(), t.version);
+            let (id, version) = v(&ticket);
+            let t = c.take_in_work(outgoing(pb::TakeInWorkRequest { ticket_id: id, expected_version: version }, &by));
+            let (id, version) = v(&t.await.expect("taken in work").into_inner());
+            let request = pb::PrepareAnswerRequest {
+                ticket_id: id,
+                expected_version: version,
+                answer: Some(answer()),
+                ..Default::default()
+            };
+            let (id, version) = v(&c.prepare_answer(outgoing(request, &by)).await.expect("prepared").into_inner());
+            let request = pb::VersionRequest { ticket_id: id, expected_version: version };
+            let (id, version) = v(&c.send_for_approval(outgoing(request, &by)).await.expect("sent").into_inner());
+            let request = pb::ApproveRequest { ticket_id: id, expected_version: version, edited: None };
+            c.approve(outgoing(request, &head)).await.expect("approved").into_inner()
+        }
+    };
+    // One answered by the executor the coordinator assigned.
+    let first = tickets[0].clone();
+    let request = pb::AssignExecutorRequest {
+        ticket_id: first.id.clone(),
+        expected_version: first.version,
+        executor_id: "dev-executor".into(),
+        execution_due: None,
+    };
+    let assigned =
+        platform.ticketing().assign_executor(outgoing(request, &coordinator)).await.expect("assigned").into_inner();
+    answered(assigned, executor.clone()).await;
+    // One answered by the coordinator, then sent back by the applicant: a re-review.
+    let second = answered(tickets[1].clone(), coordinator.clone()).await;
+    let request = pb::CommentRequest {
+        ticket_id: second.id.clone(),
+        expected_version: second.version,
+        comment: "Доступа по-прежнему нет.".into(),
+    };
+    platform.ticketing().reject_answer(outgoing(request, &applicant)).await.expect("sent back for re-review");
+    // The third stays new.
+
+    // What the page and the CSV must show, by column heading: e-diary appeals are fast-track in
+    // Kamchatka, answered well before their deadlines.
+    let expected = serde_json::json!({
+        "totals": {
+            "Поступило": "3", "Отвечено": "1", "Отвечено в срок": "1", "Доля в срок, %": "100,0 %",
+            "Просрочено": "0", "Фаст-трек": "3", "Доля фаст-треков, %": "100,0 %",
+            "Повторное рассмотрение": "1", "Перенаправлено": "0", "Отклонено": "0",
+        },
+        "category": { "name": "Образование", "figures": { "Поступило": "3", "Отвечено": "1" } },
+        "executors": [
+            {
+                "name": "Петров Иван", "subject": "dev-executor",
+                "figures": { "Поступило": "1", "Отвечено": "1", "Отвечено в срок": "1", "Повторное рассмотрение": "0" },
+            },
+            {
+                "name": "Не назначен (у координатора)",
+                "figures": { "Поступило": "2", "Отвечено": "0", "Повторное рассмотрение": "1", "Доля в срок, %": "—" },
+            },
+        ],
+    });
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config =
+        WebConfig { addr, grpc_endpoint: platform.endpoint.clone(), dev_sign_in: true, ..WebConfig::default() };
+    let app = App::new(config, platform.channel(), Arc::new(MemoryCache::new()), Some(testing::authenticator()), addr);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(pos_web::serve(app, listener, shutdown.clone()));
+    let screenshots = screenshots_dir();
+    let _ = std::fs::remove_file(screenshots.join("report.png"));
+    let node = tokio::process::Command::new("node")
+        .arg("report.mjs")
+        .current_dir(browser_dir())
+        .env("BASE_URL", format!("http://{addr}"))
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .env("ZONE", "Asia/Kamchatka")
+        .env("EXPECTED", expected.to_string())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), node)
+        .await
+        .expect("the browser report finishes in time")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        println!("browser: {line}");
+    }
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser report failed: {}", output.status);
+    assert_eq!(stdout.lines().last(), Some("DONE"));
+    let shot = screenshots.join("report.png");
+    assert!(shot.metadata().map(|m| m.len() > 10_000).unwrap_or(false), "report.png saved");
 
     shutdown.cancel();
     server.await.unwrap().unwrap();

@@ -1,3 +1,8 @@
-//! The cabinet in a real browser, against the embedded platform.
+//! The cabinet against the embedded platform: in a real browser, and signing in through an
+//! identity provider of the tests' own; and the list page's server time over 100,000 tickets
+//! (ignored: an explicit benchmark).
 
 mod browser;
+mod idp;
+mod list_bench;
+mod oidc;
