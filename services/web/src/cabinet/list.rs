@@ -163,15 +163,7 @@ fn filters(query: &ListQuery, classifier: &pb::Classifier) -> Markup {
                 label for="q" { "Текст или номер" }
                 input #q type="search" name="q" value=(query.q) placeholder="например, 250000001";
             }
-            div.field {
-                label for="category" { "Категория" }
-                select #category name="category" {
-                    option value="" { "Все" }
-                    @for category in &classifier.categories {
-                        option value=(category.id) selected[category.id == query.category] { (category.name) }
-                    }
-                }
-            }
+            (pages::category_field(&classifier.categories, &query.category))
             div.field {
                 label for="fact" { "Факт" }
                 select #fact name="fact" {

@@ -117,3 +117,19 @@ pub fn refused_form() -> Response {
         "Форма устарела или отправлена не со страницы кабинета. Обновите страницу и повторите действие.",
     )
 }
+
+/// The filter by category, as the list and the reports show it: "Все" or one of the classifier's
+/// categories, `selected` by id.
+pub fn category_field(categories: &[pb::Category], selected: &str) -> Markup {
+    html! {
+        div.field {
+            label for="category" { "Категория" }
+            select #category name="category" {
+                option value="" { "Все" }
+                @for category in categories {
+                    option value=(category.id) selected[category.id == selected] { (category.name) }
+                }
+            }
+        }
+    }
+}

@@ -314,15 +314,7 @@ fn form(query: &ReportQuery, period: Option<Period>, classifier: &pb::Classifier
                     }
                 }
             }
-            div.field {
-                label for="category" { "Категория" }
-                select #category name="category" {
-                    option value="" { "Все" }
-                    @for category in &classifier.categories {
-                        option value=(category.id) selected[category.id == query.category] { (category.name) }
-                    }
-                }
-            }
+            (pages::category_field(&classifier.categories, &query.category))
             div.field {
                 label for="executor" { "Исполнитель" }
                 select #executor name="executor" {
