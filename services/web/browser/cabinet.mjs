@@ -5,51 +5,23 @@
 //
 // Env: BASE_URL, SCREENSHOTS (a directory), CHROMIUM (default /usr/bin/chromium).
 
-import { readFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { accessible, launch, person as signIn, step } from './harness.mjs';
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOTS;
 mkdirSync(shots, { recursive: true });
-const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const input = createInterface({ input: process.stdin });
 const lines = input[Symbol.asyncIterator]();
-const step = (text) => console.log(`step: ${text}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // Root in a container has no user namespaces for the sandbox.
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--lang=ru'],
-  // Russian date fields (дд.мм.гггг), where Debian's chromium-l10n is installed.
-  env: { ...process.env, LANGUAGE: 'ru', LANG: 'ru_RU.UTF-8' },
-});
+const browser = await launch();
 
-async function person(organization, role, screenshot) {
-  const context = await browser.newContext({ locale: 'ru-RU', viewport: { width: 1360, height: 900 } });
-  const page = await context.newPage();
-  await page.goto(`${base}/cabinet`);
-  assert.match(page.url(), /\/cabinet\/sign-in$/, 'an anonymous visit goes to the sign-in');
-  await page.selectOption('#organization', organization);
-  await page.check(`input[name=role][value=${role}]`);
-  if (screenshot) await page.screenshot({ path: `${shots}/${screenshot}` });
-  await page.click('button[type=submit]');
-  await page.waitForURL(`${base}/cabinet`);
-  return { context, page };
+function person(organization, role, screenshot) {
+  return signIn(browser, base, organization, role, { screenshot: screenshot && `${shots}/${screenshot}` });
 }
 
-/** Runs axe-core in the page; fails on serious or critical violations. */
-async function accessible(page, what) {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() => axe.run(document, { resultTypes: ['violations'] }));
-  const serious = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  for (const v of result.violations) {
-    console.log(`axe ${what}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.length})`);
-  }
-  assert.equal(serious.length, 0, `${what}: serious accessibility violations: ${serious.map((v) => v.id).join(', ')}`);
-}
 
 async function command(page, slug, fill) {
   const details = page.locator(`details[data-command=${slug}]`);

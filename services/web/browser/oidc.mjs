@@ -6,24 +6,17 @@
 
 import { mkdirSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launch, newContext, step } from './harness.mjs';
 
 const base = process.env.BASE_URL;
 const idp = process.env.IDP_URL;
 const shots = process.env.SCREENSHOTS;
 mkdirSync(shots, { recursive: true });
-const step = (text) => console.log(`step: ${text}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // Root in a container has no user namespaces for the sandbox.
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--lang=ru'],
-  // Russian date fields (дд.мм.гггг), where Debian's chromium-l10n is installed.
-  env: { ...process.env, LANGUAGE: 'ru', LANG: 'ru_RU.UTF-8' },
-});
+const browser = await launch();
 
 try {
-  const context = await browser.newContext({ locale: 'ru-RU', viewport: { width: 1360, height: 900 } });
+  const context = await newContext(browser);
   const page = await context.newPage();
   // Every address the browser went to, to see that it passed through the provider.
   const visited = [];

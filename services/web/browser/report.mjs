@@ -10,47 +10,21 @@
 // executors' rows, by column heading).
 
 import { readFileSync, mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { accessible, launch, person as signIn, step } from './harness.mjs';
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOTS;
 const zone = process.env.ZONE;
 const expected = JSON.parse(process.env.EXPECTED);
 mkdirSync(shots, { recursive: true });
-const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-const step = (text) => console.log(`step: ${text}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // Root in a container has no user namespaces for the sandbox.
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--lang=ru'],
-});
+const browser = await launch();
 
-async function person(organization, role) {
-  const context = await browser.newContext({
-    locale: 'ru-RU', viewport: { width: 1360, height: 900 }, acceptDownloads: true,
-  });
-  const page = await context.newPage();
-  await page.goto(`${base}/cabinet/sign-in`);
-  await page.selectOption('#organization', organization);
-  await page.check(`input[name=role][value=${role}]`);
-  await page.click('button[type=submit]');
-  await page.waitForURL(`${base}/cabinet`);
-  return { context, page };
+function person(organization, role) {
+  return signIn(browser, base, organization, role, { contextOptions: { acceptDownloads: true } });
 }
 
-/** Runs axe-core in the page; fails on serious or critical violations. */
-async function accessible(page, what) {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() => axe.run(document, { resultTypes: ['violations'] }));
-  const serious = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  for (const v of result.violations) {
-    console.log(`axe ${what}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.length})`);
-  }
-  assert.equal(serious.length, 0, `${what}: serious accessibility violations: ${serious.map((v) => v.id).join(', ')}`);
-}
 
 /** `YYYY-MM-DD` in the organization's zone, `days` from now. */
 function localDay(days) {
