@@ -117,8 +117,28 @@ pub fn config_env(config: &PlatformConfig) -> Vec<(String, String)> {
 }
 
 /// A loopback port free at the time of asking, for a process to listen on.
+///
+/// Taken below Linux's ephemeral range (32768–60999): a port from `bind(0)` is free only until
+/// the process it is handed to binds it, and meanwhile any outgoing connection of a test running
+/// beside this one may be given the same port. Below the range only another test's pick can
+/// collide; each test process starts at its own place and checks that the port is free.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let start = (std::process::id().wrapping_mul(7_919) ^ nanos) % COUNT;
+        let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// The environment naming each service's peers: `POS_PEERS__<SERVICE>` with its endpoints.
