@@ -98,7 +98,12 @@ pub async fn act(client: &Client, args: ActArgs) -> anyhow::Result<()> {
         (None, role) => format!("dev-{role}"),
     };
     let as_role = |role: Role| (role, subject(role));
-    let comment = |comment: String| pb::CommentRequest { ticket_id: id.clone(), expected_version: version, comment };
+    let comment = |comment: String| pb::CommentRequest {
+        ticket_id: id.clone(),
+        expected_version: version,
+        comment,
+        attachment_ids: Vec::new(),
+    };
     let version_only = pb::VersionRequest { ticket_id: id.clone(), expected_version: version };
     let updated = match args.action {
         Action::TakeInWork => {

@@ -184,6 +184,7 @@ async fn load(platform: &Platform) {
                 ticket_id: id.clone(),
                 expected_version: version,
                 comment: "Доступа так и нет".into(),
+                attachment_ids: Vec::new(),
             };
             version =
                 ticketing.reject_answer(outgoing(reject, &applicant)).await.expect("re-review").into_inner().version;

@@ -160,12 +160,19 @@ async fn kamchatka_an_appeals_life_in_e_mails() {
     version = ticketing.assign_executor(outgoing(assign, &coordinator)).await.expect("assigned").into_inner().version;
     let take = pb::TakeInWorkRequest { ticket_id: id.clone(), expected_version: version };
     version = ticketing.take_in_work(outgoing(take, &executor)).await.expect("taken in work").into_inner().version;
-    let ask =
-        pb::CommentRequest {
-            ticket_id: id.clone(), expected_version: version, comment: "Уточните класс сына".into()
-        };
+    let ask = pb::CommentRequest {
+        ticket_id: id.clone(),
+        expected_version: version,
+        comment: "Уточните класс сына".into(),
+        attachment_ids: Vec::new(),
+    };
     version = ticketing.request_information(outgoing(ask, &executor)).await.expect("asked").into_inner().version;
-    let got = pb::CommentRequest { ticket_id: id.clone(), expected_version: version, comment: "5 «А»".into() };
+    let got = pb::CommentRequest {
+        ticket_id: id.clone(),
+        expected_version: version,
+        comment: "5 «А»".into(),
+        attachment_ids: Vec::new(),
+    };
     version = ticketing.information_received(outgoing(got, &executor)).await.expect("received").into_inner().version;
     let answer = pb::Answer {
         r#type: pos_proto::v1::events::AnswerType::Resolved as i32,

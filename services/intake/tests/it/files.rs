@@ -282,6 +282,7 @@ async fn a_coordinator_opens_an_incident_with_a_screenshot_that_outlives_the_swe
         attachment_ids,
         user_account: "user@example.org".into(),
         external_id: String::new(),
+        handler_organization_id: String::new(),
     };
     for bad in [uuid::Uuid::now_v7().to_string(), others.attachment_id.clone()] {
         let refused = cabinet

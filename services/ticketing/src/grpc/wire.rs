@@ -50,6 +50,7 @@ pub fn ticket(ticket: &Ticket) -> pb::Ticket {
         rating: ticket.rating,
         superseded_by: ticket.superseded_by.clone(),
         time_zone: ticket.time_zone.clone(),
+        incident_open: false,
     }
 }
 
@@ -152,6 +153,10 @@ pub fn incident(incident: Incident) -> pb::Incident {
         opened_at: Some(pos_proto::time::to_proto(incident.opened_at)),
         updated_at: Some(pos_proto::time::to_proto(incident.updated_at)),
         version: incident.version,
+        handler_organization_id: String::new(),
+        appeal_number: 0,
+        appeal_text: String::new(),
+        appeal_attachment_ids: Vec::new(),
     }
 }
 

@@ -88,6 +88,7 @@ async fn one_appeal_s_whole_life_through_every_role() {
         ticket_id: id.clone(),
         expected_version: version,
         comment: text.into(),
+        attachment_ids: Vec::new(),
     };
     let t = c.return_for_rework(head(comment(v(&t), "добавьте сроки"))).await.expect("rework").into_inner();
     let t =
@@ -348,6 +349,7 @@ async fn an_incident_goes_through_both_lines_and_the_applicant_confirms_the_resu
         attachment_ids: Vec::new(),
         user_account: "user@example.org".into(),
         external_id: String::new(),
+        handler_organization_id: String::new(),
     };
     let incomplete = pb::OpenIncidentRequest { system: String::new(), ..open.clone() };
     assert_eq!(
@@ -362,6 +364,7 @@ async fn an_incident_goes_through_both_lines_and_the_applicant_confirms_the_resu
         incident_id: i.id.clone(),
         expected_version: version,
         comment: comment.into(),
+        attachment_ids: Vec::new(),
     };
     let itsm = |m| as_(m, "itsm", "", &[Role::System]);
     let i2 = c.request_incident_information(itsm(step(1, "нужен скриншот профиля"))).await.expect("asked").into_inner();
@@ -390,7 +393,14 @@ async fn an_incident_goes_through_both_lines_and_the_applicant_confirms_the_resu
     let i8 = c.confirm_incident_result(applicant(step(i7.version, ""))).await.expect("confirmed").into_inner();
     assert_eq!(i8.state, "confirmed");
 
-    let listed = c.list_incidents(applicant(pb::ListIncidentsRequest { ticket_id: id.clone() })).await.expect("list");
+    let listed = c
+        .list_incidents(applicant(pb::ListIncidentsRequest {
+            ticket_id: id.clone(),
+            handler_organization_id: String::new(),
+            open_only: false,
+        }))
+        .await
+        .expect("list");
     assert_eq!(listed.into_inner().incidents.len(), 1);
     let history = c
         .get_ticket_history(coordinator(pb::GetTicketRequest { key: Some(pb::get_ticket_request::Key::TicketId(id)) }))

@@ -34,10 +34,20 @@ async fn every_method_answers_unavailable_with_retry_info_while_the_database_is_
     let c = app.client();
     let ticket = || "t-1".to_owned();
     let version = pb::VersionRequest { ticket_id: ticket(), expected_version: 1 };
-    let comment = pb::CommentRequest { ticket_id: ticket(), expected_version: 1, comment: "a reason".into() };
+    let comment = pb::CommentRequest {
+        ticket_id: ticket(),
+        expected_version: 1,
+        comment: "a reason".into(),
+        attachment_ids: Vec::new(),
+    };
     let answer = pb::Answer { r#type: AnswerType::Resolved as i32, text: "Ответ".into(), ..Default::default() };
     let by_id = || pb::GetTicketRequest { key: Some(pb::get_ticket_request::Key::TicketId(ticket())) };
-    let step = pb::IncidentCommandRequest { incident_id: "i-1".into(), expected_version: 1, comment: "note".into() };
+    let step = pb::IncidentCommandRequest {
+        incident_id: "i-1".into(),
+        expected_version: 1,
+        comment: "note".into(),
+        attachment_ids: Vec::new(),
+    };
     let calls: Vec<(&str, Call)> = vec![
         ("ListTickets", rpc_call!(c, list_tickets, staff(pb::ListTicketsRequest::default()))),
         ("GetTicket", rpc_call!(c, get_ticket, staff(by_id()))),
@@ -170,7 +180,18 @@ async fn every_method_answers_unavailable_with_retry_info_while_the_database_is_
                 })
             ),
         ),
-        ("ListIncidents", rpc_call!(c, list_incidents, staff(pb::ListIncidentsRequest { ticket_id: ticket() }))),
+        (
+            "ListIncidents",
+            rpc_call!(
+                c,
+                list_incidents,
+                staff(pb::ListIncidentsRequest {
+                    ticket_id: ticket(),
+                    handler_organization_id: String::new(),
+                    open_only: false,
+                })
+            ),
+        ),
         ("EscalateIncident", rpc_call!(c, escalate_incident, system(step.clone()))),
         ("RequestIncidentInformation", rpc_call!(c, request_incident_information, system(step.clone()))),
         ("IncidentInformationReceived", rpc_call!(c, incident_information_received, system(step.clone()))),

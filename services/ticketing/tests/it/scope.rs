@@ -84,10 +84,19 @@ async fn another_school_and_another_applicant_reach_nothing_of_the_first() {
     let by_appeal = || pb::GetTicketRequest { key: Some(pb::get_ticket_request::Key::AppealId("a-1".into())) };
     // The bodies name the first school's ticket and are otherwise refusable, so that a check of
     // the body before the scope would show.
-    let comment = || pb::CommentRequest { ticket_id: ticket_id.clone(), expected_version: 0, comment: String::new() };
+    let comment = || pb::CommentRequest {
+        ticket_id: ticket_id.clone(),
+        expected_version: 0,
+        comment: String::new(),
+        attachment_ids: Vec::new(),
+    };
     let version = || pb::VersionRequest { ticket_id: ticket_id.clone(), expected_version: 0 };
-    let step =
-        || pb::IncidentCommandRequest { incident_id: incident_id.clone(), expected_version: 0, comment: String::new() };
+    let step = || pb::IncidentCommandRequest {
+        incident_id: incident_id.clone(),
+        expected_version: 0,
+        comment: String::new(),
+        attachment_ids: Vec::new(),
+    };
     let first_school = || SCHOOL.to_owned();
     // Lists without a named organization: the caller's own, so nothing of the first school.
     let own_list = |request: tonic::Request<pb::ListTicketsRequest>| {
@@ -302,7 +311,11 @@ async fn another_school_and_another_applicant_reach_nothing_of_the_first() {
             Scoped::Denied(rpc_call!(
                 c,
                 list_incidents,
-                intruder(pb::ListIncidentsRequest { ticket_id: ticket_id.clone() })
+                intruder(pb::ListIncidentsRequest {
+                    ticket_id: ticket_id.clone(),
+                    handler_organization_id: String::new(),
+                    open_only: false,
+                })
             )),
         ),
         (
@@ -310,7 +323,11 @@ async fn another_school_and_another_applicant_reach_nothing_of_the_first() {
             Scoped::Denied(rpc_call!(
                 c,
                 list_incidents,
-                other_applicant(pb::ListIncidentsRequest { ticket_id: ticket_id.clone() })
+                other_applicant(pb::ListIncidentsRequest {
+                    ticket_id: ticket_id.clone(),
+                    handler_organization_id: String::new(),
+                    open_only: false,
+                })
             )),
         ),
         ("EscalateIncident", Scoped::Denied(rpc_call!(c, escalate_incident, intruder(step())))),
@@ -332,10 +349,19 @@ async fn a_caller_without_the_role_is_denied_before_the_body_is_read() {
     let app = spawn_app().await;
     let c = app.client();
     // Bodies that would each be refused for a field: the role must be refused first.
-    let comment = || pb::CommentRequest { ticket_id: String::new(), expected_version: 0, comment: String::new() };
+    let comment = || pb::CommentRequest {
+        ticket_id: String::new(),
+        expected_version: 0,
+        comment: String::new(),
+        attachment_ids: Vec::new(),
+    };
     let version = || pb::VersionRequest { ticket_id: String::new(), expected_version: 0 };
-    let step =
-        || pb::IncidentCommandRequest { incident_id: String::new(), expected_version: 0, comment: String::new() };
+    let step = || pb::IncidentCommandRequest {
+        incident_id: String::new(),
+        expected_version: 0,
+        comment: String::new(),
+        attachment_ids: Vec::new(),
+    };
     let command = |kind: CommandKind| kind.roles();
     let readers = [
         Role::Coordinator,

@@ -508,8 +508,12 @@ async fn execute(
     let api = Api::new(app, session);
     let mut ticketing = api.ticketing();
     let ticket_id = id.to_owned();
-    let comment =
-        || pb::CommentRequest { ticket_id: ticket_id.clone(), expected_version: version, comment: field("comment") };
+    let comment = || pb::CommentRequest {
+        ticket_id: ticket_id.clone(),
+        expected_version: version,
+        comment: field("comment"),
+        attachment_ids: Vec::new(),
+    };
     let version_only = || pb::VersionRequest { ticket_id: ticket_id.clone(), expected_version: version };
     match command {
         Command::TakeInWork => {

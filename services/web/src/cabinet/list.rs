@@ -105,6 +105,7 @@ impl ListQuery {
             text: self.q.trim().to_owned(),
             // Decided by the page, which knows whether it shows them (see `render`).
             without_folder_counts: false,
+            incident_open_only: false,
         }
     }
 }

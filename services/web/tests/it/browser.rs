@@ -233,6 +233,7 @@ async fn the_report_in_chromium() {
         ticket_id: second.id.clone(),
         expected_version: second.version,
         comment: "Доступа по-прежнему нет.".into(),
+        attachment_ids: Vec::new(),
     };
     platform.ticketing().reject_answer(outgoing(request, &applicant)).await.expect("sent back for re-review");
     // The third stays new.
