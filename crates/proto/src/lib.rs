@@ -56,6 +56,7 @@ bus_event! {
     TicketAnswerApproved => "ticket.answer_approved",
     TicketReopened => "ticket.reopened",
     TicketRerouteRequested => "ticket.reroute_requested",
+    TicketIncidentChanged => "ticket.incident_changed",
     SlaArmed => "sla.armed",
     SlaFastTrack => "sla.fast_track",
     SlaWarning => "sla.warning",

@@ -1,6 +1,7 @@
 //! `pos.v1.IntakeService`: SubmitAppeal, UploadAttachment, GetAppeal, ClaimAttachments,
-//! DownloadAttachment.
+//! DownloadAttachment, DescribeAttachments.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ use pos_proto::v1::attachment_chunk::Part as ChunkPart;
 use pos_proto::v1::intake_service_server::IntakeService;
 use pos_proto::v1::{
     Appeal, AppealRouting, Attachment, AttachmentChunk, AttachmentInfo, AttachmentReferenceKind,
-    ClaimAttachmentsRequest, ClaimAttachmentsResponse, DownloadAttachmentRequest, GetAppealRequest,
-    SubmitAppealRequest, SubmitAppealResponse, UploadAttachmentRequest, UploadAttachmentResponse,
+    ClaimAttachmentsRequest, ClaimAttachmentsResponse, DescribeAttachmentsRequest, DescribeAttachmentsResponse,
+    DownloadAttachmentRequest, GetAppealRequest, SubmitAppealRequest, SubmitAppealResponse, UploadAttachmentRequest,
+    UploadAttachmentResponse,
 };
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -57,12 +59,25 @@ const READERS: [Role; 9] = [
 ];
 /// Who may upload: submitters for appeals, staff for answers and incidents.
 const UPLOADERS: [Role; 9] = READERS;
-/// Who records that an answer or incident refers to files: ticketing, with the acting staff
-/// member's token (or its own, as a system).
-const CLAIMERS: [Role; 7] =
-    [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin, Role::Approver, Role::System];
+/// Who records that an answer, an incident or the applicant's information refers to files:
+/// ticketing, with the acting person's token (staff, or the applicant answering a request for
+/// information), or its own, as a system.
+const CLAIMERS: [Role; 8] = [
+    Role::Coordinator,
+    Role::Executor,
+    Role::Head,
+    Role::Curator,
+    Role::OrgAdmin,
+    Role::Approver,
+    Role::System,
+    Role::Applicant,
+];
 /// What an attachment id that is not the caller's upload gets, whether it exists or not.
 const NO_SUCH_ATTACHMENT: &str = "no such attachment: upload it first";
+
+/// The most ids one DescribeAttachments names: a card or an appeal page lists a few dozen files
+/// at most, and each id costs a few queries for its visibility.
+pub const DESCRIBE_LIMIT: usize = 100;
 
 /// A download: the description first, then the bytes.
 pub type DownloadStream = Pin<Box<dyn Stream<Item = Result<AttachmentChunk, Status>> + Send + 'static>>;
@@ -270,26 +285,44 @@ impl IntakeApi {
         })
     }
 
-    /// Records that an answer or an incident of the appeal refers to the attachments. Each must
-    /// exist and be visible to the caller: their own upload (or their organization's), or a
-    /// file already on the same appeal; anything else is answered as an unknown id.
+    /// Records that an answer, an incident or the applicant's information refers to the
+    /// attachments. Each must exist and be visible to the caller: their own upload (or their
+    /// organization's), or a file already on the same appeal; anything else is answered as an
+    /// unknown id. Who may claim for the appeal: its organization's staff (and systems); the
+    /// staff of a body an incident is addressed to, for that incident; the applicant, for
+    /// their own appeal's incident or information. A system may grant an incident's files to
+    /// such a body (`reader_organization_id`) and add the appeal's own files to it.
     #[tracing::instrument(skip_all, fields(appeal_id = %request.appeal_id, object_id = %request.object_id))]
     async fn claim(
         &self,
         caller: &Caller,
         request: ClaimAttachmentsRequest,
     ) -> Result<ClaimAttachmentsResponse, IntakeError> {
+        // A grant to another organization is the service's own decision, never a person's.
+        let grants = !request.reader_organization_id.trim().is_empty() || request.with_appeal_files;
+        if grants && !caller.has(Role::System) {
+            tracing::warn!(target: "security", subject = %caller.subject, "a person tried to grant an incident's files");
+            return Err(ApiError::denied(
+                "ROLE_NOT_ALLOWED",
+                "only the platform (a system caller) grants an incident to another organization's staff",
+            )
+            .into());
+        }
         let mut violations = FieldViolations::new();
         let kind = match AttachmentReferenceKind::try_from(request.kind) {
             Ok(AttachmentReferenceKind::Answer) => Some(ReferenceKind::Answer),
             Ok(AttachmentReferenceKind::Incident) => Some(ReferenceKind::Incident),
+            Ok(AttachmentReferenceKind::Information) => Some(ReferenceKind::Information),
             Ok(AttachmentReferenceKind::Unspecified) | Err(_) => {
-                violations.add("kind", "answer or incident");
+                violations.add("kind", "answer, incident or information");
                 None
             }
         };
+        if grants && kind != Some(ReferenceKind::Incident) {
+            violations.add("reader_organization_id", "only an incident is granted to another organization");
+        }
         if request.object_id.trim().is_empty() {
-            violations.add("object_id", "required: the ticket (answer) or the incident");
+            violations.add("object_id", "required: the ticket (answer, information) or the incident");
         }
         if uuid::Uuid::parse_str(&request.appeal_id).is_err() {
             violations.add("appeal_id", "not an appeal id");
@@ -303,20 +336,21 @@ impl IntakeApi {
         let kind = kind.ok_or_else(|| IntakeError::invalid("kind", "required"))?;
         let appeal =
             self.store.appeal(&request.appeal_id).await?.ok_or_else(|| ApiError::not_found("no such appeal"))?;
-        // The appeal's organization refers to files, nobody else's staff.
         let organization_id = appeal.routing.as_ref().map(|r| r.organization.id.clone()).unwrap_or_default();
-        if !caller.may_access_organization(&organization_id) {
-            tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "attachments claimed for an appeal of another organization");
-            return Err(ApiError::denied(
-                "OTHER_ORGANIZATION",
-                "the appeal is not routed to the caller's organization",
-            )
-            .into());
-        }
+        self.may_claim(caller, &appeal, &organization_id, kind, &request.object_id).await?;
         let field = if request.field.trim().is_empty() { "attachment_ids" } else { request.field.trim() };
         let found = self.store.attachments(&request.attachment_ids).await?;
         let mut claimed = Vec::with_capacity(request.attachment_ids.len());
         let now = from_micros(to_micros(Utc::now()));
+        let reference = |attachment_id: &str| AttachmentReference {
+            attachment_id: attachment_id.to_owned(),
+            kind,
+            object_id: request.object_id.clone(),
+            appeal_id: appeal.id.clone(),
+            organization_id: organization_id.clone(),
+            claimed_by: caller.subject.clone(),
+            claimed_at: now,
+        };
         for (index, id) in request.attachment_ids.iter().enumerate() {
             let visible = match found.iter().find(|a| &a.id == id) {
                 None => None,
@@ -337,36 +371,69 @@ impl IntakeApi {
                 violations.add(format!("{field}[{index}]"), NO_SUCH_ATTACHMENT);
                 continue;
             };
-            claimed.push((
-                AttachmentReference {
-                    attachment_id: id.clone(),
-                    kind,
-                    object_id: request.object_id.clone(),
-                    appeal_id: appeal.id.clone(),
-                    organization_id: organization_id.clone(),
-                    claimed_by: caller.subject.clone(),
-                    claimed_at: now,
-                },
-                attachment,
-            ));
+            claimed.push((reference(id), attachment.clone()));
         }
         if !violations.is_empty() {
             return Err(ApiError::Invalid(violations).into());
         }
+        if request.with_appeal_files {
+            for attachment in &appeal.attachments {
+                if !claimed.iter().any(|(r, _)| r.attachment_id == attachment.id) {
+                    claimed.push((reference(&attachment.id), attachment.clone()));
+                }
+            }
+        }
         let references: Vec<AttachmentReference> = claimed.iter().map(|(r, _)| r.clone()).collect();
         self.store.claim(&references).await?;
+        let reader = request.reader_organization_id.trim();
+        if !reader.is_empty() {
+            self.store.grant_reader(kind, &request.object_id, reader, &appeal.id, &caller.subject).await?;
+            tracing::info!(reader_organization_id = %reader, "incident's files granted to its handling body");
+        }
         tracing::info!(kind = <&str>::from(kind), files = references.len(), "attachments claimed");
         Ok(ClaimAttachmentsResponse {
             attachments: claimed
                 .into_iter()
                 .map(|(_, a)| Attachment {
-                    id: a.id.clone(),
-                    file_name: a.file_name.clone(),
-                    content_type: a.content_type.clone(),
+                    id: a.id,
+                    file_name: a.file_name,
+                    content_type: a.content_type,
                     size: a.size,
                 })
                 .collect(),
         })
+    }
+
+    /// Whether the caller may refer to files for this appeal's object, before any id is looked at.
+    async fn may_claim(
+        &self,
+        caller: &Caller,
+        appeal: &AppealRecord,
+        organization_id: &str,
+        kind: ReferenceKind,
+        object_id: &str,
+    ) -> Result<(), IntakeError> {
+        if caller.may_access_organization(organization_id) {
+            return Ok(());
+        }
+        // The body an escalation is addressed to adds its own files (the resolution's) to it.
+        if caller.has_any(&Role::STAFF)
+            && kind == ReferenceKind::Incident
+            && self.store.is_reader(kind, object_id, &appeal.id, &caller.organization_id).await?
+        {
+            return Ok(());
+        }
+        // The applicant sends what an incident's line or the organization asked of them.
+        let own_appeal = !appeal.applicant.account_id.is_empty() && appeal.applicant.account_id == caller.subject;
+        if caller.has(Role::Applicant) && !caller.has_any(&Role::STAFF) {
+            if own_appeal && matches!(kind, ReferenceKind::Incident | ReferenceKind::Information) {
+                return Ok(());
+            }
+            tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "attachments claimed for another applicant's appeal");
+            return Err(ApiError::denied("OTHER_APPLICANT", "the appeal belongs to another applicant").into());
+        }
+        tracing::warn!(target: "security", subject = %caller.subject, appeal_id = %appeal.id, "attachments claimed for an appeal of another organization");
+        Err(ApiError::denied("OTHER_ORGANIZATION", "the appeal is not routed to the caller's organization").into())
     }
 
     /// The description of a file the caller may read, and a stream of its bytes.
@@ -415,6 +482,47 @@ impl IntakeApi {
         Ok(Box::pin(futures::stream::once(async move { Ok(info) }).chain(chunks)))
     }
 
+    /// The files' descriptions in the request's order. Each id is checked as a download checks it
+    /// (`may_download`), in the request's order, so the first id the caller may not read gets the
+    /// refusal its download would get. No content is read, hence no audit line.
+    async fn describe(&self, caller: &Caller, ids: &[String]) -> Result<DescribeAttachmentsResponse, IntakeError> {
+        if ids.len() > DESCRIBE_LIMIT {
+            return Err(IntakeError::invalid("attachment_ids", format!("at most {DESCRIBE_LIMIT} ids")));
+        }
+        let mut violations = FieldViolations::new();
+        for (index, id) in ids.iter().enumerate() {
+            if id.is_empty() {
+                violations.add(format!("attachment_ids[{index}]"), "required");
+            } else if uuid::Uuid::parse_str(id).is_err() {
+                violations.add(format!("attachment_ids[{index}]"), "not an attachment id");
+            }
+        }
+        violations.into_result()?;
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let mut found: HashMap<String, AttachmentRecord> =
+            self.store.attachments(&unique).await?.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let mut described: HashMap<&str, AttachmentInfo> = HashMap::new();
+        for id in ids {
+            if described.contains_key(id.as_str()) {
+                continue;
+            }
+            let attachment = found.remove(id).ok_or_else(|| ApiError::not_found("no such attachment"))?;
+            let appeal_id = self.may_download(caller, &attachment).await?;
+            let info = AttachmentInfo {
+                attachment_id: attachment.id,
+                file_name: attachment.file_name,
+                content_type: attachment.content_type,
+                size: attachment.size,
+                sha256: attachment.sha256,
+                appeal_id,
+            };
+            described.insert(id, info);
+        }
+        Ok(DescribeAttachmentsResponse { attachments: ids.iter().map(|id| described[id.as_str()].clone()).collect() })
+    }
+
     /// Whether the caller may read the file, and the appeal it belongs to (empty when none):
     /// operators and systems always; the applicant their own uploads, their appeal's files and
     /// its answer's; staff the files of the appeals, answers and incidents of their organization,
@@ -455,7 +563,8 @@ impl IntakeApi {
                 || references
                     .iter()
                     .any(|r| r.organization_id == organization || routed_to(&r.appeal_id) == organization);
-            if allowed {
+            // The body an escalation is addressed to reads the incident's files and the appeal's.
+            if allowed || self.store.readable_by_grant(&attachment.id, organization).await? {
                 return Ok(appeal_id);
             }
         }
@@ -562,6 +671,14 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<DownloadStream>, Status> {
         let caller = authorize(&request, "DownloadAttachment", &READERS)?;
         Ok(Response::new(self.download(&caller, &request.get_ref().attachment_id).await.map_err(ApiError::from)?))
+    }
+
+    async fn describe_attachments(
+        &self,
+        request: Request<DescribeAttachmentsRequest>,
+    ) -> Result<Response<DescribeAttachmentsResponse>, Status> {
+        let caller = authorize(&request, "DescribeAttachments", &READERS)?;
+        Ok(Response::new(self.describe(&caller, &request.get_ref().attachment_ids).await.map_err(ApiError::from)?))
     }
 }
 

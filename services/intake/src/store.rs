@@ -137,6 +137,8 @@ pub enum ReferenceKind {
     Answer,
     /// An escalation; the object is the incident.
     Incident,
+    /// The information the applicant sent on the ticket's request; the object is the ticket.
+    Information,
 }
 
 /// One answer or incident referring to an attachment.
@@ -360,6 +362,72 @@ impl Store {
             .await?;
         }
         tx.commit().await
+    }
+
+    /// Lets the staff of `organization_id` read (and add to) the files `kind`/`object_id` refers
+    /// to; granting twice keeps the first grant.
+    pub async fn grant_reader(
+        &self,
+        kind: ReferenceKind,
+        object_id: &str,
+        organization_id: &str,
+        appeal_id: &str,
+        granted_by: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO attachment_readers (kind, object_id, organization_id, appeal_id, granted_by, granted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, object_id, organization_id) DO NOTHING",
+        )
+        .bind(<&str>::from(kind))
+        .bind(object_id)
+        .bind(organization_id)
+        .bind(appeal_id)
+        .bind(granted_by)
+        .bind(to_micros(Utc::now()))
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `organization_id` was granted the object `kind`/`object_id` of `appeal_id`.
+    pub async fn is_reader(
+        &self,
+        kind: ReferenceKind,
+        object_id: &str,
+        appeal_id: &str,
+        organization_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        if organization_id.is_empty() {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT 1 AS granted FROM attachment_readers WHERE kind = $1 AND object_id = $2 AND appeal_id = $3 \
+             AND organization_id = $4",
+        )
+        .bind(<&str>::from(kind))
+        .bind(object_id)
+        .bind(appeal_id)
+        .bind(organization_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether one of the objects referring to the attachment was granted to `organization_id`.
+    pub async fn readable_by_grant(&self, attachment_id: &str, organization_id: &str) -> Result<bool, sqlx::Error> {
+        if organization_id.is_empty() {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT 1 AS granted FROM attachment_references r JOIN attachment_readers g \
+             ON g.kind = r.kind AND g.object_id = r.object_id AND g.appeal_id = r.appeal_id \
+             WHERE r.attachment_id = $1 AND g.organization_id = $2 LIMIT 1",
+        )
+        .bind(attachment_id)
+        .bind(organization_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some())
     }
 
     /// Every answer and incident referring to the attachment.

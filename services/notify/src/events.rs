@@ -13,6 +13,7 @@ pos_platform::event_set! {
         AnswerApproved(ev::TicketAnswerApproved),
         Reopened(ev::TicketReopened),
         RerouteRequested(ev::TicketRerouteRequested),
+        IncidentChanged(ev::TicketIncidentChanged),
         SlaArmed(ev::SlaArmed),
         FastTrack(ev::SlaFastTrack),
         Warning(ev::SlaWarning),

@@ -21,11 +21,28 @@ pub const REGISTERED: &str = "registered";
 pub const ANSWER_READY: &str = "answer_ready";
 /// The applicant rejected the answer: a re-review (`ticket.reopened`).
 pub const REOPENED: &str = "reopened";
+/// The organization escalated the appeal (`ticket.incident_changed`, opened).
+pub const INCIDENT_OPENED: &str = "incident_opened";
+/// An escalation's handling line needs more from the applicant.
+pub const INCIDENT_INFORMATION_REQUESTED: &str = "incident_information_requested";
+/// An escalation's result, which the applicant confirms or rejects.
+pub const INCIDENT_RESOLVED: &str = "incident_resolved";
 
 /// What an applicant hears of unless the deployment says otherwise. A coordinator's rejection is
-/// the answer the applicant gets then: no `ticket.answer_approved` follows it.
-pub const DEFAULT: &[&str] =
-    &[REGISTERED, "taken_in_work", "information_requested", ANSWER_READY, REOPENED, "rejected"];
+/// the answer the applicant gets then: no `ticket.answer_approved` follows it. Of an escalation,
+/// what the applicant acts on (information asked of them, a result to confirm or reject) and
+/// its opening, which tells why the answer takes longer.
+pub const DEFAULT: &[&str] = &[
+    REGISTERED,
+    "taken_in_work",
+    "information_requested",
+    ANSWER_READY,
+    REOPENED,
+    "rejected",
+    INCIDENT_OPENED,
+    INCIDENT_INFORMATION_REQUESTED,
+    INCIDENT_RESOLVED,
+];
 
 /// Workflow steps that never make a status letter: they have letters of their own.
 const OWN_LETTER: [TicketAction; 3] =
@@ -42,7 +59,11 @@ pub fn known() -> Vec<String> {
         .map_while(|value| TicketAction::try_from(value).ok())
         .filter(|action| !OWN_LETTER.contains(action))
         .map(step_name);
-    [REGISTERED, ANSWER_READY, REOPENED].into_iter().map(str::to_owned).chain(steps).collect()
+    [REGISTERED, ANSWER_READY, REOPENED, INCIDENT_OPENED, INCIDENT_INFORMATION_REQUESTED, INCIDENT_RESOLVED]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(steps)
+        .collect()
 }
 
 /// The chosen letters.
@@ -131,6 +152,9 @@ mod tests {
             assert!(!letters.allows_step(step), "{step:?}");
         }
         assert!(letters.allows(REGISTERED) && letters.allows(ANSWER_READY) && letters.allows(REOPENED));
+        for incident in [INCIDENT_OPENED, INCIDENT_INFORMATION_REQUESTED, INCIDENT_RESOLVED] {
+            assert!(letters.allows(incident) && known().contains(&incident.to_owned()), "{incident}");
+        }
     }
 
     #[test]

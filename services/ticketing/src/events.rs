@@ -42,6 +42,7 @@ pub fn status_changed(ticket: &Ticket, change: StatusChange<'_>) -> ev::TicketSt
         comment: change.comment,
         rating: 0,
         time_zone: ticket.time_zone.clone(),
+        incident_id: String::new(),
     }
 }
 

@@ -7,6 +7,7 @@ mod dlq;
 mod embedded_crash;
 mod faults;
 mod front_door;
+mod incidents;
 mod kamchatka;
 mod lifecycle;
 mod observability;

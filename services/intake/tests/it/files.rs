@@ -18,8 +18,8 @@ use pos_proto::v1::events::AppealRouted;
 use pos_proto::v1::ticketing_service_client::TicketingServiceClient;
 use pos_proto::v1::upload_attachment_request::Part;
 use pos_proto::v1::{
-    AttachmentInfo, AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DownloadAttachmentRequest,
-    UploadAttachmentRequest, UploadAttachmentResponse,
+    AttachmentInfo, AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DescribeAttachmentsRequest,
+    DownloadAttachmentRequest, UploadAttachmentRequest, UploadAttachmentResponse,
 };
 use sha2::{Digest, Sha256};
 use tonic::{Code, Status};
@@ -27,10 +27,10 @@ use tonic::{Code, Status};
 use crate::helpers::*;
 
 /// The beginning of a PNG: the signature and the header chunk of a 1×1 image.
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x0bIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82";
-const PDF: &[u8] = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
+pub(crate) const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x0bIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82";
+pub(crate) const PDF: &[u8] = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
 
-fn school_coordinator() -> String {
+pub(crate) fn school_coordinator() -> String {
     token("coordinator-1", SCHOOL, REGION, &[Role::Coordinator])
 }
 
@@ -42,7 +42,12 @@ fn college_coordinator() -> String {
     token("coordinator-9", COLLEGE, REGION, &[Role::Coordinator])
 }
 
-async fn upload(app: &TestApp, token: &str, file_name: &str, bytes: &[u8]) -> Result<UploadAttachmentResponse, Status> {
+pub(crate) async fn upload(
+    app: &TestApp,
+    token: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> Result<UploadAttachmentResponse, Status> {
     let mut parts = vec![UploadAttachmentRequest {
         part: Some(Part::Meta(AttachmentMeta { file_name: file_name.into(), size: bytes.len() as i64 })),
     }];
@@ -52,7 +57,11 @@ async fn upload(app: &TestApp, token: &str, file_name: &str, bytes: &[u8]) -> Re
 }
 
 /// A whole download: its description, the bytes and the size of each message.
-async fn download(app: &TestApp, token: &str, id: &str) -> Result<(AttachmentInfo, Vec<u8>, Vec<usize>), Status> {
+pub(crate) async fn download(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+) -> Result<(AttachmentInfo, Vec<u8>, Vec<usize>), Status> {
     let mut client = app.client.clone();
     let request = call(DownloadAttachmentRequest { attachment_id: id.into() }, token);
     let mut stream = client.download_attachment(request).await?.into_inner();
@@ -73,7 +82,7 @@ async fn download(app: &TestApp, token: &str, id: &str) -> Result<(AttachmentInf
 }
 
 /// The applicant's appeal with `attachment_ids`, routed to the school in intake's view.
-async fn appeal_routed_to_school(app: &TestApp, request_id: &str, attachment_ids: Vec<String>) -> String {
+pub(crate) async fn appeal_routed_to_school(app: &TestApp, request_id: &str, attachment_ids: Vec<String>) -> String {
     let mut client = app.client.clone();
     let request = pb::SubmitAppealRequest { attachment_ids, ..submission(request_id) };
     let appeal_id = client.submit_appeal(call(request, &applicant_token())).await.unwrap().into_inner().appeal_id;
@@ -121,12 +130,14 @@ fn claim(appeal_id: &str, kind: AttachmentReferenceKind, ids: Vec<String>) -> Cl
         object_id: uuid::Uuid::now_v7().to_string(),
         attachment_ids: ids,
         field: "answer.attachment_ids".into(),
+        reader_organization_id: String::new(),
+        with_appeal_files: false,
     }
 }
 
 /// The sweep as the janitor runs it, over the server's own folder, for everything uploaded
 /// until now.
-async fn sweep_everything(app: &TestApp) -> usize {
+pub(crate) async fn sweep_everything(app: &TestApp) -> usize {
     let storage = AttachmentStorage::open(&IntakeConfig::default(), &app.server.dir.0).unwrap();
     sweep_orphans(&Store::new(app.server.db.clone()), &storage, Duration::ZERO).await.unwrap()
 }
@@ -235,6 +246,69 @@ async fn answers_and_incidents_claim_only_files_their_author_may_see() {
     app.stop().await;
 }
 
+async fn describe(app: &TestApp, token: &str, ids: &[&str]) -> Result<Vec<AttachmentInfo>, Status> {
+    let mut client = app.client.clone();
+    let request = DescribeAttachmentsRequest { attachment_ids: ids.iter().map(|&id| id.to_owned()).collect() };
+    Ok(client.describe_attachments(call(request, token)).await?.into_inner().attachments)
+}
+
+#[tokio::test]
+async fn descriptions_follow_the_download_rules_file_by_file() {
+    let app = TestApp::spawn().await;
+    let text = "Справка об обучении.\n".as_bytes();
+    let file = upload(&app, &applicant_token(), "справка.txt", text).await.unwrap();
+    let appeal_id = appeal_routed_to_school(&app, "req-1", vec![file.attachment_id.clone()]).await;
+    let screenshot = upload(&app, &school_coordinator(), "экран.png", PNG).await.unwrap();
+    let request = claim(&appeal_id, AttachmentReferenceKind::Incident, vec![screenshot.attachment_id.clone()]);
+    app.client.clone().claim_attachments(call(request, &school_coordinator())).await.expect("the incident's file");
+    let (file_id, screenshot_id) = (file.attachment_id.as_str(), screenshot.attachment_id.as_str());
+
+    // The school reads both, in the request's order, an id named twice described twice.
+    let infos = describe(&app, &school_head(), &[screenshot_id, file_id, screenshot_id]).await.expect("the school");
+    let summary: Vec<_> = infos
+        .iter()
+        .map(|i| {
+            (i.attachment_id.as_str(), i.file_name.as_str(), i.content_type.as_str(), i.size, i.appeal_id.as_str())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (screenshot_id, "экран.png", "image/png", PNG.len() as i64, appeal_id.as_str()),
+            (file_id, "справка.txt", "text/plain; charset=utf-8", text.len() as i64, appeal_id.as_str()),
+            (screenshot_id, "экран.png", "image/png", PNG.len() as i64, appeal_id.as_str()),
+        ]
+    );
+    assert_eq!(
+        (infos[0].sha256.as_str(), infos[1].sha256.as_str()),
+        (screenshot.sha256.as_str(), file.sha256.as_str())
+    );
+    assert!(describe(&app, &school_head(), &[]).await.expect("nothing asked").is_empty());
+    let own = describe(&app, &applicant_token(), &[file_id]).await.expect("the applicant's own file");
+    assert_eq!(own[0].file_name, "справка.txt");
+
+    // Whoever may not download a file may not have it described, and is refused alike; one such
+    // id refuses the whole request.
+    let cases = [
+        ("the applicant, an incident's file", applicant_token(), screenshot_id.to_owned(), Code::PermissionDenied),
+        ("another organization", college_coordinator(), file_id.to_owned(), Code::PermissionDenied),
+        ("another applicant", other_applicant_token(), file_id.to_owned(), Code::PermissionDenied),
+        ("an unknown id", school_head(), uuid::Uuid::now_v7().to_string(), Code::NotFound),
+    ];
+    for (case, token, id, code) in cases {
+        let described = describe(&app, &token, &[file_id, &id]).await.expect_err(case);
+        let downloaded = download(&app, &token, &id).await.expect_err(case);
+        assert_eq!(refusal(&described), refusal(&downloaded), "{case}");
+        assert_eq!(described.code(), code, "{case}");
+    }
+    let malformed = describe(&app, &school_head(), &[file_id, "../etc/passwd", ""]).await.unwrap_err();
+    assert_eq!(violated_fields(&malformed), ["attachment_ids[1]", "attachment_ids[2]"]);
+    let too_many = vec![file_id; pos_intake::grpc::DESCRIBE_LIMIT + 1];
+    let refused = describe(&app, &school_head(), &too_many).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["attachment_ids"]);
+    app.stop().await;
+}
+
 /// Ticketing served with intake as its peer, as in a deployment of separate processes.
 async fn ticketing_beside(intake: &TestApp) -> TestServer {
     let endpoint = intake.server.endpoint.clone();
@@ -301,7 +375,8 @@ async fn a_coordinator_opens_an_incident_with_a_screenshot_that_outlives_the_swe
 
     // The answer names the coordinator's letter; the applicant then reads it.
     let letter = upload(&app, &school_coordinator(), "ответ.pdf", PDF).await.unwrap();
-    let take = pb::TakeInWorkRequest { ticket_id: ticket_id.clone(), expected_version: version };
+    // Opening the incident moved the ticket's version on.
+    let take = pb::TakeInWorkRequest { ticket_id: ticket_id.clone(), expected_version: version + 1 };
     let taken = cabinet.take_in_work(call(take, &school_coordinator())).await.expect("taken").into_inner();
     let prepare = |attachment_ids: Vec<String>| pb::PrepareAnswerRequest {
         ticket_id: ticket_id.clone(),

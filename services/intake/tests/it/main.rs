@@ -3,6 +3,7 @@
 
 mod access;
 mod attachments;
+mod escalations;
 mod files;
 mod helpers;
 mod outage;

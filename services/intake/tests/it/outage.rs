@@ -9,8 +9,8 @@ use pos_platform::rpc_call;
 use pos_platform::testing::{self, Call, TestDb, TestOptions};
 use pos_proto::v1::upload_attachment_request::Part;
 use pos_proto::v1::{
-    AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DownloadAttachmentRequest, GetAppealRequest,
-    UploadAttachmentRequest,
+    AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DescribeAttachmentsRequest,
+    DownloadAttachmentRequest, GetAppealRequest, UploadAttachmentRequest,
 };
 
 use crate::helpers::*;
@@ -49,6 +49,8 @@ async fn every_method_is_unavailable_without_the_database(db: TestDb) {
                         object_id: uuid::Uuid::now_v7().to_string(),
                         attachment_ids: vec![uuid::Uuid::now_v7().to_string()],
                         field: String::new(),
+                        reader_organization_id: String::new(),
+                        with_appeal_files: false,
                     },
                     &staff_token(SCHOOL)
                 )
@@ -60,6 +62,14 @@ async fn every_method_is_unavailable_without_the_database(db: TestDb) {
                 c,
                 download_attachment,
                 applicant(DownloadAttachmentRequest { attachment_id: uuid::Uuid::now_v7().to_string() })
+            ),
+        ),
+        (
+            "DescribeAttachments",
+            rpc_call!(
+                c,
+                describe_attachments,
+                applicant(DescribeAttachmentsRequest { attachment_ids: vec![uuid::Uuid::now_v7().to_string()] })
             ),
         ),
     ];

@@ -12,8 +12,9 @@ use pos_proto::v1::events::AppealRouted;
 use pos_proto::v1::intake_service_client::IntakeServiceClient;
 use pos_proto::v1::upload_attachment_request::Part;
 use pos_proto::v1::{
-    AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DownloadAttachmentRequest, GetAppealRequest,
-    OrganizationRef, OrganizationType, SubmitAppealRequest, UploadAttachmentRequest,
+    AttachmentMeta, AttachmentReferenceKind, ClaimAttachmentsRequest, DescribeAttachmentsRequest,
+    DownloadAttachmentRequest, GetAppealRequest, OrganizationRef, OrganizationType, SubmitAppealRequest,
+    UploadAttachmentRequest,
 };
 use tonic::transport::Channel;
 
@@ -35,9 +36,18 @@ fn without<T>(allowed: &[Role], message: T) -> tonic::Request<T> {
 }
 
 const SUBMITTERS: [Role; 3] = [Role::Applicant, Role::Operator, Role::System];
-/// Who records references: the organization's staff (through ticketing) and systems.
-const CLAIMERS: [Role; 7] =
-    [Role::Coordinator, Role::Executor, Role::Head, Role::Curator, Role::OrgAdmin, Role::Approver, Role::System];
+/// Who records references: the organization's staff (through ticketing), systems, and the
+/// applicant sending the information asked of them.
+const CLAIMERS: [Role; 8] = [
+    Role::Coordinator,
+    Role::Executor,
+    Role::Head,
+    Role::Curator,
+    Role::OrgAdmin,
+    Role::Approver,
+    Role::System,
+    Role::Applicant,
+];
 
 /// An incident's claim of `attachment_id` for the appeal.
 fn claim(appeal_id: &str, attachment_id: &str) -> ClaimAttachmentsRequest {
@@ -47,6 +57,8 @@ fn claim(appeal_id: &str, attachment_id: &str) -> ClaimAttachmentsRequest {
         object_id: uuid::Uuid::now_v7().to_string(),
         attachment_ids: vec![attachment_id.into()],
         field: String::new(),
+        reader_organization_id: String::new(),
+        with_appeal_files: false,
     }
 }
 
@@ -117,6 +129,27 @@ async fn another_organization_and_another_applicant_read_nothing_of_the_appeal()
             "ClaimAttachments",
             Scoped::Denied(rpc_call!(c, claim_attachments, intruder(claim(&appeal_id, &attachment_id)))),
         ),
+        // The applicant claims for their own appeal's incident or information only.
+        (
+            "ClaimAttachments",
+            Scoped::Denied(rpc_call!(c, claim_attachments, other_applicant(claim(&appeal_id, &attachment_id)))),
+        ),
+        // Granting an incident to another organization is the platform's alone, even for staff
+        // of the appeal's own organization.
+        (
+            "ClaimAttachments",
+            Scoped::Denied(rpc_call!(
+                c,
+                claim_attachments,
+                call(
+                    ClaimAttachmentsRequest {
+                        reader_organization_id: COLLEGE.into(),
+                        ..claim(&appeal_id, &attachment_id)
+                    },
+                    &staff_token(SCHOOL)
+                )
+            )),
+        ),
         (
             "DownloadAttachment",
             Scoped::Denied(rpc_call!(
@@ -131,6 +164,22 @@ async fn another_organization_and_another_applicant_read_nothing_of_the_appeal()
                 c,
                 download_attachment,
                 other_applicant(DownloadAttachmentRequest { attachment_id: attachment_id.clone() })
+            )),
+        ),
+        (
+            "DescribeAttachments",
+            Scoped::Denied(rpc_call!(
+                c,
+                describe_attachments,
+                intruder(DescribeAttachmentsRequest { attachment_ids: vec![attachment_id.clone()] })
+            )),
+        ),
+        (
+            "DescribeAttachments",
+            Scoped::Denied(rpc_call!(
+                c,
+                describe_attachments,
+                other_applicant(DescribeAttachmentsRequest { attachment_ids: vec![attachment_id.clone()] })
             )),
         ),
     ];
@@ -181,6 +230,10 @@ async fn a_caller_without_the_role_is_denied_before_the_body_is_read() {
             )),
         ),
         ("DownloadAttachment", Scoped::Public("every role may ask; the answer is checked against the file's appeal")),
+        (
+            "DescribeAttachments",
+            Scoped::Public("every role may ask; each file is checked as DownloadAttachment checks it"),
+        ),
     ];
     testing::assert_every_method_scoped("IntakeService", rows).await;
     app.stop().await;

@@ -216,3 +216,115 @@ async fn the_applicant_hears_of_the_chosen_steps_only(db: &Db) {
     assert_eq!(subjects, ["Сообщение №1001 зарегистрировано", "Статус сообщения №1001: Ответ на утверждении"]);
     sender.stop().await;
 }
+
+#[tokio::test]
+async fn the_applicant_hears_of_an_escalation_in_its_own_words_on_postgres() {
+    let db = postgres_db("notify", &pos_notify::MIGRATIONS).await;
+    the_applicant_hears_of_an_escalation_in_its_own_words(&db).await;
+}
+
+#[tokio::test]
+async fn the_applicant_hears_of_an_escalation_in_its_own_words_on_sqlite() {
+    let (db, _dir) = sqlite_db("notify", &pos_notify::MIGRATIONS).await;
+    the_applicant_hears_of_an_escalation_in_its_own_words(&db).await;
+}
+
+/// An escalation's opening, its request for information and its result each make a letter of
+/// their own (the status change an incident step also publishes makes none); the applicant's
+/// own steps and the line's internal ones make none; a deployment may leave any of them out.
+async fn the_applicant_hears_of_an_escalation_in_its_own_words(db: &Db) {
+    let sink = SmtpSink::start();
+    let email = format!("applicant@{}", unique_domain());
+    let wake = Arc::new(Wake::default());
+    let planner = planner(db, wake.clone(), StaticDirectory::default());
+    let sender = RunningSender::start(db, sink.mailer(), wake, sender_config());
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let id = id.as_str();
+    let t0 = Utc::now();
+    let step = |n: i64| t0 + chrono::Duration::seconds(n);
+    deliver(db, &planner, &ev::AppealReceived { registered_at: ts(t0), ..received(id, 1001, &email) }, id).await;
+    deliver(db, &planner, &routed(id, 1001), id).await;
+    use ev::IncidentStep as S;
+    let incident = |n: i64, step_kind: S, comment: &str| ev::TicketIncidentChanged {
+        incident_id: "i-1".into(),
+        ticket_id: format!("t-{id}"),
+        appeal_id: id.into(),
+        number: 1001,
+        organization_id: "school-1".into(),
+        organization_name: "МБОУ СОШ №1".into(),
+        region_code: "41".into(),
+        step: step_kind as i32,
+        kind: "federal_supervisor".into(),
+        handler_organization_id: "rosobrnadzor".into(),
+        handler_name: "Рособрнадзор".into(),
+        subject: "Проверка данных аттестата в ФИС ФРДО".into(),
+        comment: comment.into(),
+        at: ts(step(n)),
+        ..Default::default()
+    };
+    use ev::TicketAction as A;
+    use pb::Folder as F;
+    // The status change an incident step publishes beside it: the incident's letter tells it.
+    let beside = ev::TicketStatusChanged {
+        incident_id: "i-1".into(),
+        ..at(status(id, A::InformationRequested, F::InWork, F::InWork, "Пришлите копию аттестата"), step(2))
+    };
+    for (event, n) in [
+        (incident(1, S::Opened, ""), 1),
+        (incident(2, S::InformationRequested, "Пришлите копию аттестата"), 2),
+        (incident(3, S::InformationReceived, "Копия во вложении"), 3),
+        (incident(4, S::Resolved, "Данные исправлены"), 4),
+        (incident(5, S::ResultRejected, "Не исправлено"), 5),
+        (incident(6, S::ResultConfirmed, ""), 6),
+    ] {
+        deliver(db, &planner, &event, id).await;
+        if n == 2 {
+            deliver(db, &planner, &beside, id).await;
+        }
+    }
+    let expected = [
+        "Сообщение №1001 зарегистрировано",
+        "По сообщению №1001 направлен запрос: Рособрнадзор",
+        "По сообщению №1001 нужна информация от вас",
+        "По сообщению №1001 получен результат: Рособрнадзор",
+    ];
+    eventually(Duration::from_secs(30), "the letters arrived", || {
+        std::future::ready(sink.messages(&email).len() >= expected.len())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let letters: Vec<(String, String)> = sink.messages(&email).iter().map(|m| decoded(m)).collect();
+    let mut subjects: Vec<&str> = letters.iter().map(|(subject, _)| subject.as_str()).collect();
+    subjects.sort();
+    let mut sorted = expected.to_vec();
+    sorted.sort();
+    assert_eq!(subjects, sorted);
+    let body = |subject: &str| letters.iter().find(|(s, _)| s == subject).map(|(_, b)| b.clone()).unwrap();
+    assert!(body(expected[1]).contains("Тема запроса: Проверка данных аттестата в ФИС ФРДО"));
+    assert!(body(expected[2]).contains("Что нужно уточнить: Пришлите копию аттестата"));
+    let result = body(expected[3]);
+    assert!(result.contains("Данные исправлены") && result.contains("отклоните его и укажите причину"), "{result}");
+
+    // A deployment that leaves the opening out: the applicant hears of what they act on only.
+    let mut quiet = planner;
+    quiet.letters = Letters::new(&["incident_information_requested", "incident_resolved"]).unwrap();
+    let other = uuid::Uuid::now_v7().to_string();
+    let other = other.as_str();
+    let email2 = format!("second@{}", unique_domain());
+    deliver(db, &quiet, &ev::AppealReceived { registered_at: ts(t0), ..received(other, 1002, &email2) }, other).await;
+    deliver(db, &quiet, &routed(other, 1002), other).await;
+    let opened = ev::TicketIncidentChanged { appeal_id: other.into(), number: 1002, ..incident(1, S::Opened, "") };
+    deliver(db, &quiet, &opened, other).await;
+    let resolved =
+        ev::TicketIncidentChanged { appeal_id: other.into(), number: 1002, ..incident(2, S::Resolved, "Готово") };
+    deliver(db, &quiet, &resolved, other).await;
+    eventually(Duration::from_secs(30), "the second applicant's letter", || {
+        std::future::ready(!sink.messages(&email2).is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let subjects: Vec<String> = sink.messages(&email2).iter().map(|m| decoded(m).0).collect();
+    assert_eq!(subjects, ["По сообщению №1002 получен результат: Рособрнадзор"]);
+    sender.stop().await;
+}

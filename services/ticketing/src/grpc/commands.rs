@@ -10,14 +10,18 @@ use tonic::{Request, Response, Status};
 
 use super::{Ticketing, check_access, wire};
 use crate::events;
-use crate::store::staff;
 use crate::store::tickets::{self, ApplyError, Ticket};
+use crate::store::{history, staff};
 use crate::workflow::{self, Actor, Command, CommandKind};
 
 /// A workflow request: it names the ticket and the version the caller saw.
 pub trait Versioned {
     fn ticket_id(&self) -> &str;
     fn expected_version(&self) -> i64;
+    /// Files sent with the command; only the applicant's information carries any.
+    fn attachment_ids(&self) -> &[String] {
+        &[]
+    }
 }
 
 macro_rules! versioned {
@@ -34,11 +38,24 @@ macro_rules! versioned {
     };
 }
 
+impl Versioned for pb::CommentRequest {
+    fn ticket_id(&self) -> &str {
+        &self.ticket_id
+    }
+
+    fn expected_version(&self) -> i64 {
+        self.expected_version
+    }
+
+    fn attachment_ids(&self) -> &[String] {
+        &self.attachment_ids
+    }
+}
+
 versioned!(
     pb::TakeInWorkRequest,
     pb::AssignExecutorRequest,
     pb::HandOverRequest,
-    pb::CommentRequest,
     pb::PrepareAnswerRequest,
     pb::VersionRequest,
     pb::ApproveRequest,
@@ -64,6 +81,9 @@ impl Ticketing {
     ) -> Result<Response<pb::Ticket>, Status> {
         let admitted = self.admit(&request, kind).await?;
         let body = request.into_inner();
+        if !body.attachment_ids().is_empty() {
+            return Err(ApiError::invalid("attachment_ids", "files go with the information provided only").into());
+        }
         let expected_version = body.expected_version();
         let command = build(body)?;
         debug_assert_eq!(command.kind(), kind, "an rpc builds its own command");
@@ -87,6 +107,18 @@ impl Ticketing {
         expected_version: i64,
         command: Command,
     ) -> ApiResult<pb::Ticket> {
+        self.execute_with_files(admitted, expected_version, command, &[]).await
+    }
+
+    /// [`Ticketing::execute`], its history line naming the files sent with the command (already
+    /// claimed from intake).
+    pub(super) async fn execute_with_files(
+        &self,
+        admitted: Admitted,
+        expected_version: i64,
+        command: Command,
+        attachment_ids: &[String],
+    ) -> ApiResult<pb::Ticket> {
         let Admitted { caller, ticket, method } = admitted;
         // Assignment targets must be the organization's own active executors.
         if let Command::AssignExecutor { executor_id, .. } | Command::HandOver { executor_id } = &command
@@ -102,6 +134,7 @@ impl Ticketing {
         })
         .await
         .inspect_err(|error| log_refused(error, &caller, &method, &ticket.id))?;
+        history::attach_files(&mut tx, &after.id, attachment_ids).await?;
         events::publish(&mut tx, &after, &transition, &caller.subject).await?;
         tx.commit().await?;
         self.db.wake_outbox();
@@ -113,7 +146,7 @@ impl Ticketing {
             version = after.version,
             "workflow command applied"
         );
-        Ok(wire::ticket(&after))
+        Ok(wire::ticket_for(&caller, &after))
     }
 }
 

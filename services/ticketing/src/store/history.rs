@@ -38,6 +38,22 @@ pub async fn append(tx: &mut Tx, ticket_id: &str, actor: &str, line: HistoryLine
     Ok(())
 }
 
+/// Names the files sent with the ticket's latest history line (written in the same transaction).
+pub async fn attach_files(tx: &mut Tx, ticket_id: &str, attachment_ids: &[String]) -> Result<(), sqlx::Error> {
+    if attachment_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE ticket_history SET attachment_ids = $1 WHERE ticket_id = $2 \
+         AND seq = (SELECT MAX(seq) FROM ticket_history WHERE ticket_id = $2)",
+    )
+    .bind(attachment_ids.join(" "))
+    .bind(ticket_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub seq: i64,
@@ -47,6 +63,7 @@ pub struct HistoryEntry {
     pub from: Option<Stage>,
     pub to: Stage,
     pub comment: String,
+    pub attachment_ids: Vec<String>,
 }
 
 fn stage(row: &AnyRow, column: &str) -> Result<Option<Stage>, sqlx::Error> {
@@ -57,7 +74,7 @@ fn stage(row: &AnyRow, column: &str) -> Result<Option<Stage>, sqlx::Error> {
 /// A ticket's history, oldest first.
 pub async fn of_ticket(db: &Db, ticket_id: &str) -> Result<Vec<HistoryEntry>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT seq, at, actor, action, from_stage, to_stage, comment FROM ticket_history WHERE ticket_id = $1 \
+        "SELECT seq, at, actor, action, from_stage, to_stage, comment, attachment_ids FROM ticket_history WHERE ticket_id = $1 \
          ORDER BY seq",
     )
     .bind(ticket_id)
@@ -74,6 +91,11 @@ pub async fn of_ticket(db: &Db, ticket_id: &str) -> Result<Vec<HistoryEntry>, sq
                 to: stage(row, "to_stage")?
                     .ok_or_else(|| undecodable("to_stage", "a line without its stage".into()))?,
                 comment: row.try_get("comment")?,
+                attachment_ids: row
+                    .try_get::<String, _>("attachment_ids")?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             })
         })
         .collect()

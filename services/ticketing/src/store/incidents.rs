@@ -29,6 +29,13 @@ pub struct Incident {
     pub resolution: String,
     pub last_comment: String,
     pub opened_by: String,
+    /// The federal body a supervisor's escalation is addressed to; empty otherwise.
+    pub handler_organization_id: String,
+    /// Its short name as the directory gave it when the escalation was opened.
+    pub handler_organization_name: String,
+    /// The appeal's own files, as intake listed them when the escalation was addressed to a
+    /// handling body (who cannot open the appeal itself).
+    pub appeal_attachment_ids: Vec<String>,
     pub opened_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -36,12 +43,14 @@ pub struct Incident {
 
 const COLUMNS: &str = "id, ticket_id, appeal_id, organization_id, kind, state, service, request_type, system, \
     priority, subject, attachment_ids, user_account, external_id, resolution, last_comment, opened_by, opened_at, \
-    updated_at, version";
+    updated_at, version, handler_organization_id, handler_organization_name, \
+    appeal_attachment_ids";
 
 fn from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
     let attachments: String = row.try_get("attachment_ids")?;
+    let appeal_attachments: String = row.try_get("appeal_attachment_ids")?;
     Ok(Incident {
         id: row.try_get("id")?,
         ticket_id: row.try_get("ticket_id")?,
@@ -60,6 +69,9 @@ fn from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
         resolution: row.try_get("resolution")?,
         last_comment: row.try_get("last_comment")?,
         opened_by: row.try_get("opened_by")?,
+        handler_organization_id: row.try_get("handler_organization_id")?,
+        handler_organization_name: row.try_get("handler_organization_name")?,
+        appeal_attachment_ids: appeal_attachments.split_whitespace().map(str::to_owned).collect(),
         opened_at: row.time("opened_at")?,
         updated_at: row.time("updated_at")?,
         version: row.try_get("version")?,
@@ -69,7 +81,7 @@ fn from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
 pub async fn insert(tx: &mut Tx, incident: &Incident) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO incidents ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-         $14, $15, $16, $17, $18, $19, $20)"
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
     )))
     .bind(&incident.id)
     .bind(&incident.ticket_id)
@@ -91,6 +103,9 @@ pub async fn insert(tx: &mut Tx, incident: &Incident) -> Result<(), sqlx::Error>
     .bind(to_micros(incident.opened_at))
     .bind(to_micros(incident.updated_at))
     .bind(incident.version)
+    .bind(&incident.handler_organization_id)
+    .bind(&incident.handler_organization_name)
+    .bind(incident.appeal_attachment_ids.join(" "))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -100,6 +115,17 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Incident>, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM incidents WHERE id = $1")))
         .bind(id)
         .fetch_optional(db.pool())
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// The incident as the transaction sees it (after its own update).
+pub async fn get_in(tx: &mut Tx, id: &str) -> Result<Option<Incident>, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM incidents WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(&mut **tx)
         .await?
         .as_ref()
         .map(from_row)
@@ -118,8 +144,29 @@ pub async fn of_ticket(db: &Db, ticket_id: &str) -> Result<Vec<Incident>, sqlx::
     .collect()
 }
 
+/// The escalations addressed to `handler_organization_id`, newest first; with `open_only`, those
+/// the handling body still has to answer (not resolved, not confirmed).
+pub async fn addressed_to(
+    db: &Db,
+    handler_organization_id: &str,
+    open_only: bool,
+) -> Result<Vec<Incident>, sqlx::Error> {
+    let open = if open_only { " AND state NOT LIKE 'resolved%' AND state <> 'confirmed'" } else { "" };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM incidents WHERE handler_organization_id = $1{open} ORDER BY opened_at DESC, id DESC \
+         LIMIT 500"
+    )))
+    .bind(handler_organization_id)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
 /// Stores an incident's transition if nobody changed it since `expected_version`; `false` when
-/// the version is stale.
+/// the version is stale. Files given with the step (the information provided, the resolution's)
+/// join the incident's own.
 pub async fn update(
     tx: &mut Tx,
     id: &str,
@@ -127,10 +174,12 @@ pub async fn update(
     state: State,
     resolution: Option<&str>,
     comment: &str,
+    added_attachment_ids: &[String],
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE incidents SET state = $1, resolution = CASE WHEN $2 = '' THEN resolution ELSE $2 END, \
-         last_comment = $3, updated_at = $4, version = version + 1 WHERE id = $5 AND version = $6",
+         last_comment = $3, updated_at = $4, version = version + 1, \
+         attachment_ids = TRIM(attachment_ids || ' ' || $7) WHERE id = $5 AND version = $6",
     )
     .bind(state.as_str())
     .bind(resolution.unwrap_or(""))
@@ -138,6 +187,7 @@ pub async fn update(
     .bind(now_micros())
     .bind(id)
     .bind(expected_version)
+    .bind(added_attachment_ids.join(" "))
     .execute(&mut **tx)
     .await?
     .rows_affected();

@@ -71,6 +71,8 @@ pub struct Filters {
     pub fast_track_only: bool,
     pub delegated_only: bool,
     pub overdue_only: bool,
+    /// Only tickets with an incident not yet closed (the ticket's own `incident_open` column).
+    pub incident_open_only: bool,
     /// Answer deadline within [from, to), microseconds.
     pub due_from: Option<i64>,
     pub due_to: Option<i64>,
@@ -164,6 +166,9 @@ fn filter_clause(scope: &Scope, filters: &Filters, with_folder: bool, text_plan:
     }
     if filters.overdue_only {
         w.and("overdue = TRUE");
+    }
+    if filters.incident_open_only {
+        w.and("incident_open = TRUE");
     }
     if let Some(from) = filters.due_from {
         let p = w.param(Value::Int(from));

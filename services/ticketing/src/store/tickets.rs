@@ -20,7 +20,8 @@ pub const COLUMNS: &str = "id, appeal_id, number, organization_id, organization_
     fast_track, delegated_by_auto_rule, source, region_code, category_id, subcategory_id, fact_id, \
     public_text, problem_address, period_days, working_days, assignee_id, received_at, created_at, updated_at, \
     version, trace_id, applicant_account_id, applicant_name, time_zone, superseded_by, answer_due, execution_due, \
-    overdue, review_round, answer_type, answer_text, answer_attachment_ids, answer_follow_up_at, answer_basis, rating";
+    overdue, review_round, answer_type, answer_text, answer_attachment_ids, answer_follow_up_at, answer_basis, rating, \
+    incident_open";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ticket {
@@ -61,6 +62,8 @@ pub struct Ticket {
     pub review_round: i32,
     /// 1..5 once the applicant accepted; 0 before.
     pub rating: i32,
+    /// An incident on this ticket is not yet confirmed by the applicant.
+    pub incident_open: bool,
 }
 
 impl Ticket {
@@ -103,6 +106,7 @@ impl Ticket {
             overdue: row.flag("overdue")?,
             review_round: row.try_get::<i64, _>("review_round")? as i32,
             rating: row.try_get::<i64, _>("rating")? as i32,
+            incident_open: row.flag("incident_open")?,
         })
     }
 
@@ -117,6 +121,11 @@ impl Ticket {
     /// The answer, or the draft an earlier round left.
     pub fn answer(&self) -> Option<&Answer> {
         self.state.answer()
+    }
+
+    /// See [`State::sent_answer`].
+    pub fn sent_answer(&self) -> Option<&Answer> {
+        self.state.sent_answer()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -155,6 +164,20 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Ticket>, sqlx::Error> {
         .as_ref()
         .map(Ticket::from_row)
         .transpose()
+}
+
+/// The tickets of `ids` (those that exist), in one query.
+pub async fn get_many(db: &Db, ids: &[String]) -> Result<Vec<Ticket>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id IN ({})", params.join(", "));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.fetch_all(db.pool()).await?.iter().map(Ticket::from_row).collect()
 }
 
 /// The appeal's current ticket (the one no reroute superseded).
@@ -333,6 +356,22 @@ pub async fn create_from_routed(tx: &mut Tx, routed: &AppealRouted, trace_id: &s
         None => None,
     };
     Ok(Routed::Created { ticket: Box::new(ticket), previous })
+}
+
+/// Records on the ticket that one of its incidents moved: the version goes up (a card open in a
+/// browser notices), and `incident_open` says whether any incident is still not confirmed. Runs
+/// in the incident step's transaction, after the incident's own row changed; returns the ticket
+/// as it is now.
+pub async fn incident_stepped(tx: &mut Tx, ticket_id: &str) -> Result<Ticket, sqlx::Error> {
+    sqlx::query(
+        "UPDATE tickets SET version = version + 1, updated_at = $1, incident_open = EXISTS \
+         (SELECT 1 FROM incidents i WHERE i.ticket_id = $2 AND i.state <> 'confirmed') WHERE id = $2",
+    )
+    .bind(now_micros())
+    .bind(ticket_id)
+    .execute(&mut **tx)
+    .await?;
+    get_in(tx, ticket_id).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Why a command was not stored.
