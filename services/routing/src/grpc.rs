@@ -17,7 +17,8 @@ use tonic::{Request, Response, Status};
 
 use crate::config::RoutingConfig;
 use crate::model::{
-    Addressee, AutoRule, Category, Directory, Fact, OrgType, Organization, Scope, Subcategory, check_id, check_period,
+    Addressee, AutoRule, Category, Directory, Fact, OnboardingStep, OrgType, Organization, Scope, Subcategory,
+    check_id, check_period,
 };
 use crate::resolve::{self, Decision, StepRule, resolve};
 use crate::snapshot::{Snapshot, Snapshots};
@@ -25,6 +26,9 @@ use crate::store::{self, OnConflict, Ordered};
 
 /// Roles that administer organizations' auto-rules: the organization's own admin, or a system.
 const AUTO_RULE_ADMINS: [Role; 2] = [Role::OrgAdmin, Role::System];
+
+/// Who confirms an organization's onboarding: its own head or coordinator (seed 004).
+const ONBOARDING_ROLES: [Role; 2] = [Role::Head, Role::Coordinator];
 
 /// The region the SLA service names when its default policy decided a period.
 const DEFAULT_POLICY: &str = "*";
@@ -344,8 +348,76 @@ impl RoutingApi {
         organizations
             .sort_by(|a, b| a.region_code.cmp(&b.region_code).then_with(|| a.display_name().cmp(b.display_name())));
         Ok(pb::ListOrganizationsResponse {
-            organizations: organizations.into_iter().map(Organization::to_proto).collect(),
+            organizations: organizations.into_iter().map(|o| snapshot.directory.organization_proto(o)).collect(),
         })
+    }
+
+    async fn subordinates(
+        &self,
+        request: Request<pb::ListSubordinatesRequest>,
+    ) -> ApiResult<pb::ListOrganizationsResponse> {
+        // The directory and its hierarchy are public, like ListOrganizations with a parent.
+        authorize(&request, "ListSubordinates", Role::ALL)?;
+        let id = request.into_inner().organization_id;
+        if id.is_empty() {
+            return Err(ApiError::invalid("organization_id", "is required"));
+        }
+        let snapshot = self.snapshot().await?;
+        if snapshot.directory.organization(&id).is_none() {
+            return Err(not_found("organization", id));
+        }
+        let organizations = snapshot
+            .directory
+            .subordinates(&id)
+            .into_iter()
+            .map(|o| snapshot.directory.organization_proto(o))
+            .collect();
+        Ok(pb::ListOrganizationsResponse { organizations })
+    }
+
+    async fn confirm_onboarding_step(
+        &self,
+        request: Request<pb::ConfirmOnboardingRequest>,
+    ) -> ApiResult<pb::Organization> {
+        const METHOD: &str = "ConfirmOnboarding";
+        // Seed 004: the window is shown to the responsible roles, the head and the coordinator.
+        let caller = authorize(&request, METHOD, &ONBOARDING_ROLES)?;
+        let input = request.into_inner();
+        // Whose organization before what step: nobody confirms for another organization.
+        let organization_id =
+            if input.organization_id.is_empty() { caller.organization_id.clone() } else { input.organization_id };
+        caller.require_organization(&organization_id, METHOD)?;
+        let Some(step) = OnboardingStep::from_proto(input.step) else {
+            return Err(ApiError::invalid("step", "must be training_done or cabinet_ready"));
+        };
+        let mut tx = self.db.begin().await?;
+        if !store::lock_organization(&mut tx, &organization_id).await? {
+            return Err(not_found("organization", organization_id));
+        }
+        let recorded = store::confirm_onboarding(&mut tx, &organization_id, step, &caller.subject).await?;
+        let steps = store::confirmed_steps(&mut tx, &organization_id).await?;
+        let complete = OnboardingStep::ALL.iter().all(|s| steps.contains(s));
+        let snapshot = snapshot_in(&self.snapshots, &mut tx).await?;
+        let was_connected = snapshot.directory.organization(&organization_id).is_some_and(|o| o.connected);
+        // Only completing onboarding changes `connected` here, and only ever to true.
+        let connects = complete && !was_connected;
+        if connects {
+            store::connect_organization(&mut tx, &organization_id).await?;
+        }
+        commit_change(tx, Scope::Directory).await?;
+        tracing::info!(
+            subject = %caller.subject,
+            organization_id = %organization_id,
+            step = step.as_str(),
+            recorded,
+            connected = complete || was_connected,
+            "onboarding step confirmed"
+        );
+        let snapshot = self.snapshot().await?;
+        match snapshot.directory.organization(&organization_id) {
+            Some(organization) => Ok(snapshot.directory.organization_proto(organization)),
+            None => Err(not_found("organization", organization_id)),
+        }
     }
 
     async fn organization(&self, request: Request<pb::GetOrganizationRequest>) -> ApiResult<pb::Organization> {
@@ -356,7 +428,7 @@ impl RoutingApi {
         }
         let snapshot = self.snapshot().await?;
         match snapshot.directory.organization(&id) {
-            Some(organization) => Ok(organization.to_proto()),
+            Some(organization) => Ok(snapshot.directory.organization_proto(organization)),
             None => Err(not_found("organization", id)),
         }
     }
@@ -411,6 +483,13 @@ impl RoutingApi {
             connected: input.connected,
         };
         store::upsert_organization(&mut tx, &organization, OnConflict::Update).await?;
+        // Disconnecting an onboarded organization (staff gone, the cabinet closed) makes its
+        // staff confirm again; a not-connected one keeps the steps confirmed so far.
+        let disconnects = !organization.connected
+            && snapshot.directory.organization(&organization.id).is_some_and(|existing| existing.connected);
+        if disconnects {
+            store::clear_onboarding(&mut tx, &organization.id).await?;
+        }
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -580,6 +659,20 @@ impl RoutingService for RoutingApi {
         request: Request<pb::Organization>,
     ) -> Result<Response<pb::Organization>, Status> {
         Ok(Response::new(self.save_organization(request).await?))
+    }
+
+    async fn list_subordinates(
+        &self,
+        request: Request<pb::ListSubordinatesRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        Ok(Response::new(self.subordinates(request).await?))
+    }
+
+    async fn confirm_onboarding(
+        &self,
+        request: Request<pb::ConfirmOnboardingRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        Ok(Response::new(self.confirm_onboarding_step(request).await?))
     }
 
     async fn list_auto_rules(

@@ -289,6 +289,8 @@ impl Organization {
             r#type: self.org_type.to_proto() as i32,
             connected: self.connected,
             email: self.email.clone(),
+            // The directory knows these: see `Directory::organization_proto`.
+            ..pb::Organization::default()
         }
     }
 }
@@ -488,6 +490,46 @@ pub struct DirectoryData {
     pub regions: Vec<Region>,
     pub organizations: Vec<Organization>,
     pub auto_rules: Vec<AutoRule>,
+    /// The onboarding confirmations given so far (snapshots cached before they existed read as
+    /// none).
+    #[serde(default)]
+    pub onboarding: Vec<OnboardingConfirmation>,
+}
+
+/// One onboarding step an organization's head or coordinator confirmed: who, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnboardingConfirmation {
+    pub organization_id: String,
+    pub step: OnboardingStep,
+    pub confirmed_by: String,
+    /// Microseconds since the Unix epoch.
+    pub confirmed_at: i64,
+}
+
+/// The two steps of onboarding (seed 004): both confirmed, the organization is connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum OnboardingStep {
+    TrainingDone,
+    CabinetReady,
+}
+
+impl OnboardingStep {
+    pub const ALL: [OnboardingStep; 2] = [OnboardingStep::TrainingDone, OnboardingStep::CabinetReady];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn from_proto(value: i32) -> Option<OnboardingStep> {
+        match pb::OnboardingStep::try_from(value) {
+            Ok(pb::OnboardingStep::TrainingDone) => Some(OnboardingStep::TrainingDone),
+            Ok(pb::OnboardingStep::CabinetReady) => Some(OnboardingStep::CabinetReady),
+            Ok(pb::OnboardingStep::Unspecified) | Err(_) => None,
+        }
+    }
 }
 
 impl Directory {
@@ -559,6 +601,46 @@ impl Directory {
 
     pub fn auto_rule(&self, id: &str) -> Option<&AutoRule> {
         self.data.auto_rules.iter().find(|r| r.id == id)
+    }
+
+    /// Whether `organization_id` has confirmed `step`.
+    pub fn confirmed(&self, organization_id: &str, step: OnboardingStep) -> bool {
+        self.data.onboarding.iter().any(|c| c.organization_id == organization_id && c.step == step)
+    }
+
+    /// The organization as the API shows it, with its onboarding confirmations.
+    pub fn organization_proto(&self, organization: &Organization) -> pb::Organization {
+        pb::Organization {
+            training_done: self.confirmed(&organization.id, OnboardingStep::TrainingDone),
+            cabinet_ready: self.confirmed(&organization.id, OnboardingStep::CabinetReady),
+            ..organization.to_proto()
+        }
+    }
+
+    /// Every organization under `organization_id`, breadth first (without itself).
+    pub fn subordinates(&self, organization_id: &str) -> Vec<&Organization> {
+        let mut children: HashMap<&str, Vec<&Organization>> = HashMap::new();
+        for organization in &self.data.organizations {
+            if !organization.parent_id.is_empty() {
+                children.entry(organization.parent_id.as_str()).or_default().push(organization);
+            }
+        }
+        let mut found: Vec<&Organization> = Vec::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::from([organization_id]);
+        let mut next = 0;
+        let mut frontier: Vec<&str> = vec![organization_id];
+        while next < frontier.len() {
+            let parent = frontier[next];
+            next += 1;
+            for child in children.get(parent).into_iter().flatten() {
+                // A parent cycle in the data must not loop.
+                if seen.insert(child.id.as_str()) {
+                    found.push(child);
+                    frontier.push(child.id.as_str());
+                }
+            }
+        }
+        found
     }
 }
 

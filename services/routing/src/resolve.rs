@@ -937,6 +937,7 @@ mod tests {
                 org("school16", "16", "", OrgType::School, true),
             ],
             auto_rules: rules,
+            onboarding: Vec::new(),
         })
     }
 

@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::model::{
-    Addressee, AddresseeKind, AutoRule, Category, ClassifierData, DirectoryData, Fact, OrgType, Organization, Region,
-    Scope, Subcategory,
+    Addressee, AddresseeKind, AutoRule, Category, ClassifierData, DirectoryData, Fact, OnboardingConfirmation,
+    OnboardingStep, OrgType, Organization, Region, Scope, Subcategory,
 };
 use crate::resolve::Step;
 
@@ -206,7 +206,24 @@ pub async fn load_directory(conn: &mut AnyConnection, version: i64) -> Result<Di
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(DirectoryData { version, regions, organizations, auto_rules })
+    let onboarding = sqlx::query(
+        "SELECT organization_id, step, confirmed_by, confirmed_at FROM onboarding_confirmations \
+         ORDER BY organization_id, step",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        let step: String = row.try_get("step")?;
+        Ok(OnboardingConfirmation {
+            organization_id: row.try_get("organization_id")?,
+            step: step.parse().map_err(|_| decode_error(format!("step: unknown onboarding step {step:?}")))?,
+            confirmed_by: row.try_get("confirmed_by")?,
+            confirmed_at: row.try_get("confirmed_at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(DirectoryData { version, regions, organizations, auto_rules, onboarding })
 }
 
 // --- Writing the classifier and the directory --------------------------------------------------
@@ -429,6 +446,80 @@ pub async fn delete_auto_rule(conn: &mut AnyConnection, id: &str) -> Result<bool
     let deleted =
         sqlx::query("DELETE FROM auto_rules WHERE id = $1").bind(id).execute(&mut *conn).await?.rows_affected();
     Ok(deleted > 0)
+}
+
+// --- Onboarding ------------------------------------------------------------------------------
+
+/// Locks the organization's row for the rest of the caller's transaction (PostgreSQL; SQLite
+/// has one writer anyway), so that two steps confirmed at once by two people both see each
+/// other and the second connects the organization. Returns whether the organization exists.
+pub async fn lock_organization(conn: &mut AnyConnection, organization_id: &str) -> Result<bool, sqlx::Error> {
+    let locked = sqlx::query("UPDATE organizations SET updated_at = $2 WHERE id = $1")
+        .bind(organization_id)
+        .bind(now_micros())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(locked > 0)
+}
+
+/// Records the confirmation of `step` unless it was confirmed before (the first one stands).
+/// Returns whether it was recorded now.
+pub async fn confirm_onboarding(
+    conn: &mut AnyConnection,
+    organization_id: &str,
+    step: OnboardingStep,
+    confirmed_by: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO onboarding_confirmations (organization_id, step, confirmed_by, confirmed_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (organization_id, step) DO NOTHING",
+    )
+    .bind(organization_id)
+    .bind(step.as_str())
+    .bind(confirmed_by)
+    .bind(now_micros())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
+}
+
+/// The steps `organization_id` has confirmed, as the caller's transaction sees them.
+pub async fn confirmed_steps(
+    conn: &mut AnyConnection,
+    organization_id: &str,
+) -> Result<Vec<OnboardingStep>, sqlx::Error> {
+    let rows = sqlx::query("SELECT step FROM onboarding_confirmations WHERE organization_id = $1")
+        .bind(organization_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let step: String = row.try_get("step")?;
+            step.parse().map_err(|_| decode_error(format!("step: unknown onboarding step {step:?}")))
+        })
+        .collect()
+}
+
+/// Marks the organization connected (onboarding complete).
+pub async fn connect_organization(conn: &mut AnyConnection, organization_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organizations SET connected = $2, updated_at = $3 WHERE id = $1")
+        .bind(organization_id)
+        .bind(true)
+        .bind(now_micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets the organization's confirmations: it was disconnected, and confirms again.
+pub async fn clear_onboarding(conn: &mut AnyConnection, organization_id: &str) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM onboarding_confirmations WHERE organization_id = $1")
+        .bind(organization_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
 }
 
 // --- Decisions ---------------------------------------------------------------------------------

@@ -30,8 +30,13 @@ pub static MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &S
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let regions = &ctx.infra.config.regions;
     // Incidents and answers name intake's files: intake checks and records each reference.
-    let attachments = grpc::AttachmentClaims::new(ctx.peer(pos_platform::peers::Service::Intake)?);
-    let api = grpc::Ticketing::new(ctx.db.clone()).with_attachments(attachments);
+    let attachments = grpc::AttachmentClaims::new(ctx.peer(pos_platform::peers::Service::Intake)?)
+        .with_service_identity(ctx.infra.clone());
+    // A supervisor's escalation names a federal body of routing's directory.
+    let directory = grpc::Directory::new(ctx.peer(pos_platform::peers::Service::Routing)?, ctx.infra.clone());
+    let api = grpc::Ticketing::new(ctx.db.clone()).with_attachments(attachments).with_directory(directory);
+    // A curator's reports cover the organizations under theirs: routing knows which.
+    let api = api.with_supervision(grpc::Supervision::new(ctx.peer(pos_platform::peers::Service::Routing)?));
     let routes = tonic::service::Routes::new(TicketingServiceServer::new(api));
     Ok(Component::new("ticketing", ctx.db, routes, vec!["pos.v1.TicketingService"])
         .consumer(Consumer::new(consumer::ROUTED_QUEUE, regions, consumer::AppealRoutedHandler))

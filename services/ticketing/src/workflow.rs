@@ -205,6 +205,19 @@ impl State {
             | State::ReviewStopped { answer } => Some(answer),
         }
     }
+
+    /// The answer the applicant has received: approved and sent, in this round or in the round
+    /// they sent back for re-review. Drafts and answers on agreement or approval are the
+    /// organization's own until the head approves them.
+    pub fn sent_answer(&self) -> Option<&Answer> {
+        match self {
+            State::Answered { answer }
+            | State::Returned { answer }
+            | State::Accepted { answer }
+            | State::ReviewStopped { answer } => Some(answer),
+            _ => None,
+        }
+    }
 }
 
 /// The answer's substance. Postponed carries its follow-up date and Rejected its basis, so an

@@ -198,6 +198,7 @@ async fn the_directory_lists_filters_and_refuses_what_would_break_routing() {
         r#type: pb::OrganizationType::School as i32,
         connected: true,
         email: String::new(),
+        ..Default::default()
     };
     let status = client.upsert_organization(req(school.clone(), "41-minobr", &[Role::OrgAdmin])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);

@@ -4,6 +4,7 @@
 mod admin;
 mod consumer;
 mod helpers;
+mod onboarding;
 mod outage;
 mod reroute;
 mod resolve;

@@ -10,7 +10,9 @@ use pos_platform::rpc_call;
 use pos_platform::testing::{self, Call, TestDb, TestOptions, TestServer};
 use pos_proto::v1 as pb;
 
-use crate::helpers::{routing_client, system};
+use pos_platform::auth::Role;
+
+use crate::helpers::{req, routing_client, system};
 
 /// One rpc on its own clone of the client.
 async fn every_method_is_unavailable_without_the_database(db: TestDb) {
@@ -82,6 +84,30 @@ async fn every_method_is_unavailable_without_the_database(db: TestDb) {
         ("UpsertAutoRule", rpc_call!(c, upsert_auto_rule, system(rule))),
         ("DeleteAutoRule", rpc_call!(c, delete_auto_rule, system(pb::DeleteAutoRuleRequest { id: "r1".into() }))),
         ("ListRegions", rpc_call!(c, list_regions, system(pb::ListRegionsRequest {}))),
+        (
+            "ListSubordinates",
+            rpc_call!(
+                c,
+                list_subordinates,
+                system(pb::ListSubordinatesRequest { organization_id: "41-minobr".into() })
+            ),
+        ),
+        // Only the organization's own head or coordinator confirms its onboarding.
+        (
+            "ConfirmOnboarding",
+            rpc_call!(
+                c,
+                confirm_onboarding,
+                req(
+                    pb::ConfirmOnboardingRequest {
+                        organization_id: "41-kcioko".into(),
+                        step: pb::OnboardingStep::TrainingDone as i32,
+                    },
+                    "41-kcioko",
+                    &[Role::Head],
+                )
+            ),
+        ),
     ];
     testing::assert_unavailable_without_database(&server, "RoutingService", calls).await;
     server.stop().await;

@@ -139,6 +139,17 @@ async fn another_organization_reaches_nothing_of_the_ministry() {
                 intruder(pb::ListAutoRulesRequest { organization_id: MINISTRY.into() })
             )),
         ),
+        ("ListSubordinates", Scoped::Public(DIRECTORY_IS_PUBLIC)),
+        // Confirming the ministry's onboarding, with a step that is not one: refused for the
+        // organization before the step is read.
+        (
+            "ConfirmOnboarding",
+            Scoped::Denied(rpc_call!(
+                c,
+                confirm_onboarding,
+                intruder(pb::ConfirmOnboardingRequest { organization_id: MINISTRY.into(), step: 0 })
+            )),
+        ),
         ("UpsertAutoRule", Scoped::Denied(rpc_call!(c, upsert_auto_rule, intruder(rule_of(MINISTRY))))),
         // Taking the ministry's rule over under the caller's own organization.
         ("UpsertAutoRule", Scoped::Denied(rpc_call!(c, upsert_auto_rule, intruder(rule_of(OTHER))))),
@@ -188,6 +199,15 @@ async fn a_caller_without_the_role_is_denied_before_the_body_is_read() {
         (
             "UpsertOrganization",
             Scoped::Denied(rpc_call!(c, upsert_organization, without(&system, pb::Organization::default()))),
+        ),
+        ("ListSubordinates", Scoped::Public(DIRECTORY_IS_PUBLIC)),
+        (
+            "ConfirmOnboarding",
+            Scoped::Denied(rpc_call!(
+                c,
+                confirm_onboarding,
+                without(&[Role::Head, Role::Coordinator], pb::ConfirmOnboardingRequest::default())
+            )),
         ),
         // An applicant belongs to no organization, so no organization's rules are theirs.
         (

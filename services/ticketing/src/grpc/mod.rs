@@ -6,6 +6,7 @@
 
 mod commands;
 mod incidents;
+mod preview;
 mod reports;
 mod wire;
 
@@ -45,18 +46,35 @@ const READER_ROLES: [Role; 8] = [
 const STAFF_WRITERS: [Role; 2] = [Role::OrgAdmin, Role::Curator];
 const TEMPLATE_WRITERS: [Role; 3] = [Role::OrgAdmin, Role::Head, Role::Coordinator];
 
-pub use incidents::AttachmentClaims;
+pub use incidents::{AttachmentClaims, Directory};
+pub use reports::Supervision;
 
 pub struct Ticketing {
     db: Db,
     /// Intake, which checks and records the files incidents and answers name; without it such
     /// commands are refused as unavailable.
     attachments: Option<AttachmentClaims>,
+    /// Routing's directory, which names the federal body a supervisor's escalation is addressed
+    /// to; without it such escalations are refused as unavailable.
+    directory: Option<Directory>,
+    /// Routing's directory again, for the organizations under a curator's (reports); without
+    /// it a curator's report covers their own organization only.
+    supervision: Option<Supervision>,
 }
 
 impl Ticketing {
     pub fn new(db: Db) -> Ticketing {
-        Ticketing { db, attachments: None }
+        Ticketing { db, attachments: None, directory: None, supervision: None }
+    }
+
+    pub fn with_supervision(mut self, supervision: Supervision) -> Ticketing {
+        self.supervision = Some(supervision);
+        self
+    }
+
+    pub fn with_directory(mut self, directory: Directory) -> Ticketing {
+        self.directory = Some(directory);
+        self
     }
 
     pub fn with_attachments(mut self, attachments: AttachmentClaims) -> Ticketing {
@@ -140,23 +158,10 @@ impl Ticketing {
             .await?
             .filter(|t| t.organization_id == ticket.organization_id)
             .ok_or_else(|| ApiError::invalid("template_id", "no such template in the ticket's organization"))?;
-        let staff = staff::list(&self.db, &ticket.organization_id, None).await?;
-        let user_name = staff
-            .into_iter()
-            .find(|m| m.subject == caller.subject)
-            .map(|m| m.full_name)
-            .unwrap_or_else(|| caller.subject.clone());
-        let date = ticket.received_at.format("%d.%m.%Y").to_string();
-        template::render(&template.body, |name| match name {
-            "applicant_name" => ticket.applicant_name.clone(),
-            "user_name" => user_name.clone(),
-            "message_number" | "registration_number" => ticket.number.to_string(),
-            "organization_name" => ticket.organization_short_name.clone(),
-            "category" => ticket.category_id.clone(),
-            // created_date, registration_date: a saved template names nothing else.
-            _ => date.clone(),
+        let user_name = preview::user_name(&self.db, &ticket.organization_id, caller).await?;
+        template::render(&template.body, |name| preview::ticket_value(ticket, &user_name, name)).map_err(|e| {
+            ApiError::failed_precondition("TEMPLATE_BROKEN", format!("the template no longer renders: {e}"))
         })
-        .map_err(|e| ApiError::failed_precondition("TEMPLATE_BROKEN", format!("the template no longer renders: {e}")))
     }
 }
 
@@ -226,6 +231,7 @@ impl TicketingService for Ticketing {
             fast_track_only: request.fast_track_only,
             delegated_only: request.delegated_only,
             overdue_only: request.overdue_only,
+            incident_open_only: request.incident_open_only,
             due_from,
             due_to,
             sources: request.sources,
@@ -244,7 +250,7 @@ impl TicketingService for Ticketing {
             Vec::new()
         };
         Ok(Response::new(pb::ListTicketsResponse {
-            tickets: tickets.iter().map(wire::ticket).collect(),
+            tickets: tickets.iter().map(|ticket| wire::ticket_for(&caller, ticket)).collect(),
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
             folder_counts: counts
                 .into_iter()
@@ -258,7 +264,7 @@ impl TicketingService for Ticketing {
         let caller = authorize(&request, METHOD, &READER_ROLES)?;
         let ticket = self.find(request.into_inner()).await?;
         check_access(&caller, &ticket, METHOD)?;
-        Ok(Response::new(wire::ticket(&ticket)))
+        Ok(Response::new(wire::ticket_for(&caller, &ticket)))
     }
 
     async fn get_ticket_history(
@@ -272,7 +278,7 @@ impl TicketingService for Ticketing {
         let entries = history::of_ticket(&self.db, &ticket.id).await.map_err(ApiError::Db)?;
         Ok(Response::new(pb::TicketHistory {
             ticket_id: ticket.id,
-            entries: entries.into_iter().map(wire::history_entry).collect(),
+            entries: entries.into_iter().map(|entry| wire::history_entry_for(&caller, entry)).collect(),
         }))
     }
 
@@ -361,6 +367,13 @@ impl TicketingService for Ticketing {
         Ok(Response::new(pb::ListAnswerTemplatesResponse {
             templates: templates.into_iter().map(wire::template).collect(),
         }))
+    }
+
+    async fn preview_answer_template(
+        &self,
+        request: Request<pb::PreviewAnswerTemplateRequest>,
+    ) -> Result<Response<pb::PreviewAnswerTemplateResponse>, Status> {
+        Ok(Response::new(self.preview(request).await?))
     }
 
     async fn list_reminders(
@@ -456,10 +469,21 @@ impl TicketingService for Ticketing {
     }
 
     async fn information_received(&self, request: Request<pb::CommentRequest>) -> Result<Response<pb::Ticket>, Status> {
-        self.run(request, CommandKind::InformationReceived, |body| {
-            Ok(Command::InformationReceived { comment: body.comment })
-        })
-        .await
+        // Not `run`: the files the applicant sends with the information are intake's to check.
+        let admitted = self.admit(&request, CommandKind::InformationReceived).await?;
+        let metadata = request.metadata().clone();
+        let body = request.into_inner();
+        let claim = incidents::Claim {
+            appeal_id: &admitted.ticket.appeal_id,
+            kind: pb::AttachmentReferenceKind::Information,
+            object_id: &admitted.ticket.id,
+            field: "attachment_ids",
+        };
+        self.claim_attachments(&metadata, &body.attachment_ids, claim).await?;
+        let command = Command::InformationReceived { comment: body.comment };
+        Ok(Response::new(
+            self.execute_with_files(admitted, body.expected_version, command, &body.attachment_ids).await?,
+        ))
     }
 
     async fn send_for_agreement(&self, request: Request<pb::VersionRequest>) -> Result<Response<pb::Ticket>, Status> {

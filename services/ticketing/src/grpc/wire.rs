@@ -11,6 +11,17 @@ use crate::store::templates::Template;
 use crate::store::tickets::Ticket;
 use crate::workflow::{Answer, AnswerKind, Stage};
 use pos_platform::ApiError;
+use pos_platform::auth::Caller;
+
+/// The ticket as `caller` may read it: the organization's staff (and operators, systems) see the
+/// answer in every stage; an applicant sees only the answer sent to them, never a draft.
+pub fn ticket_for(caller: &Caller, ticket: &Ticket) -> pb::Ticket {
+    let mut message = self::ticket(ticket);
+    if super::is_applicant_only(caller) {
+        message.answer = ticket.sent_answer().map(answer_to_proto);
+    }
+    message
+}
 
 pub fn ticket(ticket: &Ticket) -> pb::Ticket {
     pb::Ticket {
@@ -50,7 +61,7 @@ pub fn ticket(ticket: &Ticket) -> pb::Ticket {
         rating: ticket.rating,
         superseded_by: ticket.superseded_by.clone(),
         time_zone: ticket.time_zone.clone(),
-        incident_open: false,
+        incident_open: ticket.incident_open,
     }
 }
 
@@ -93,6 +104,42 @@ pub fn answer_from_proto(answer: Option<pb::Answer>, field: &str) -> Result<Answ
     Ok(Answer { kind, text: answer.text, attachment_ids: answer.attachment_ids })
 }
 
+/// The steps whose comment and files are addressed to the applicant or come from them: a request
+/// for information and its answer, the applicant's own verdict, a refusal's grounds, an
+/// incident's result. Every other
+/// comment (a head's "add the dates", a hand-over note) is the organization's working note.
+const APPLICANT_READS: [&str; 11] = [
+    "information requested",
+    "information received",
+    "rejected by applicant",
+    "accepted by applicant",
+    // The grounds of a refusal and of a stopped re-review are the applicant's to know.
+    "rejected",
+    "re-review stopped",
+    "incident information requested",
+    "incident information received",
+    "incident resolved",
+    "incident result confirmed",
+    "incident result rejected",
+];
+
+/// A history step as `caller` may read it: staff see everything; an applicant sees every step
+/// and when it happened, but the comments, files and names only of the steps addressed to them
+/// or taken by them.
+pub fn history_entry_for(caller: &Caller, entry: HistoryEntry) -> pb::HistoryEntry {
+    let mut message = history_entry(entry);
+    if super::is_applicant_only(caller) {
+        if !APPLICANT_READS.contains(&message.action.as_str()) {
+            message.comment.clear();
+            message.attachment_ids.clear();
+        }
+        if message.actor != caller.subject {
+            message.actor.clear();
+        }
+    }
+    message
+}
+
 pub fn history_entry(entry: HistoryEntry) -> pb::HistoryEntry {
     let folder = |stage: Option<Stage>| stage.map(|s| s.folder().to_proto()).unwrap_or(pb::Folder::Unspecified) as i32;
     pb::HistoryEntry {
@@ -106,6 +153,7 @@ pub fn history_entry(entry: HistoryEntry) -> pb::HistoryEntry {
         from_status: entry.from.map(Stage::label).unwrap_or_default().to_owned(),
         to_status: entry.to.label().to_owned(),
         comment: entry.comment,
+        attachment_ids: entry.attachment_ids,
     }
 }
 
@@ -128,8 +176,14 @@ pub fn incident_kind(kind: pb::IncidentKind) -> Option<incident::Kind> {
     }
 }
 
-pub fn incident(incident: Incident) -> pb::Incident {
+/// An incident with its appeal's number, public (masked) text and files taken from `ticket`:
+/// the handling body's staff read the appeal only through the escalation.
+pub fn incident(incident: Incident, ticket: &Ticket) -> pb::Incident {
     pb::Incident {
+        appeal_number: ticket.number,
+        appeal_text: ticket.public_text.clone(),
+        appeal_attachment_ids: incident.appeal_attachment_ids,
+        handler_organization_id: incident.handler_organization_id,
         id: incident.id,
         ticket_id: incident.ticket_id,
         appeal_id: incident.appeal_id,
@@ -153,10 +207,6 @@ pub fn incident(incident: Incident) -> pb::Incident {
         opened_at: Some(pos_proto::time::to_proto(incident.opened_at)),
         updated_at: Some(pos_proto::time::to_proto(incident.updated_at)),
         version: incident.version,
-        handler_organization_id: String::new(),
-        appeal_number: 0,
-        appeal_text: String::new(),
-        appeal_attachment_ids: Vec::new(),
     }
 }
 

@@ -108,8 +108,13 @@ fn codes(stages: &[Stage]) -> String {
 /// (the `tickets_received` index's range) and its first and last approval (one probe each into
 /// `ticket_history_answers`); the outer one judges and sums. Sums are cast to BIGINT because
 /// PostgreSQL's SUM of a BIGINT is NUMERIC.
-fn sql(query: &ReportQuery) -> (String, Vec<Param>) {
-    let mut params = vec![Param::Text(query.organization_id.clone()), Param::Int(query.from), Param::Int(query.to)];
+fn sql(query: &ReportQuery, organization_ids: &[String]) -> (String, Vec<Param>) {
+    let mut params: Vec<Param> = organization_ids.iter().map(|id| Param::Text(id.clone())).collect();
+    let organizations = (1..=params.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+    params.push(Param::Int(query.from));
+    let from = params.len();
+    params.push(Param::Int(query.to));
+    let to = params.len();
     let mut filters = String::new();
     if let Some(folder) = query.folder {
         let mut placeholders = Vec::new();
@@ -137,7 +142,7 @@ fn sql(query: &ReportQuery) -> (String, Vec<Param>) {
     // the mark counts.
     let missed = format!("(overdue = TRUE OR COALESCE(last_answer_at, 0) > COALESCE(answer_due, {NO_DEADLINE}))");
     let sql = format!(
-        "SELECT category_id, executor_id, COUNT(*) AS received, \
+        "SELECT organization_id, category_id, executor_id, COUNT(*) AS received, \
          {answered_count} AS answered, \
          {on_time} AS answered_on_time, \
          {overdue} AS overdue, \
@@ -148,15 +153,16 @@ fn sql(query: &ReportQuery) -> (String, Vec<Param>) {
          CAST(COALESCE(SUM(CASE WHEN answered = 1 THEN (first_answer_at - received_at) / 1000000 END), 0) AS BIGINT) \
          AS answer_seconds, \
          {timed} AS timed \
-         FROM (SELECT t.category_id, COALESCE(t.assignee_id, '') AS executor_id, t.stage, t.fast_track, t.overdue, \
+         FROM (SELECT t.organization_id, t.category_id, COALESCE(t.assignee_id, '') AS executor_id, t.stage, t.fast_track, t.overdue, \
          t.review_round, t.received_at, t.answer_due, \
          CASE WHEN t.stage IN ({answered_stages}) THEN 1 ELSE 0 END AS answered, \
          (SELECT MIN(h.at) FROM ticket_history h WHERE h.ticket_id = t.id AND h.to_stage = '{answered}') \
          AS first_answer_at, \
          (SELECT MAX(h.at) FROM ticket_history h WHERE h.ticket_id = t.id AND h.to_stage = '{answered}') \
          AS last_answer_at \
-         FROM tickets t WHERE t.organization_id = $1 AND t.received_at >= $2 AND t.received_at < $3{filters}) judged \
-         GROUP BY category_id, executor_id",
+         FROM tickets t WHERE t.organization_id IN ({organizations}) AND t.received_at >= ${from} \
+         AND t.received_at < ${to}{filters}) judged \
+         GROUP BY organization_id, category_id, executor_id",
         answered_count = count("answered = 1"),
         on_time = count(&format!("answered = 1 AND NOT {missed}")),
         overdue = count(&format!("overdue = TRUE OR (answered = 1 AND {missed})")),
@@ -177,7 +183,28 @@ enum Param {
 /// The report of `query`: one pass over the period's tickets.
 #[tracing::instrument(skip(db), fields(organization_id = %query.organization_id))]
 pub async fn build(db: &Db, query: &ReportQuery) -> Result<Report, sqlx::Error> {
-    let (sql, params) = sql(query);
+    let (report, _) = build_over(db, query, std::slice::from_ref(&query.organization_id)).await?;
+    Ok(report)
+}
+
+/// The report of `query` over several organizations (a curator's supervised ones; the
+/// query's own `organization_id` is not added): the totals and breakdowns over all of them,
+/// and each organization's figures, in the order of `organization_ids` (an organization
+/// without tickets has zeros). One pass over the period's tickets, as [`build`].
+#[tracing::instrument(skip(db, organization_ids), fields(organizations = organization_ids.len()))]
+pub async fn build_over(
+    db: &Db,
+    query: &ReportQuery,
+    organization_ids: &[String],
+) -> Result<(Report, Vec<(String, Figures)>), sqlx::Error> {
+    let mut by_organization: Vec<(String, Figures)> =
+        organization_ids.iter().map(|id| (id.clone(), Figures::default())).collect();
+    if organization_ids.is_empty() {
+        return Ok((Report::default(), by_organization));
+    }
+    let position: std::collections::HashMap<&str, usize> =
+        organization_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let (sql, params) = sql(query, organization_ids);
     let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
     for param in params {
         statement = match param {
@@ -193,13 +220,17 @@ pub async fn build(db: &Db, query: &ReportQuery) -> Result<Report, sqlx::Error> 
         let figures = Figures::from_row(row)?;
         let category: String = row.try_get("category_id")?;
         let executor: String = row.try_get("executor_id")?;
+        let organization: String = row.try_get("organization_id")?;
+        if let Some(&i) = position.get(organization.as_str()) {
+            by_organization[i].1.add(&figures);
+        }
         report.totals.add(&figures);
         by_category.entry(category).or_default().add(&figures);
         by_executor.entry(executor).or_default().add(&figures);
     }
     report.by_category = most_received_first(by_category);
     report.by_executor = most_received_first(by_executor);
-    Ok(report)
+    Ok((report, by_organization))
 }
 
 fn most_received_first(groups: BTreeMap<String, Figures>) -> Vec<(String, Figures)> {
@@ -223,7 +254,7 @@ mod tests {
             category_id: Some("cat' OR 1=1 --".into()),
             executor_id: Some("exec-1".into()),
         };
-        let (sql, params) = sql(&query);
+        let (sql, params) = sql(&query, std::slice::from_ref(&query.organization_id));
         assert!(!sql.contains("OR 1=1"), "{sql}");
         // The organization, the period, the folder's four stages, the category, the executor.
         assert_eq!(params.len(), 3 + 4 + 2);

@@ -84,6 +84,11 @@ async fn one_appeal_s_whole_life_through_every_role() {
     let send = |version| pb::VersionRequest { ticket_id: id.clone(), expected_version: version };
     let t = c.send_for_approval(executor(send(v(&t)))).await.expect("sent").into_inner();
     assert_eq!(t.folder, pb::Folder::SentForApproval as i32);
+    let by_appeal = || pb::GetTicketRequest { key: Some(pb::get_ticket_request::Key::AppealId("a-1".into())) };
+    let seen = c.get_ticket(applicant(by_appeal())).await.expect("the applicant reads their appeal").into_inner();
+    assert_eq!(seen.answer, None, "a draft on approval is the organization's own, not the applicant's");
+    let listed = c.list_tickets(applicant(pb::ListTicketsRequest::default())).await.expect("listed").into_inner();
+    assert!(listed.tickets.iter().all(|t| t.answer.is_none()), "nor does the applicant's list show it");
     let comment = |version, text: &str| pb::CommentRequest {
         ticket_id: id.clone(),
         expected_version: version,
@@ -100,6 +105,14 @@ async fn one_appeal_s_whole_life_through_every_role() {
         (t.folder, t.answer.as_ref().map(|a| a.text.as_str())),
         (pb::Folder::Processed as i32, Some("Починим плиту до 1 марта"))
     );
+    let seen = c.get_ticket(applicant(by_appeal())).await.expect("read").into_inner();
+    assert_eq!(seen.answer.map(|a| a.text), Some("Починим плиту до 1 марта".to_owned()), "the sent answer is theirs");
+    let history = c.get_ticket_history(applicant(by_appeal())).await.expect("history").into_inner().entries;
+    let rework = history.iter().find(|e| e.action == "returned for rework").expect("the rework step is listed");
+    assert_eq!((rework.comment.as_str(), rework.actor.as_str()), ("", ""), "the head's note stays in the cabinet");
+    let history = c.get_ticket_history(head(by_appeal())).await.expect("history").into_inner().entries;
+    let rework = history.iter().find(|e| e.action == "returned for rework").expect("the rework step is listed");
+    assert_eq!(rework.comment, "добавьте сроки", "staff read it");
     let t = c.reject_answer(applicant(comment(v(&t), "плита так и не работает"))).await.expect("rejected").into_inner();
     assert_eq!((t.folder, t.review_round), (pb::Folder::Returned as i32, 2));
     let t = c

@@ -80,6 +80,17 @@ async fn every_method_answers_unavailable_with_retry_info_while_the_database_is_
             ),
         ),
         ("ListAnswerTemplates", rpc_call!(c, list_answer_templates, staff(pb::ListAnswerTemplatesRequest::default()))),
+        (
+            "PreviewAnswerTemplate",
+            rpc_call!(
+                c,
+                preview_answer_template,
+                staff(pb::PreviewAnswerTemplateRequest {
+                    body: "Здравствуйте, {{applicant_name}}!".into(),
+                    ..Default::default()
+                })
+            ),
+        ),
         ("ListReminders", rpc_call!(c, list_reminders, staff(pb::ListRemindersRequest::default()))),
         (
             "GetReport",
