@@ -205,6 +205,83 @@ pub fn row_clock(ticket: &pb::Ticket, now: DateTime<Utc>, zone: Tz) -> Option<Cl
     })
 }
 
+/// The placeholders an answer template may use (ticketing checks and fills them), with what each
+/// stands for, for the template editor's hint.
+pub const ANSWER_PLACEHOLDERS: [(&str, &str); 8] = [
+    ("applicant_name", "ФИО заявителя"),
+    ("user_name", "ФИО сотрудника, готовящего ответ"),
+    ("message_number", "номер сообщения"),
+    ("organization_name", "название организации"),
+    ("category", "категория сообщения"),
+    ("created_date", "дата поступления сообщения"),
+    ("registration_number", "регистрационный номер"),
+    ("registration_date", "дата регистрации"),
+];
+
+/// The kinds of notification e-mails to the organization (notify's `NotificationType`).
+pub const NOTIFICATION_TYPES: [(pb::NotificationType, &str); 5] = [
+    (pb::NotificationType::MessageArrived, "Поступление сообщения в ЛКО"),
+    (pb::NotificationType::DeadlineWarning, "Предупреждение о сроке"),
+    (pb::NotificationType::Overdue, "Просрочка"),
+    (pb::NotificationType::ApprovalRequested, "Запрос на согласование или утверждение"),
+    (pb::NotificationType::ReturnedByApplicant, "Возвращено заявителем"),
+];
+
+pub fn notification_type(value: i32) -> &'static str {
+    NOTIFICATION_TYPES.iter().find(|(t, _)| *t as i32 == value).map_or("—", |(_, name)| name)
+}
+
+/// Who an incident is addressed to.
+pub fn incident_kind(kind: i32) -> &'static str {
+    match pb::IncidentKind::try_from(kind) {
+        Ok(pb::IncidentKind::SituationCenter) => "Ситуационный центр",
+        Ok(pb::IncidentKind::FederalSupervisor) => "Федеральный надзорный орган",
+        _ => "Инцидент",
+    }
+}
+
+/// An incident's state (`Incident.state`, as ticketing names it); a federal supervisor has one
+/// line, so its states name none.
+pub fn incident_state(kind: i32, state: &str) -> String {
+    let federal = kind == pb::IncidentKind::FederalSupervisor as i32;
+    let (what, line) = state.split_once(", ").unwrap_or((state, ""));
+    let what = match what {
+        "open" if federal => "На проверке",
+        "open" => "В работе",
+        "information requested" => "Запрошена информация",
+        "resolved" => "Решён, ждёт подтверждения заявителя",
+        "confirmed" => "Закрыт: заявитель подтвердил результат",
+        other => other,
+    };
+    match line {
+        _ if federal => what.to_owned(),
+        "first line" => format!("{what} (первая линия)"),
+        "second line" => format!("{what} (вторая линия)"),
+        _ => what.to_owned(),
+    }
+}
+
+/// A history line of an incident's step, None for the ticket's own actions.
+pub fn incident_history_action(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "escalated" => "Открыт инцидент",
+        "incident escalated to the second line" => "Инцидент передан на вторую линию",
+        "incident information requested" => "По инциденту запрошена информация",
+        "incident information received" => "По инциденту получена информация",
+        "incident resolved" => "Инцидент решён",
+        "incident result confirmed" => "Заявитель подтвердил результат инцидента",
+        "incident result rejected" => "Заявитель не согласился с результатом инцидента",
+        _ => return None,
+    })
+}
+
+/// The onboarding confirmation's two steps (seed 004, «Требуется подтверждение»), with the slug
+/// the form's URL carries.
+pub const ONBOARDING_STEPS: [(pb::OnboardingStep, &str, &str); 2] = [
+    (pb::OnboardingStep::TrainingDone, "training-done", "Мною пройдено обучение"),
+    (pb::OnboardingStep::CabinetReady, "cabinet-ready", "ЛКО готов к работе"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

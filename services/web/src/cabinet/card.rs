@@ -1,6 +1,8 @@
 //! The card of a message: the appeal's text, the applicant, routing and why, both clocks, the
 //! answer, the history (ход работ), and the commands the person's roles allow at this stage.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -10,8 +12,8 @@ use maud::{Markup, html};
 use pos_proto::v1 as pb;
 
 use super::commands::{self, Command};
-use super::pages;
 use super::{Api, WebError, folder_counts, is_htmx, signed_in};
+use super::{attachments, incidents, pages};
 use crate::App;
 use crate::session::Session;
 use crate::texts;
@@ -36,6 +38,14 @@ pub struct Card {
     pub staff: Vec<pb::StaffMember>,
     pub templates: Vec<pb::AnswerTemplate>,
     pub organizations: Vec<pb::Organization>,
+    /// The ticket's incidents, and the federal bodies one may be addressed to (and who handles
+    /// those addressed to one).
+    pub incidents: Vec<pb::Incident>,
+    pub supervisors: Vec<pb::Organization>,
+    /// The answer's and the incidents' files, described by intake.
+    pub files: HashMap<String, pb::Attachment>,
+    /// A form's error to show beside its file field: the form's key and the text.
+    pub form_error: Option<(String, String)>,
 }
 
 pub async fn page(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -68,9 +78,10 @@ pub async fn load(app: &App, session: &Session, id: &str, htmx: bool) -> Result<
     }
     let organization_id = session.organization_id.clone();
     let appeal_id = ticket.appeal_id.clone();
-    let (mut intake, mut sla, mut ticketing, mut staff_client, mut templates_client) =
-        (api.intake(), api.sla(), api.ticketing(), api.ticketing(), api.ticketing());
-    let (appeal, deadlines, history, classifier, staff, templates) = tokio::join!(
+    let (mut intake, mut sla, mut ticketing, mut staff_client, mut templates_client, mut incidents_client) =
+        (api.intake(), api.sla(), api.ticketing(), api.ticketing(), api.ticketing(), api.ticketing());
+    let ticket_id = ticket.id.clone();
+    let (appeal, deadlines, history, classifier, staff, templates, incidents) = tokio::join!(
         intake.get_appeal(api.request(pb::GetAppealRequest { appeal_id: appeal_id.clone() })),
         sla.get_deadlines(api.request(pb::GetDeadlinesRequest { appeal_id })),
         ticketing.get_ticket_history(api.request(pb::GetTicketRequest { key: Some(key) })),
@@ -81,6 +92,7 @@ pub async fn load(app: &App, session: &Session, id: &str, htmx: bool) -> Result<
         templates_client.list_answer_templates(
             api.request(pb::ListAnswerTemplatesRequest { organization_id: organization_id.clone() })
         ),
+        incidents_client.list_incidents(api.request(pb::ListIncidentsRequest { ticket_id, ..Default::default() })),
     );
     // What a service does not answer is left out of the card rather than failing it.
     let ok = |what: &str, status: &tonic::Status| tracing::warn!(code = ?status.code(), what, "card part unavailable");
@@ -90,7 +102,31 @@ pub async fn load(app: &App, session: &Session, id: &str, htmx: bool) -> Result<
     let classifier = classifier.inspect_err(|s| ok("classifier", s)).unwrap_or_default();
     let staff = staff.map(|r| r.into_inner().staff).inspect_err(|s| ok("staff", s)).unwrap_or_default();
     let templates = templates.map(|r| r.into_inner().templates).inspect_err(|s| ok("templates", s)).unwrap_or_default();
-    let mut card = Card { ticket, appeal, deadlines, history, classifier, staff, templates, organizations: Vec::new() };
+    let incidents = incidents.map(|r| r.into_inner().incidents).inspect_err(|s| ok("incidents", s)).unwrap_or_default();
+    let mut file_ids: Vec<String> = ticket.answer.as_ref().map(|a| a.attachment_ids.clone()).unwrap_or_default();
+    file_ids.extend(incidents.iter().flat_map(|i| i.attachment_ids.iter().cloned()));
+    let with_supervisors =
+        incidents::may_open(session, &ticket) || incidents.iter().any(|i| !i.handler_organization_id.is_empty());
+    let (files, supervisors) = tokio::join!(attachments::describe(&api, &file_ids), async {
+        if !with_supervisors {
+            return Vec::new();
+        }
+        incidents::federal_bodies(&api, "").await.inspect_err(|s| ok("federal bodies", s)).unwrap_or_default()
+    });
+    let mut card = Card {
+        ticket,
+        appeal,
+        deadlines,
+        history,
+        classifier,
+        staff,
+        templates,
+        organizations: Vec::new(),
+        incidents,
+        supervisors,
+        files,
+        form_error: None,
+    };
     if commands::available(session, &card).contains(&Command::Redirect) {
         let request =
             pb::ListOrganizationsRequest { region_code: card.ticket.region_code.clone(), ..Default::default() };
@@ -185,7 +221,7 @@ pub fn render(session: &Session, card: &Card, flash: Option<Flash>, draft: Optio
                     @if let Some(appeal) = &card.appeal {
                         @if !appeal.attachments.is_empty() {
                             h3 { "Вложения" }
-                            ul { @for a in &appeal.attachments { li { (a.file_name) " (" (a.size / 1024) " КБ)" } } }
+                            (attachments::list(&appeal.attachments, "Вложения обращения"))
                         }
                     }
                 }
@@ -223,10 +259,15 @@ pub fn render(session: &Session, card: &Card, flash: Option<Flash>, draft: Optio
                     section.panel.answer aria-labelledby="answer-h" {
                         h2 #answer-h { "Ответ: " (texts::answer_type(answer.r#type)) }
                         div.answer-text { (answer.text) }
+                        @if !answer.attachment_ids.is_empty() {
+                            h3 { "Файлы ответа" }
+                            (attachments::list(&attachments::pick(&card.files, &answer.attachment_ids), "Файлы ответа"))
+                        }
                     }
                 }
             }
             (commands::forms(session, card, draft))
+            (incidents::section(session, card, zone))
             section.panel aria-labelledby="history-h" {
                 h2 #history-h { "Ход работ" }
                 @if card.history.is_empty() {
@@ -238,12 +279,15 @@ pub fn render(session: &Session, card: &Card, flash: Option<Flash>, draft: Optio
                             li data-action=(entry.action) {
                                 time { (at.map(|at| texts::local_time(at, zone)).unwrap_or_default()) }
                                 " "
-                                strong { (texts::history_action(&entry.action)) }
+                                strong {
+                                    (texts::incident_history_action(&entry.action)
+                                        .unwrap_or_else(|| texts::history_action(&entry.action)))
+                                }
                                 @if !entry.actor.is_empty() { " — " (staff_name(&entry.actor)) }
                                 @if !entry.from_status.is_empty() && entry.from_status != entry.to_status {
                                     span.muted { " (" (texts::status(&entry.from_status)) " → " (texts::status(&entry.to_status)) ")" }
                                 }
-                                @if !entry.comment.is_empty() { div.comment { (entry.comment) } }
+                                @if !entry.comment.is_empty() { div.comment { (history_comment(&entry.action, &entry.comment)) } }
                             }
                         }
                     }
@@ -251,6 +295,22 @@ pub fn render(session: &Session, card: &Card, flash: Option<Flash>, draft: Optio
             }
         }
     }
+}
+
+/// A history comment as people read it: an incident's opening names its kind in Russian
+/// (ticketing writes `situation_center: <subject>`).
+fn history_comment(action: &str, comment: &str) -> String {
+    if action == "escalated" {
+        for (stored, kind) in [
+            ("situation_center: ", pb::IncidentKind::SituationCenter),
+            ("federal_supervisor: ", pb::IncidentKind::FederalSupervisor),
+        ] {
+            if let Some(subject) = comment.strip_prefix(stored) {
+                return format!("{}: {subject}", texts::incident_kind(kind as i32));
+            }
+        }
+    }
+    comment.to_owned()
 }
 
 fn clock_block(

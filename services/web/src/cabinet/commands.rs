@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{NaiveDate, TimeZone};
 use http::HeaderMap;
@@ -13,6 +12,7 @@ use maud::{Markup, html};
 use pos_platform::auth::Role;
 use pos_proto::v1 as pb;
 
+use super::attachments;
 use super::card::{self, Card, Flash};
 use super::{Api, WebError, folder_counts, is_htmx, pages, signed_in};
 use crate::App;
@@ -242,9 +242,11 @@ pub fn forms(session: &Session, card: &Card, draft: Option<&str>) -> Markup {
 fn form(session: &Session, card: &Card, command: Command, fields: Markup) -> Markup {
     let rule = rule(command);
     let url = format!("/cabinet/tickets/{}/{}", card.ticket.id, rule.slug);
+    // The answer carries files; the CSRF token stays the first field (see `attachments`).
+    let multipart = (command == Command::Prepare).then_some("multipart/form-data");
     html! {
-        form method="post" action=(url) hx-post=(url) hx-target="#card" hx-swap="outerHTML"
-            data-command=(rule.slug) {
+        form method="post" action=(url) enctype=[multipart] hx-post=(url) hx-encoding=[multipart] hx-target="#card"
+            hx-swap="outerHTML" data-command=(rule.slug) {
             input type="hidden" name="csrf" value=(session.csrf);
             input type="hidden" name="version" value=(card.ticket.version);
             (fields)
@@ -324,6 +326,20 @@ fn fields(session: &Session, card: &Card, command: Command, draft: Option<&str>)
                     label for=(id("basis")) { "Основание (для отклонения)" }
                     input id=(id("basis")) type="text" name="basis" value=(answer.map(|a| a.basis.as_str()).unwrap_or_default());
                 }
+                @let kept = answer.map(|a| attachments::pick(&card.files, &a.attachment_ids)).unwrap_or_default();
+                @if !kept.is_empty() {
+                    fieldset.field {
+                        legend { "Файлы ответа (снимите отметку, чтобы убрать)" }
+                        @for file in &kept {
+                            label.choice {
+                                input type="checkbox" name="keep" value=(file.id) checked;
+                                " " (if file.file_name.is_empty() { file.id.as_str() } else { file.file_name.as_str() })
+                            }
+                        }
+                    }
+                }
+                @let error = card.form_error.as_ref().filter(|(k, _)| k == "prepare").map(|(_, e)| e.as_str());
+                (attachments::file_field(&id("files"), "Приложить файлы", ".pdf,.jpg,.jpeg,.png,.txt,.rtf,.doc,.docx,.xls,.xlsx,.ppt,.pptx,.odt,.ods,.odp,.odf", error))
             }
         }
         Command::Approve => html! {
@@ -402,7 +418,7 @@ pub async fn run(
     State(app): State<App>,
     headers: HeaderMap,
     Path((id, slug)): Path<(String, String)>,
-    Form(form): Form<HashMap<String, String>>,
+    request: Request,
 ) -> Response {
     let htmx = is_htmx(&headers);
     let session = match signed_in(&app, &headers).await {
@@ -417,10 +433,21 @@ pub async fn run(
         tracing::warn!(target: "security", subject = %session.subject, command = rule.slug, "command not allowed for the role");
         return WebError::Forbidden("Это действие недоступно для вашей роли.").into_response();
     }
-    let field = |name: &str| form.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
+    // Read only now: files go to intake as the form is read, after the role was checked.
+    let form = match attachments::read_form(&app, &session, request).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let field = |name: &str| form.field(name);
     let version: i64 = field("version").parse().unwrap_or(0);
-    let outcome = execute(&app, &session, &id, rule.command, version, &field).await;
     let draft = (rule.command == Command::Prepare).then(|| field("text"));
+    if let Some(error) = form.file_error.clone() {
+        let form_error = Some(("prepare".to_owned(), error.clone()));
+        return card_response(&app, &session, &id, htmx, Flash::Error(error), draft.as_deref(), form_error).await;
+    }
+    let mut attachment_ids = form.values("keep");
+    attachment_ids.extend(form.attachment_ids.iter().cloned());
+    let outcome = execute(&app, &session, &id, rule.command, version, &field, attachment_ids).await;
     let flash = match outcome {
         Ok(()) => {
             if !htmx {
@@ -435,25 +462,40 @@ pub async fn run(
     };
     let keep_draft = matches!(flash, Flash::Warning(_) | Flash::Error(_));
     let draft = if keep_draft { draft.as_deref() } else { None };
-    let card = match card::load(&app, &session, &id, htmx).await {
+    card_response(&app, &session, &id, htmx, flash, draft, None).await
+}
+
+/// The fresh card after a command (of the ticket or one of its incidents), with `flash`, the
+/// answer's `draft` kept after a refusal, and a form's error beside its file field.
+pub(super) async fn card_response(
+    app: &App,
+    session: &Session,
+    id: &str,
+    htmx: bool,
+    flash: Flash,
+    draft: Option<&str>,
+    form_error: Option<(String, String)>,
+) -> Response {
+    let mut card = match card::load(app, session, id, htmx).await {
         Ok(card) => card,
         Err(error) => return error.into_response(),
     };
+    card.form_error = form_error;
     if htmx {
-        let counts = folder_counts(&Api::new(&app, &session), &session).await;
+        let counts = folder_counts(&Api::new(app, session), session).await;
         let folder = pb::Folder::try_from(card.ticket.folder).ok();
         html! {
-            (card::render(&session, &card, Some(flash), draft))
+            (card::render(session, &card, Some(flash), draft))
             (pages::folders(&counts, folder, true))
         }
         .into_response()
     } else {
-        card::full_page(&app, &session, &card, Some(flash), draft).await
+        card::full_page(app, session, &card, Some(flash), draft).await
     }
 }
 
 /// What the person reads when a command is refused; `Err` for what is no command's fault.
-fn flash_for(status: &tonic::Status) -> Result<Flash, ()> {
+pub(super) fn flash_for(status: &tonic::Status) -> Result<Flash, ()> {
     use tonic::Code;
     let reason = pos_platform::error::reason(status);
     if reason == "STALE_VERSION" {
@@ -493,6 +535,7 @@ fn field_name(field: &str) -> &str {
         "execution_due" => "срок на исполнение",
         "to_organization_id" => "организация",
         "template_id" => "шаблон",
+        f if f.starts_with("answer.attachment_ids") => "файлы ответа",
         other => other,
     }
 }
@@ -504,6 +547,7 @@ async fn execute(
     command: Command,
     version: i64,
     field: &(dyn Fn(&str) -> String + Sync),
+    attachment_ids: Vec<String>,
 ) -> Result<(), tonic::Status> {
     let api = Api::new(app, session);
     let mut ticketing = api.ticketing();
@@ -542,8 +586,13 @@ async fn execute(
         }
         Command::Prepare => {
             let kind = texts::answer_type_by_slug(&field("type")).unwrap_or(pb::events::AnswerType::Resolved);
-            let answer =
-                pb::Answer { r#type: kind as i32, text: field("text"), basis: field("basis"), ..Default::default() };
+            let answer = pb::Answer {
+                r#type: kind as i32,
+                text: field("text"),
+                basis: field("basis"),
+                attachment_ids,
+                ..Default::default()
+            };
             let request = pb::PrepareAnswerRequest {
                 ticket_id: ticket_id.clone(),
                 expected_version: version,

@@ -42,6 +42,9 @@ pub struct ListQuery {
     pub overdue: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub delegated: String,
+    /// Only the tickets with an incident not yet closed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub incident: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sort: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -64,7 +67,7 @@ impl ListQuery {
     fn filtered(&self) -> bool {
         [&self.q, &self.category, &self.fact, &self.source, &self.due_from, &self.due_to, &self.fast]
             .into_iter()
-            .chain([&self.overdue, &self.delegated])
+            .chain([&self.overdue, &self.delegated, &self.incident])
             .any(|value| !value.trim().is_empty())
     }
 
@@ -105,7 +108,7 @@ impl ListQuery {
             text: self.q.trim().to_owned(),
             // Decided by the page, which knows whether it shows them (see `render`).
             without_folder_counts: false,
-            incident_open_only: false,
+            incident_open_only: !self.incident.is_empty(),
         }
     }
 }
@@ -211,6 +214,10 @@ fn filters(query: &ListQuery, classifier: &pb::Classifier) -> Markup {
                     input type="checkbox" name="delegated" value="1" checked[!query.delegated.is_empty()];
                     " Делегированы автоправилами"
                 }
+                label.choice {
+                    input type="checkbox" name="incident" value="1" checked[!query.incident.is_empty()];
+                    " С открытым инцидентом"
+                }
             }
             div.actions {
                 button.primary type="submit" { "Найти" }
@@ -254,6 +261,9 @@ fn results(
                                     a href={ "/cabinet/tickets/" (ticket.id) } { (ticket.number) }
                                     @if ticket.fast_track {
                                         " " span.fast title="Фаст-трек" aria-label="фаст-трек" { "⚡" }
+                                    }
+                                    @if ticket.incident_open {
+                                        " " span.badge.incident-mark title="Открыт инцидент" { "инцидент" }
                                     }
                                 }
                                 td.nowrap { (received.map(|at| texts::local_time(at, zone)).unwrap_or_default()) }
@@ -322,7 +332,8 @@ mod tests {
         assert!(!plain.filtered(), "the folder, the order and the page are no filters");
         assert!(ListQuery { q: "дневник".into(), ..plain.clone() }.filtered());
         assert!(ListQuery { overdue: "1".into(), ..plain.clone() }.filtered());
-        assert!(ListQuery { delegated: "1".into(), ..plain }.filtered());
+        assert!(ListQuery { delegated: "1".into(), ..plain.clone() }.filtered());
+        assert!(ListQuery { incident: "1".into(), ..plain }.filtered());
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! The organization's cabinet: sign-in, folders and list, card, workflow commands, reports.
 
+pub mod attachments;
 mod card;
 mod commands;
+mod escalations;
+mod incidents;
 mod list;
+mod onboarding;
 pub mod pages;
 mod provider;
 pub mod report;
@@ -10,6 +14,7 @@ mod report_export;
 mod sign_in;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
@@ -32,8 +37,24 @@ pub fn routes() -> Router<App> {
         .route("/cabinet/sign-in/start", get(provider::start))
         .route("/cabinet/sign-in/callback", get(provider::callback))
         .route("/cabinet/tickets/{id}", get(card::page))
-        .route("/cabinet/tickets/{id}/{command}", post(commands::run))
+        .route(
+            "/cabinet/tickets/{id}/{command}",
+            post(commands::run).layer(DefaultBodyLimit::max(attachments::MAX_MULTIPART_BYTES)),
+        )
+        .route(
+            "/cabinet/tickets/{id}/open-incident",
+            post(incidents::open).layer(DefaultBodyLimit::max(attachments::MAX_MULTIPART_BYTES)),
+        )
+        .route(
+            "/cabinet/incidents/{id}/{step}",
+            post(incidents::step).layer(DefaultBodyLimit::max(attachments::MAX_MULTIPART_BYTES)),
+        )
+        .route("/cabinet/incidents/supervisors", get(incidents::supervisors))
+        .route("/cabinet/escalations", get(escalations::page))
         .route("/cabinet/organizations", get(commands::organization_options))
+        .route("/cabinet/attachments/{id}", get(attachments::download))
+        .route("/cabinet/onboarding", get(onboarding::page))
+        .route("/cabinet/onboarding/{step}", post(onboarding::confirm))
         .route("/cabinet/reports", get(report::page))
         .route("/cabinet/reports.csv", get(report_export::csv))
         .route("/cabinet/reports.xlsx", get(report_export::xlsx))
@@ -47,6 +68,10 @@ pub enum WebError {
         htmx: bool,
     },
     Forbidden(&'static str),
+    /// A head or coordinator of an organization that is not connected: confirm onboarding first.
+    Onboarding {
+        htmx: bool,
+    },
     NotFound,
     Unavailable,
     Internal(String),
@@ -61,6 +86,10 @@ impl IntoResponse for WebError {
             }
             WebError::SignIn { htmx: false } => axum::response::Redirect::to("/cabinet/sign-in").into_response(),
             WebError::Forbidden(why) => pages::error(StatusCode::FORBIDDEN, "Нет доступа", why),
+            WebError::Onboarding { htmx: true } => {
+                (StatusCode::OK, [("hx-redirect", "/cabinet/onboarding")]).into_response()
+            }
+            WebError::Onboarding { htmx: false } => axum::response::Redirect::to("/cabinet/onboarding").into_response(),
             WebError::NotFound => {
                 pages::error(StatusCode::NOT_FOUND, "Не найдено", "Такого сообщения или страницы нет.")
             }
@@ -106,8 +135,17 @@ pub fn is_htmx(headers: &HeaderMap) -> bool {
     headers.contains_key("hx-request") && !headers.contains_key("hx-history-restore-request")
 }
 
-/// The signed-in staff member, or a redirect to the sign-in. Only the cabinet's roles get in.
+/// The signed-in staff member, or a redirect to the sign-in (or, for the head or coordinator of
+/// an organization not connected yet, to the onboarding confirmation). Only the cabinet's roles
+/// get in.
 pub async fn signed_in(app: &App, headers: &HeaderMap) -> Result<Session, WebError> {
+    let session = session_of(app, headers).await?;
+    onboarding::gate(app, &session, is_htmx(headers)).await?;
+    Ok(session)
+}
+
+/// The signed-in staff member, whatever the organization's onboarding.
+async fn session_of(app: &App, headers: &HeaderMap) -> Result<Session, WebError> {
     let htmx = is_htmx(headers);
     let id = crate::session::cookie(headers, app.cookies.session_name()).ok_or(WebError::SignIn { htmx })?;
     let session = app.sessions.get(id).await.ok_or(WebError::SignIn { htmx })?;

@@ -46,8 +46,14 @@ pub fn layout(page_title: &str, session: Option<&Session>, folders: Option<Marku
                     @if let Some(session) = session {
                         nav.sections aria-label="Разделы" {
                             a href="/cabinet" { "Сообщения" }
+                            // Escalations addressed to the organization as a federal supervisor; empty
+                            // for the others (the session does not know the organization's type).
+                            a href="/cabinet/escalations" data-section="escalations" { "Обращения на проверку" }
                             @if super::report::allowed(session) {
                                 a href="/cabinet/reports" data-section="reports" { "Отчёты" }
+                            }
+                            @if crate::admin::allowed(session) {
+                                a href="/cabinet/admin" data-section="admin" { "Настройки" }
                             }
                         }
                     }
@@ -67,7 +73,11 @@ pub fn layout(page_title: &str, session: Option<&Session>, folders: Option<Marku
                 }
                 div.layout {
                     @if let Some(folders) = folders { (folders) }
-                    main #main tabindex="-1" { (main) }
+                    main #main tabindex="-1" {
+                        // Staff of an organization not connected yet: who answers meanwhile.
+                        @if let Some(banner) = session.and_then(super::onboarding::banner_for) { (banner) }
+                        (main)
+                    }
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Reports (Отчёты) for the head, the coordinator and the curator: the messages the
 //! organization received in a period and what became of them, in total, by category and by
 //! executor, with the period and the filters in the URL, and the same table as CSV and XLSX
-//! (`report_export`).
+//! (`report_export`). A curator also reports over the organizations under theirs (routing's
+//! directory): all of them, with a row per organization, or one of them.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +44,18 @@ pub struct ReportQuery {
     pub category: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub executor: String,
+    /// A curator's choice of organizations: empty for their own, [`ALL_SUPERVISED`] for theirs
+    /// and every one under it, or the id of one under it. Ignored for other roles.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}
+
+/// The scope value of «все подведомственные».
+pub const ALL_SUPERVISED: &str = "supervised";
+
+/// Whether the session reports over supervised organizations too (DOMAIN.md: the curator).
+pub fn supervises(session: &Session) -> bool {
+    session.has(Role::Curator)
 }
 
 /// A period of whole local days, both included.
@@ -78,10 +91,18 @@ impl ReportQuery {
         }
     }
 
-    /// The GetReport request for the session's own organization (never one from the URL).
+    /// The GetReport request: for the session's own organization, or for a curator the
+    /// organizations the scope names (ticketing refuses one outside the curator's subtree).
     pub fn request(&self, session: &Session, period: Period, zone: Tz) -> pb::GetReportRequest {
+        let (organization_id, include_supervised) = match self.scope.trim() {
+            _ if !supervises(session) => (session.organization_id.clone(), false),
+            "" => (session.organization_id.clone(), false),
+            ALL_SUPERVISED => (session.organization_id.clone(), true),
+            one => (one.to_owned(), false),
+        };
         pb::GetReportRequest {
-            organization_id: session.organization_id.clone(),
+            organization_id,
+            include_supervised,
             period_from: Some(pos_proto::time::to_proto(start_of(period.first, zone))),
             period_to: Some(pos_proto::time::to_proto(start_of(period.last + chrono::Duration::days(1), zone))),
             folder: texts::folder_by_slug(&self.folder).map_or(pb::Folder::Unspecified as i32, |f| f as i32),
@@ -175,11 +196,22 @@ impl Value {
 
 /// The report as read, with the names its keys stand for.
 pub struct Loaded {
+    /// Whose report it is, as people read it: the organization, or the curator's with «и
+    /// подведомственные».
+    pub organization_name: String,
     pub period: Period,
     pub zone: Tz,
     pub report: pb::Report,
     pub classifier: pb::Classifier,
     pub staff: Vec<pb::StaffMember>,
+}
+
+/// What a report's form and rows name: the categories, the staff, and for a curator the
+/// organizations under theirs.
+pub struct Names {
+    pub classifier: pb::Classifier,
+    pub staff: Vec<pb::StaffMember>,
+    pub subordinates: Vec<pb::Organization>,
 }
 
 impl Loaded {
@@ -194,10 +226,19 @@ impl Loaded {
         self.staff.iter().find(|m| m.subject == subject).map_or_else(|| subject.to_owned(), |m| m.full_name.clone())
     }
 
-    /// Every row of the report: (section, name, figures): the totals, then by category, then by
-    /// executor.
+    /// An organization of a curator's report by its short name (its id when the directory gave
+    /// none).
+    pub fn organization_name(row: &pb::ReportOrganizationRow) -> String {
+        if row.short_name.is_empty() { row.organization_id.clone() } else { row.short_name.clone() }
+    }
+
+    /// Every row of the report: (section, name, figures): the totals, then by organization (a
+    /// curator's report over supervised ones), by category, then by executor.
     pub fn rows(&self) -> Vec<(&'static str, String, pb::ReportFigures)> {
         let mut rows = vec![("Итого", "Все сообщения".to_owned(), self.report.totals.unwrap_or_default())];
+        for row in &self.report.by_organization {
+            rows.push(("Организация", Loaded::organization_name(row), row.figures.unwrap_or_default()));
+        }
         for row in &self.report.by_category {
             rows.push(("Категория", self.category_name(&row.key), row.figures.unwrap_or_default()));
         }
@@ -222,12 +263,27 @@ pub async fn reporter(app: &App, headers: &HeaderMap) -> Result<Session, WebErro
     Ok(session)
 }
 
-/// The names a report's keys stand for: the classifier's categories and the staff. Without them
-/// the report still stands, with ids in their place.
-async fn names(api: &Api<'_>, session: &Session) -> (pb::Classifier, Vec<pb::StaffMember>) {
+/// The organizations under a curator's, for the form's choice; none for other roles.
+async fn subordinates(api: &Api<'_>, session: &Session) -> Vec<pb::Organization> {
+    if !supervises(session) {
+        return Vec::new();
+    }
+    let request = pb::ListSubordinatesRequest { organization_id: session.organization_id.clone() };
+    api.routing()
+        .list_subordinates(api.request(request))
+        .await
+        .map(|r| r.into_inner().organizations)
+        .inspect_err(|status| tracing::warn!(code = ?status.code(), "supervised organizations unavailable"))
+        .unwrap_or_default()
+}
+
+/// The names a report's keys stand for: the classifier's categories, the staff and the
+/// supervised organizations. Without them the report still stands, with ids in their place.
+async fn names(api: &Api<'_>, session: &Session) -> Names {
     let staff_request = pb::ListStaffRequest { organization_id: session.organization_id.clone(), role: String::new() };
     let mut staff_client = api.ticketing();
-    let (classifier, staff) = tokio::join!(api.classifier(), staff_client.list_staff(api.request(staff_request)));
+    let (classifier, staff, subordinates) =
+        tokio::join!(api.classifier(), staff_client.list_staff(api.request(staff_request)), subordinates(api, session));
     let classifier = classifier
         .inspect_err(|status| tracing::warn!(code = ?status.code(), "classifier unavailable for the report"))
         .unwrap_or_default();
@@ -235,7 +291,7 @@ async fn names(api: &Api<'_>, session: &Session) -> (pb::Classifier, Vec<pb::Sta
         .map(|r| r.into_inner().staff)
         .inspect_err(|status| tracing::warn!(code = ?status.code(), "staff unavailable for the report"))
         .unwrap_or_default();
-    (classifier, staff)
+    Names { classifier, staff, subordinates }
 }
 
 /// Reads the report of `period` with the session's token, and the names of its keys.
@@ -245,14 +301,28 @@ pub async fn read(
     query: &ReportQuery,
     period: Period,
     htmx: bool,
-) -> Result<Loaded, WebError> {
+) -> Result<(Loaded, Vec<pb::Organization>), WebError> {
     let api = Api::new(app, session);
     let zone = session.time_zone();
     let mut ticketing = api.ticketing();
     let request = query.request(session, period, zone);
-    let (report, (classifier, staff)) = tokio::join!(ticketing.get_report(api.request(request)), names(&api, session));
+    let (report, names) = tokio::join!(ticketing.get_report(api.request(request)), names(&api, session));
     let report = report.map_err(|status| WebError::from_status(&status, htmx))?.into_inner();
-    Ok(Loaded { period, zone, report, classifier, staff })
+    let organization_name = if report.organization_id == session.organization_id {
+        if report.by_organization.is_empty() {
+            session.organization_name.clone()
+        } else {
+            format!("{} и подведомственные организации", session.organization_name)
+        }
+    } else {
+        names
+            .subordinates
+            .iter()
+            .find(|o| o.id == report.organization_id)
+            .map_or_else(|| report.organization_id.clone(), |o| o.short_name.clone())
+    };
+    let loaded = Loaded { organization_name, period, zone, report, classifier: names.classifier, staff: names.staff };
+    Ok((loaded, names.subordinates))
 }
 
 pub async fn page(State(app): State<App>, headers: HeaderMap, Query(query): Query<ReportQuery>) -> Response {
@@ -269,19 +339,19 @@ async fn render(app: &App, headers: &HeaderMap, query: ReportQuery) -> Result<Re
         Ok(period) => {
             let (counts, loaded) =
                 tokio::join!(folder_counts(&api, &session), read(app, &session, &query, period, is_htmx(headers)));
-            let loaded = loaded?;
+            let (loaded, subordinates) = loaded?;
             let main = html! {
                 h1 { "Отчёты" }
-                (form(&query, Some(period), &loaded.classifier, &loaded.staff))
+                (form(&query, Some(period), &loaded.classifier, &loaded.staff, &subordinates))
                 (report(&query, &loaded))
             };
             (counts, main)
         }
         Err(why) => {
-            let (counts, (classifier, staff)) = tokio::join!(folder_counts(&api, &session), names(&api, &session));
+            let (counts, names) = tokio::join!(folder_counts(&api, &session), names(&api, &session));
             let main = html! {
                 h1 { "Отчёты" }
-                (form(&query, None, &classifier, &staff))
+                (form(&query, None, &names.classifier, &names.staff, &names.subordinates))
                 p.flash.error role="alert" { (why) }
             };
             (counts, main)
@@ -291,12 +361,33 @@ async fn render(app: &App, headers: &HeaderMap, query: ReportQuery) -> Result<Re
     Ok(pages::layout(&title, Some(&session), Some(pages::folders(&counts, None, false)), main).into_response())
 }
 
-fn form(query: &ReportQuery, period: Option<Period>, classifier: &pb::Classifier, staff: &[pb::StaffMember]) -> Markup {
+fn form(
+    query: &ReportQuery,
+    period: Option<Period>,
+    classifier: &pb::Classifier,
+    staff: &[pb::StaffMember],
+    subordinates: &[pb::Organization],
+) -> Markup {
     let from = period.map_or_else(|| query.from.clone(), |p| p.first.format("%Y-%m-%d").to_string());
     let to = period.map_or_else(|| query.to.clone(), |p| p.last.format("%Y-%m-%d").to_string());
     let executors = staff.iter().filter(|m| m.roles.iter().any(|r| r == Role::Executor.as_str()));
     html! {
         form.filters.report-form method="get" action="/cabinet/reports" aria-label="Параметры отчёта" {
+            @if !subordinates.is_empty() {
+                div.field {
+                    label for="scope" { "Организации" }
+                    select #scope name="scope" {
+                        option value="" { "Только моя организация" }
+                        option value=(ALL_SUPERVISED) selected[query.scope == ALL_SUPERVISED] { "Все подведомственные" }
+                        @for organization in subordinates {
+                            option value=(organization.id) selected[organization.id == query.scope] {
+                                @if organization.short_name.is_empty() { (organization.full_name) }
+                                @else { (organization.short_name) }
+                            }
+                        }
+                    }
+                }
+            }
             div.field {
                 label for="from" { "Период с" }
                 input #from type="date" name="from" value=(from) required;
@@ -366,29 +457,34 @@ fn report(query: &ReportQuery, loaded: &Loaded) -> Markup {
         loaded.report.by_category.iter().map(|r| (loaded.category_name(&r.key), r.figures.unwrap_or_default()));
     let by_executor =
         loaded.report.by_executor.iter().map(|r| (loaded.executor_name(&r.key), r.figures.unwrap_or_default()));
+    let by_organization =
+        loaded.report.by_organization.iter().map(|r| (Loaded::organization_name(r), r.figures.unwrap_or_default()));
     html! {
-        section #report aria-labelledby="report-title" {
-            h2 #report-title {
-                "Сообщения, поступившие с " (loaded.period.first.format("%d.%m.%Y")) " по "
-                (loaded.period.last.format("%d.%m.%Y"))
-            }
-            p.hint {
-                "Время — по часовому поясу организации (" (loaded.zone.name()) "). Сроки, просрочка и ответы — по "
-                "текущему кругу рассмотрения; среднее время — от поступления до первого ответа."
-            }
-            p.exports {
-                a.button href=(query.url("/cabinet/reports.csv")) download { "Выгрузить в CSV" }
-                a.button href=(query.url("/cabinet/reports.xlsx")) download { "Выгрузить в XLSX" }
-            }
-            @if totals.received == 0 {
-                p.empty { "За этот период сообщений не поступало." }
-            } @else {
-                (section("Итого за период", "Всего", vec![("Все сообщения".to_owned(), totals)]))
-                (section("По категориям", "Категория", by_category.collect()))
-                (section("По исполнителям", "Исполнитель", by_executor.collect()))
-            }
-        }
-    }
+           section #report aria-labelledby="report-title" {
+    h2 #report-title {
+                   (loaded.organization_name) ": сообщения, поступившие с " (loaded.period.first.format("%d.%m.%Y")) " по "
+                   (loaded.period.last.format("%d.%m.%Y"))
+               }
+               p.hint {
+                   "Время — по часовому поясу организации (" (loaded.zone.name()) "). Сроки, просрочка и ответы — по "
+                   "текущему кругу рассмотрения; среднее время — от поступления до первого ответа."
+               }
+               p.exports {
+                   a.button href=(query.url("/cabinet/reports.csv")) download { "Выгрузить в CSV" }
+                   a.button href=(query.url("/cabinet/reports.xlsx")) download { "Выгрузить в XLSX" }
+               }
+               @if totals.received == 0 {
+                   p.empty { "За этот период сообщений не поступало." }
+               } @else {
+                   (section("Итого за период", "Всего", vec![("Все сообщения".to_owned(), totals)]))
+                   @if !loaded.report.by_organization.is_empty() {
+                       (section("По организациям", "Организация", by_organization.collect()))
+                   }
+                   (section("По категориям", "Категория", by_category.collect()))
+                   (section("По исполнителям", "Исполнитель", by_executor.collect()))
+               }
+           }
+       }
 }
 
 #[cfg(test)]
@@ -457,6 +553,29 @@ mod tests {
         let none = pb::ReportFigures::default();
         assert_eq!((COLUMNS[3].value)(&none).text(), "—");
         assert_eq!((COLUMNS[8].value)(&none).text(), "—");
+    }
+
+    #[test]
+    fn a_curator_chooses_all_supervised_or_one_and_nobody_else_can() {
+        let period = Period {
+            first: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            last: NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
+        };
+        let curator = Session { roles: vec![Role::Curator], ..session() };
+        let zone = chrono_tz::Asia::Kamchatka;
+        let scoped = |scope: &str, session: &Session| {
+            let query = ReportQuery { scope: scope.into(), ..ReportQuery::default() };
+            let request = query.request(session, period, zone);
+            (request.organization_id, request.include_supervised)
+        };
+        assert_eq!(scoped("", &curator), ("41-kcioko".to_owned(), false));
+        assert_eq!(scoped(ALL_SUPERVISED, &curator), ("41-kcioko".to_owned(), true));
+        assert_eq!(scoped("41-school-pk-1", &curator), ("41-school-pk-1".to_owned(), false));
+        // A head's report is of their own organization whatever the URL says.
+        assert_eq!(scoped(ALL_SUPERVISED, &session()), ("41-kcioko".to_owned(), false));
+        assert_eq!(scoped("41-school-pk-1", &session()), ("41-kcioko".to_owned(), false));
+        let url = ReportQuery { scope: ALL_SUPERVISED.into(), ..ReportQuery::default() }.url("/cabinet/reports.csv");
+        assert_eq!(url, "/cabinet/reports.csv?scope=supervised", "the exports follow the choice");
     }
 
     #[test]

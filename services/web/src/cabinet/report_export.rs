@@ -33,12 +33,12 @@ async fn export(app: &App, headers: &HeaderMap, query: &ReportQuery, format: &st
         Err(why) => return pages::error(StatusCode::BAD_REQUEST, "Отчёт не построен", why),
     };
     let loaded = match report::read(app, &session, query, period, is_htmx(headers)).await {
-        Ok(loaded) => loaded,
+        Ok((loaded, _)) => loaded,
         Err(error) => return error.into_response(),
     };
     let (body, content_type) = match format {
         "csv" => (to_csv(&loaded).map_err(|e| e.to_string()), "text/csv; charset=utf-8"),
-        _ => (to_xlsx(&session, &loaded).map_err(|e| e.to_string()), XLSX),
+        _ => (to_xlsx(&loaded).map_err(|e| e.to_string()), XLSX),
     };
     let body = match body {
         Ok(body) => body,
@@ -51,10 +51,16 @@ async fn export(app: &App, headers: &HeaderMap, query: &ReportQuery, format: &st
         .into_response()
 }
 
-/// `report_41-kcioko_2025-01-01_2025-01-31.csv`: ASCII only, so every browser keeps it.
+/// `report_41-kcioko_2025-01-01_2025-01-31.csv` (`…_supervised_…` for a curator's report over
+/// the organizations under theirs): ASCII only, so every browser keeps it.
 fn file_name(session: &Session, loaded: &Loaded, format: &str) -> String {
-    let organization: String = session
-        .organization_id
+    let id = if loaded.report.organization_id.is_empty() {
+        &session.organization_id
+    } else {
+        &loaded.report.organization_id
+    };
+    let scope = if loaded.report.by_organization.is_empty() { "" } else { "_supervised" };
+    let organization: String = format!("{id}{scope}")
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .collect();
@@ -85,7 +91,7 @@ pub fn to_csv(loaded: &Loaded) -> Result<Vec<u8>, csv::Error> {
     writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
-pub fn to_xlsx(session: &Session, loaded: &Loaded) -> Result<Vec<u8>, XlsxError> {
+pub fn to_xlsx(loaded: &Loaded) -> Result<Vec<u8>, XlsxError> {
     let mut workbook = Workbook::new();
     let sheet = workbook.add_worksheet();
     sheet.set_name("Отчёт")?;
@@ -93,7 +99,7 @@ pub fn to_xlsx(session: &Session, loaded: &Loaded) -> Result<Vec<u8>, XlsxError>
     let heading = Format::new().set_bold().set_text_wrap().set_background_color("#E8ECF0");
     let percent = Format::new().set_num_format("0.0%");
     let hours = Format::new().set_num_format("0.0");
-    let title = format!("Отчёт: {}, сообщения, поступившие {}", session.organization_name, loaded.period_text());
+    let title = format!("Отчёт: {}, сообщения, поступившие {}", loaded.organization_name, loaded.period_text());
     sheet.write_string_with_format(0, 0, &title, &bold)?;
     sheet.write_string(1, 0, format!("Часовой пояс организации: {}", loaded.zone.name()))?;
     const HEAD: u32 = 3;
@@ -148,6 +154,7 @@ mod tests {
             ..Default::default()
         };
         Loaded {
+            organization_name: "КГАУ «Камчатский ЦИОКО»".into(),
             period: Period {
                 first: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
                 last: NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
@@ -204,8 +211,26 @@ mod tests {
     }
 
     #[test]
+    fn a_curators_report_has_a_row_per_organization_and_its_own_file_name() {
+        let mut loaded = loaded();
+        let row = |id: &str, name: &str, received| pb::ReportOrganizationRow {
+            organization_id: id.into(),
+            short_name: name.into(),
+            figures: Some(pb::ReportFigures { received, ..Default::default() }),
+        };
+        loaded.report.organization_id = "41-kcioko".into();
+        loaded.report.by_organization = vec![row("41-kcioko", "КГАУ «Камчатский ЦИОКО»", 2), row("41-school-1", "", 1)];
+        let bytes = to_csv(&loaded).unwrap();
+        let text = String::from_utf8(bytes[BOM.len()..].to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].starts_with("Организация;КГАУ «Камчатский ЦИОКО»;2;"), "{text}");
+        assert!(lines[3].starts_with("Организация;41-school-1;1;"), "an id where the directory gave no name: {text}");
+        assert_eq!(file_name(&session(), &loaded, "xlsx"), "report_41-kcioko_supervised_2025-01-01_2025-01-31.xlsx");
+    }
+
+    #[test]
     fn the_xlsx_is_a_workbook() {
-        let bytes = to_xlsx(&session(), &loaded()).unwrap();
+        let bytes = to_xlsx(&loaded()).unwrap();
         assert!(bytes.starts_with(b"PK\x03\x04"), "a zip container");
         assert!(bytes.len() > 4_000);
     }
