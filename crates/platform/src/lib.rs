@@ -2,6 +2,7 @@
 //! bootstrap (health, reflection, metrics, auth), the bus (AMQP and in-process), the outbox
 //! relay and the inbox, database pools and migrations, the cache, and shutdown.
 
+pub mod appeal_link;
 pub mod auth;
 pub mod bus;
 pub mod cache;

@@ -158,7 +158,9 @@ async fn web_cabinet(
     let channel = pos_platform::grpc::channel(endpoint)?;
     let addr = listener.local_addr()?;
     // A sign-in configuration that cannot work stops `pos up` here, as it stops `pos-web`.
-    let app = pos_web::App::try_new(web, channel, infra.cache.clone(), Some(infra.authenticator.clone()), addr)?;
+    let app = pos_web::App::try_new(web, channel, infra.cache.clone(), Some(infra.authenticator.clone()), addr)?
+        // The appeal links notify signs (its key falls back to one derived from auth, too).
+        .with_auth(&infra.config.auth);
     Ok(Some((app, listener)))
 }
 

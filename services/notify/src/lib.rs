@@ -71,6 +71,18 @@ pub struct NotifyConfig {
     /// Which letters applicants receive (see [`letters`]): a list, or one comma-separated string
     /// (`POS_NOTIFY__APPLICANT_LETTERS=registered,taken_in_work,answer_ready`).
     pub applicant_letters: letters::Letters,
+    /// The web service's public address (`https://pos.example.ru`): the registration letter
+    /// carries the applicant's secret link to the appeal's page under it
+    /// ([`pos_platform::appeal_link`]). Empty: the web's own, read from the same configuration
+    /// ([`NotifyConfig::load`]): `[web] public_url`, else `http://<web.addr>` (the web's
+    /// default address when `[web]` sets none), as the web itself names its public base. So
+    /// `pos up` sends working links with nothing configured but `auth.hs256_secret`.
+    pub public_url: String,
+    /// The appeal links' HMAC key, the same as the web's `web.citizen.appeal_link_key`; unset:
+    /// derived from `auth.hs256_secret` (development).
+    pub appeal_link_key: Option<Secret>,
+    /// How long an appeal link opens the appeal's page, in days.
+    pub appeal_link_days: u64,
 }
 
 impl Default for NotifyConfig {
@@ -91,11 +103,51 @@ impl Default for NotifyConfig {
             ticketing_endpoint: None,
             routing_endpoint: None,
             applicant_letters: letters::Letters::default(),
+            public_url: String::new(),
+            appeal_link_key: None,
+            appeal_link_days: 365,
+        }
+    }
+}
+
+/// What notify reads of the web's section (`[web]`, `POS_WEB__*`): where the applicants open
+/// their appeal links when `notify.public_url` is empty. Mirrors `pos_web::WebConfig`'s
+/// `public_url`, `addr` and its default and `public_base` (notify does not depend on the web).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+struct WebAddress {
+    public_url: String,
+    addr: std::net::SocketAddr,
+}
+
+impl Default for WebAddress {
+    fn default() -> WebAddress {
+        WebAddress { public_url: String::new(), addr: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl WebAddress {
+    fn public_base(&self) -> String {
+        match self.public_url.trim().trim_end_matches('/') {
+            "" => format!("http://{}", self.addr),
+            url => url.to_owned(),
         }
     }
 }
 
 impl NotifyConfig {
+    /// The `[notify]` section of `file` and the environment, its empty `public_url` filled
+    /// with the web's public address from the same configuration (see the field).
+    pub fn load(file: Option<&std::path::Path>) -> Result<NotifyConfig, pos_platform::config::ConfigError> {
+        let mut config: NotifyConfig = pos_platform::config::section(file, "notify")?;
+        if config.public_url.trim().is_empty() {
+            let web: WebAddress = pos_platform::config::section(file, "web")?;
+            config.public_url = web.public_base();
+            tracing::debug!(public_url = %config.public_url, "appeal links under the web's address (notify.public_url unset)");
+        }
+        Ok(config)
+    }
+
     pub fn sender(&self) -> sender::SenderConfig {
         sender::SenderConfig {
             from: self.from.clone(),
@@ -149,7 +201,7 @@ pub struct Parts {
 }
 
 pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
-    let config: NotifyConfig = pos_platform::config::section(ctx.config_file.as_deref(), "notify")?;
+    let config = NotifyConfig::load(ctx.config_file.as_deref())?;
     let token = ctx.infra.service_token("notify")?;
     let ticketing = peer(&ctx, Service::Ticketing, config.ticketing_endpoint.as_deref(), "notify.ticketing_endpoint")?;
     let routing = peer(&ctx, Service::Routing, config.routing_endpoint.as_deref(), "notify.routing_endpoint")?;
@@ -187,6 +239,7 @@ pub fn build(ctx: ServiceContext, parts: Parts) -> Component {
         wake: wake.clone(),
         dialect: ctx.db.dialect(),
         letters: config.applicant_letters.clone(),
+        appeal_links: plan::AppealLinks::new(&config, &ctx.infra.config.auth),
     };
     let (sender_db, digest_db, sender_wake, digest_wake) = (ctx.db.clone(), ctx.db.clone(), wake.clone(), wake);
     let sender_config = config.sender();

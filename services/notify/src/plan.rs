@@ -192,6 +192,84 @@ pub struct Planner {
     pub dialect: Dialect,
     /// Which letters applicants receive.
     pub letters: Letters,
+    /// The applicant's link to the appeal's page in the registration letter; none without a
+    /// public URL or a key.
+    pub appeal_links: Option<AppealLinks>,
+}
+
+/// Signs the registration letter's link to the appeal's page (see [`pos_platform::appeal_link`]).
+pub struct AppealLinks {
+    public_url: String,
+    key: pos_platform::appeal_link::LinkKey,
+    ttl: chrono::Duration,
+}
+
+impl AppealLinks {
+    pub fn new(config: &crate::NotifyConfig, auth: &pos_platform::config::AuthConfig) -> Option<AppealLinks> {
+        let public_url = config.public_url.trim();
+        if public_url.is_empty() {
+            return None;
+        }
+        let Some(key) = pos_platform::appeal_link::LinkKey::from_config(config.appeal_link_key.as_ref(), auth) else {
+            tracing::warn!(
+                "no appeal links in the registration letters: set notify.appeal_link_key (and the web's \
+                 web.citizen.appeal_link_key) or auth.hs256_secret"
+            );
+            return None;
+        };
+        let days = i64::try_from(config.appeal_link_days.max(1)).unwrap_or(365);
+        Some(AppealLinks { public_url: public_url.to_owned(), key, ttl: chrono::Duration::days(days) })
+    }
+
+    /// The link for the applicant who submitted `event`; none for an appeal without an account
+    /// (an operator's registration on someone's behalf).
+    fn link(&self, event: &ev::AppealReceived) -> Option<String> {
+        let subject = event.applicant.as_ref().map(|a| a.account_id.as_str()).filter(|s| !s.is_empty())?;
+        let link = pos_platform::appeal_link::AppealLink {
+            appeal_id: event.appeal_id.clone(),
+            subject: subject.to_owned(),
+            expires_at: (chrono::Utc::now() + self.ttl).timestamp(),
+        };
+        Some(pos_platform::appeal_link::url(&self.public_url, &self.key.sign(&link)))
+    }
+}
+
+#[cfg(test)]
+mod appeal_link_tests {
+    use pos_platform::config::{AuthConfig, Secret};
+
+    use super::*;
+
+    /// The registration letter carries the applicant's link, which the web accepts for that
+    /// appeal and subject; no account, no link; no public URL, no links at all.
+    #[test]
+    fn registration_letter_links_to_the_appeal_page() {
+        let config = crate::NotifyConfig {
+            public_url: "https://pos.example.ru/".into(),
+            appeal_link_key: Some(Secret::new("k")),
+            ..crate::NotifyConfig::default()
+        };
+        let links = AppealLinks::new(&config, &AuthConfig::default()).expect("configured");
+        let mut event = ev::AppealReceived { appeal_id: "a-1".into(), number: 1001, ..Default::default() };
+        assert_eq!(links.link(&event), None, "an appeal without an account gets no link");
+        event.applicant = Some(pos_proto::v1::Applicant { account_id: "widget-ab".into(), ..Default::default() });
+        let link = links.link(&event).expect("a link");
+        let token = link.strip_prefix("https://pos.example.ru/appeal/").expect("under the public URL");
+        let granted =
+            pos_platform::appeal_link::LinkKey::new(b"k").verify(token, chrono::Utc::now().timestamp()).unwrap();
+        assert_eq!((granted.appeal_id.as_str(), granted.subject.as_str()), ("a-1", "widget-ab"));
+
+        let mut values = crate::template::Values::default();
+        values.set("number", "1001");
+        let (_, without) = crate::texts::letter(Notice::Registered, &values);
+        assert!(!without.contains("/appeal/"), "{without}");
+        values.set("appeal_link", link.clone());
+        let (_, with) = crate::texts::letter(Notice::Registered, &values);
+        assert!(with.contains(&format!("на странице сообщения (ссылка личная, не пересылайте её): {link}")), "{with}");
+
+        let unset = crate::NotifyConfig::default();
+        assert!(AppealLinks::new(&unset, &AuthConfig::default()).is_none());
+    }
 }
 
 impl Planner {
@@ -326,7 +404,10 @@ impl Planner {
                 store::appeals::record_received(&mut **tx, &event, registered, texts::REGISTERED).await?;
                 let appeal = require_appeal(tx, &event.appeal_id, false).await?;
                 if self.letters.allows(letters::REGISTERED) {
-                    let values = appeal.values(Reader::Applicant);
+                    let mut values = appeal.values(Reader::Applicant);
+                    if let Some(link) = self.appeal_links.as_ref().and_then(|links| links.link(&event)) {
+                        values.set("appeal_link", link);
+                    }
                     self.tell(tx, &mut plan, &appeal, Notice::Registered, &values, registered).await?;
                 }
             }
@@ -366,6 +447,7 @@ impl Planner {
             NotifyEvent::Overdue(event) => {
                 self.deadline_alert(tx, Kind::Overdue, event.deadline.unwrap_or_default(), &mut plan).await?;
             }
+            NotifyEvent::IncidentChanged(event) => self.incident_changed(tx, event, &mut plan).await?,
             // Journaled for the stream; nobody is mailed.
             NotifyEvent::RerouteRequested(event) => plan.organization_id = event.from_organization_id,
             NotifyEvent::FastTrack(event) => plan.organization_id = event.deadline.unwrap_or_default().organization_id,
@@ -417,7 +499,13 @@ impl Planner {
         store::appeals::update_status(&mut **tx, &event.appeal_id, &label, at, execution_due).await?;
         appeal.status = label;
         appeal.execution_due = execution_due.or(appeal.execution_due);
-        if let Some(notice) = notice_of(event.action(), event.from_folder(), event.to_folder(), &self.letters) {
+        // An escalation's step: the applicant hears of it from `ticket.incident_changed`.
+        let notice = if event.incident_id.is_empty() {
+            notice_of(event.action(), event.from_folder(), event.to_folder(), &self.letters)
+        } else {
+            None
+        };
+        if let Some(notice) = notice {
             let mut values = appeal.values(Reader::Applicant);
             values.set("comment", escape(&event.comment));
             self.tell(tx, plan, &appeal, notice, &values, at).await?;
@@ -428,6 +516,47 @@ impl Planner {
                 .extend(self.organization(tx, Kind::ApprovalRequested, organization, &appeal, "", Some(stage)).await?);
         }
         Ok(())
+    }
+
+    /// An escalation's step: the applicant hears that it was opened, that its handling line
+    /// needs information from them, and its result with how to confirm or reject it.
+    async fn incident_changed(
+        &self,
+        tx: &mut Tx,
+        event: ev::TicketIncidentChanged,
+        plan: &mut Plan,
+    ) -> Result<(), HandleError> {
+        use ev::IncidentStep as S;
+        plan.organization_id = event.organization_id.clone();
+        let (notice, letter) = match event.step() {
+            S::Opened => (Notice::IncidentOpened, letters::INCIDENT_OPENED),
+            S::InformationRequested => (Notice::IncidentInformationRequested, letters::INCIDENT_INFORMATION_REQUESTED),
+            S::Resolved => (Notice::IncidentResolved, letters::INCIDENT_RESOLVED),
+            // The applicant did these themselves, or they are the line's internal steps.
+            S::Unspecified | S::Escalated | S::InformationReceived | S::ResultConfirmed | S::ResultRejected => {
+                return Ok(());
+            }
+        };
+        if !self.letters.allows(letter) {
+            return Ok(());
+        }
+        let appeal = require_appeal(tx, &event.appeal_id, true).await?;
+        let mut values = appeal.values(Reader::Applicant);
+        values.set("handler", escape(&event.handler_name));
+        // What it is about when opened; the result when resolved; what is asked otherwise.
+        let (word, text) = match notice {
+            Notice::IncidentOpened => ("comment", &event.subject),
+            Notice::IncidentResolved => ("answer", &event.comment),
+            Notice::IncidentInformationRequested
+            | Notice::Registered
+            | Notice::StatusChanged
+            | Notice::InformationRequested
+            | Notice::AnswerReady
+            | Notice::Reopened => ("comment", &event.comment),
+        };
+        values.set(word, escape(text));
+        let at = event_time(event.at.as_ref().and_then(from_proto));
+        self.tell(tx, plan, &appeal, notice, &values, at).await
     }
 
     /// A deadline close or passed: the organization's staff hear of it.

@@ -17,8 +17,9 @@ use crate::template::{Grammar, Values, render_with};
 /// Placeholders only notify's own texts use, what the event itself says: `comment` (what the
 /// organization asks the applicant to clarify), `result` and `answer` (the answer's result and
 /// text), `notice` (a letter's content, inside `letter.txt`), `date` and `count` (the digest's
-/// local date and size).
-pub const WORDS: &[&str] = &["comment", "result", "answer", "notice", "date", "count"];
+/// local date and size), `appeal_link` (the applicant's link to the appeal's page), `handler`
+/// (who handles an escalation: the situation center, a federal body).
+pub const WORDS: &[&str] = &["comment", "result", "answer", "notice", "date", "count", "appeal_link", "handler"];
 
 const GRAMMAR: Grammar<'static> = Grammar { words: WORDS, optional_parts: true };
 
@@ -71,6 +72,12 @@ notices! {
     AnswerReady => "answer_ready.txt",
     /// The applicant rejected the answer: the appeal is reviewed again.
     Reopened => "reopened.txt",
+    /// The organization escalated (`handler`: to whom; `comment`: the subject).
+    IncidentOpened => "incident_opened.txt",
+    /// An escalation's handling line needs more from the applicant (`comment`: what).
+    IncidentInformationRequested => "incident_information_requested.txt",
+    /// An escalation's result (`answer`), to confirm or reject.
+    IncidentResolved => "incident_resolved.txt",
 }
 
 /// The subject and body of `notice` to the applicant, filled with `values`.
@@ -245,6 +252,46 @@ mod tests {
                     "Ваше сообщение №1001 направлено на повторное рассмотрение в организацию «МБОУ СОШ №1». \
                      Мы сообщим, когда будет готов новый ответ."
                 )
+            )
+        );
+    }
+
+    /// The applicant is told of an escalation, asked for information, and shown its result with
+    /// how to confirm or reject it.
+    #[test]
+    fn incident_letters_keep_their_words() {
+        let frame =
+            |greeting: &str, text: &str| format!("{greeting}\n\n{text}\n\nС уважением, Платформа обратной связи\n");
+        let mut values = appeal_values("Иван Петров");
+        values.set("handler", "Рособрнадзор");
+        values.set("comment", "Проверка данных в ФИС ФРДО");
+        assert_eq!(
+            letter(Notice::IncidentOpened, &values),
+            (
+                "По сообщению №1001 направлен запрос: Рособрнадзор".to_owned(),
+                frame(
+                    "Здравствуйте, Иван Петров!",
+                    "Чтобы решить вопрос по вашему сообщению №1001, организация «МБОУ СОШ №1» направила запрос: \
+                     Рособрнадзор. Срок рассмотрения сообщения продолжает идти. Мы сообщим, когда будет получен \
+                     результат.\n\nТема запроса: Проверка данных в ФИС ФРДО"
+                )
+            )
+        );
+        values.set("comment", "Пришлите скриншот профиля");
+        let (subject, body) = letter(Notice::IncidentInformationRequested, &values);
+        assert_eq!(subject, "По сообщению №1001 нужна информация от вас");
+        assert!(body.contains("Что нужно уточнить: Пришлите скриншот профиля\n\nОтветьте в личном кабинете"), "{body}");
+        values.set("answer", "Данные диплома исправлены.");
+        let (subject, body) = letter(Notice::IncidentResolved, &values);
+        assert_eq!(subject, "По сообщению №1001 получен результат: Рособрнадзор");
+        assert_eq!(
+            body,
+            frame(
+                "Здравствуйте, Иван Петров!",
+                "По запросу, направленному для решения вопроса по вашему сообщению №1001, получен результат \
+                 (Рособрнадзор):\n\nДанные диплома исправлены.\n\nЕсли проблема решена, подтвердите результат в \
+                 личном кабинете, в карточке сообщения №1001. Если нет — отклоните его и укажите причину: работа \
+                 по запросу продолжится."
             )
         );
     }

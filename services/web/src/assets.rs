@@ -15,7 +15,7 @@ struct Asset {
     body: &'static [u8],
 }
 
-const ASSETS: [Asset; 3] = [
+const ASSETS: &[Asset] = &[
     Asset {
         name: "htmx.min.js",
         content_type: "text/javascript; charset=utf-8",
@@ -30,6 +30,22 @@ const ASSETS: [Asset; 3] = [
         name: "cabinet.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../assets/cabinet.css"),
+    },
+    // The citizen pages (the widget, the appeal page), with the proof of work's SHA-256.
+    Asset {
+        name: "citizen.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/citizen.css"),
+    },
+    Asset {
+        name: "citizen.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/citizen.js"),
+    },
+    Asset {
+        name: "sha256.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/sha256.min.js"),
     },
 ];
 

@@ -28,6 +28,14 @@ pub struct WebConfig {
     pub secure_cookies: Option<bool>,
     /// How often an open list asks for new messages, in seconds.
     pub live_poll_secs: u64,
+    /// The cabinet's address as the public reaches it (`https://pos.example.ru`), for what it
+    /// hands out to put on other sites: the appeal form's embed snippet. Empty: `http://<addr>`.
+    pub public_url: String,
+    /// The citizen side: the widget's keys and abuse limits, the appeal links' key
+    /// (`[web.citizen]`, `POS_WEB__CITIZEN__*`).
+    pub citizen: crate::citizen::CitizenConfig,
+    /// Open311 and the JSON API: the partner systems' keys (`[web.open311]`).
+    pub open311: crate::open311::Open311Config,
 }
 
 impl Default for WebConfig {
@@ -39,6 +47,9 @@ impl Default for WebConfig {
             session_minutes: 8 * 60,
             secure_cookies: None,
             live_poll_secs: 15,
+            public_url: String::new(),
+            citizen: crate::citizen::CitizenConfig::default(),
+            open311: crate::open311::Open311Config::default(),
             oidc: OidcConfig::default(),
         }
     }
@@ -140,6 +151,14 @@ fn name_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<St
 }
 
 impl WebConfig {
+    /// The public base URL, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match self.public_url.trim().trim_end_matches('/') {
+            "" => format!("http://{}", self.addr),
+            url => url.to_owned(),
+        }
+    }
+
     /// Whether cookies carry `Secure` for a cabinet listening on `addr`.
     pub fn secure_cookies_for(&self, addr: SocketAddr) -> bool {
         self.secure_cookies.unwrap_or(!addr.ip().is_loopback())

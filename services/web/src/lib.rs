@@ -11,11 +11,17 @@
 //! - `cabinet`: sign-in, the folders and the list, the card, the workflow commands.
 //! - `texts`: what people read, in Russian.
 //! - `assets`: htmx and the stylesheets, built in.
+//! - `open311`, `api`: the machine doors, Open311 GeoReport v2 and the JSON API (OpenAPI), for
+//!   partner systems (by API key) and public reads; see `docs/open311.md`.
 
+pub mod admin;
+pub mod api;
 pub mod assets;
 pub mod cabinet;
+pub mod citizen;
 pub mod config;
 pub mod oidc;
+pub mod open311;
 pub mod session;
 pub mod texts;
 
@@ -46,6 +52,7 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct App(Arc<Inner>);
 
+#[derive(Clone)]
 pub struct Inner {
     pub config: WebConfig,
     pub channel: Channel,
@@ -56,6 +63,13 @@ pub struct Inner {
     pub oidc: Option<Arc<oidc::Provider>>,
     pub sessions: Sessions,
     pub cookies: Cookies,
+    /// Mints the applicants' tokens of the citizen side (the widget's anonymous applicant, the
+    /// appeal page's own): the cabinet's minter, or the platform's authenticator when the
+    /// cabinet has no sign-in.
+    pub citizen_minter: Option<Arc<Authenticator>>,
+    /// The key of the applicants' links to their appeals' pages: `web.citizen.appeal_link_key`,
+    /// or, after [`App::with_auth`], derived as notify derives it. None: no link is accepted.
+    pub appeal_links: Option<pos_platform::appeal_link::LinkKey>,
 }
 
 impl std::ops::Deref for App {
@@ -81,6 +95,7 @@ impl App {
         listen_addr: SocketAddr,
     ) -> anyhow::Result<App> {
         let mut config = config;
+        let platform_minter = minter.clone();
         let oidc = if config.oidc.is_configured() {
             if config.dev_sign_in {
                 tracing::info!("development sign-in off: people sign in through the identity provider (web.oidc)");
@@ -116,7 +131,9 @@ impl App {
         }
         let cookies = Cookies { secure: config.secure_cookies_for(listen_addr) };
         let sessions = Sessions::new(cache, Duration::from_secs(config.session_minutes.max(1) * 60));
-        Ok(App(Arc::new(Inner { config, channel, minter, oidc, sessions, cookies })))
+        let citizen_minter = minter.clone().or(platform_minter);
+        let appeal_links = citizen::link_key(&config.citizen, None);
+        Ok(App(Arc::new(Inner { config, channel, minter, oidc, sessions, cookies, citizen_minter, appeal_links })))
     }
 
     /// [`App::try_new`]; a configuration that cannot work leaves the cabinet without sign-in
@@ -128,7 +145,7 @@ impl App {
         minter: Option<Arc<Authenticator>>,
         listen_addr: SocketAddr,
     ) -> App {
-        match App::try_new(config.clone(), channel.clone(), cache.clone(), minter, listen_addr) {
+        match App::try_new(config.clone(), channel.clone(), cache.clone(), minter.clone(), listen_addr) {
             Ok(app) => app,
             Err(error) => {
                 tracing::error!(
@@ -138,9 +155,34 @@ impl App {
                 let config = WebConfig { dev_sign_in: false, oidc: config::OidcConfig::default(), ..config };
                 let cookies = Cookies { secure: config.secure_cookies_for(listen_addr) };
                 let sessions = Sessions::new(cache, Duration::from_secs(config.session_minutes.max(1) * 60));
-                App(Arc::new(Inner { config, channel, minter: None, oidc: None, sessions, cookies }))
+                let citizen_minter = minter;
+                let appeal_links = citizen::link_key(&config.citizen, None);
+                App(Arc::new(Inner {
+                    config,
+                    channel,
+                    minter: None,
+                    oidc: None,
+                    sessions,
+                    cookies,
+                    citizen_minter,
+                    appeal_links,
+                }))
             }
         }
+    }
+}
+
+impl App {
+    /// The platform's auth settings, for the appeal links' key: without
+    /// `web.citizen.appeal_link_key` it is derived from `auth.hs256_secret` exactly as notify
+    /// derives the key it signs the registration letters' links with
+    /// ([`pos_platform::appeal_link::LinkKey::from_config`]), so that `pos up` and a development
+    /// deployment open those links with one secret configured. The processes call it; tests that
+    /// need no links leave it out.
+    pub fn with_auth(self, auth: &pos_platform::config::AuthConfig) -> App {
+        let mut inner = Inner::clone(&self.0);
+        inner.appeal_links = citizen::link_key(&inner.config.citizen, Some(auth));
+        App(Arc::new(inner))
     }
 }
 
@@ -151,6 +193,10 @@ pub fn router(app: App) -> Router {
         .route("/assets/{name}", axum::routing::get(assets::serve))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(cabinet::routes())
+        .merge(citizen::routes(&app))
+        .merge(admin::routes())
+        .merge(open311::routes(&app))
+        .merge(api::routes(&app))
         .layer(axum::middleware::from_fn_with_state(app.clone(), csrf_guard))
         .layer(axum::middleware::from_fn_with_state(app.clone(), security_headers))
         .with_state(app)
@@ -159,36 +205,57 @@ pub fn router(app: App) -> Router {
 /// Serves the cabinet on `listener` until `shutdown`.
 pub async fn serve(app: App, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "web cabinet listening");
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    // The peer's address: the citizen form's rate limits count per client.
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }
 
 /// Refuses every state-changing request whose CSRF token does not match: the session's, or the
-/// sign-in cookie's before there is a session. The token comes in the form (`csrf`) or, for
-/// htmx requests, in the `X-CSRF-Token` header.
+/// sign-in cookie's before there is a session. The token comes in the form (`csrf`; the first
+/// field of a multipart form) or, for htmx requests, in the `X-CSRF-Token` header.
 async fn csrf_guard(State(app): State<App>, request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
+    // The widget's writes carry a signed form token instead (no cookies in a third-party frame).
+    if citizen::exempt_from_cookie_csrf(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    // Machine APIs (Open311, the JSON API) read no cookie: a partner's key or a bearer token
+    // authenticates each request, so a forged cross-site request carries nothing to abuse.
+    if request.uri().path().starts_with("/open311/") || request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response(),
+    // A multipart form (with files) is not read here: its token comes in the header or as its
+    // first field, and the files go on to the handler unbuffered (its route sets the limit).
+    let header_token = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (body, form_token) = if cabinet::attachments::is_multipart(&parts.headers) {
+        match header_token {
+            Some(_) => (body, None),
+            None => {
+                let (token, body) = cabinet::attachments::leading_csrf_field(&parts.headers, body).await;
+                (body, token)
+            }
+        }
+    } else {
+        let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response(),
+        };
+        let token = form_field(&bytes, "csrf");
+        (Body::from(bytes), token)
     };
     let expected = match session::cookie(&parts.headers, app.cookies.session_name()) {
         Some(id) => app.sessions.get(id).await.map(|s| s.csrf),
         None => None,
     }
     .or_else(|| session::cookie(&parts.headers, app.cookies.sign_in_name()).map(str::to_owned));
-    let provided = parts
-        .headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| form_field(&bytes, "csrf"));
+    let provided = header_token.or(form_token);
     match (expected, provided) {
         (Some(expected), Some(provided)) if session::same_secret(&expected, &provided) => {
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, body)).await
         }
         _ => {
             tracing::warn!(target: "security", path = %parts.uri.path(), "form without a valid csrf token refused");
@@ -210,18 +277,23 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 /// Forms lead only to the cabinet, and to the identity provider's end of signing out.
 async fn security_headers(State(app): State<App>, request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().starts_with("/assets/");
+    // The citizen form is made to be framed by organizations' sites; nothing else is.
+    let frameable = citizen::frameable(request.uri().path());
     let mut response = next.run(request).await;
     let provider = app.oidc.as_ref().map(|p| p.form_action_origins()).unwrap_or_default();
+    let ancestors = if frameable { citizen::frame_ancestors(&app) } else { "'none'".to_owned() };
     let policy = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         frame-ancestors 'none'; form-action 'self'{}; base-uri 'none'",
+         frame-ancestors {ancestors}; form-action 'self'{}; base-uri 'none'",
         provider.iter().map(|origin| format!(" {origin}")).collect::<String>()
     );
     let headers = response.headers_mut();
     if let Ok(policy) = HeaderValue::from_str(&policy) {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !frameable {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if !is_asset {

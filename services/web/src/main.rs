@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(web.addr).await.with_context(|| format!("failed to listen on {}", web.addr))?;
     let channel = pos_platform::grpc::channel(&web.grpc_endpoint)?;
     // A configuration that cannot work stops the process here rather than serving no sign-in.
-    let app = App::try_new(web, channel, cache, minter, listener.local_addr()?)?;
+    let app = App::try_new(web, channel, cache, minter, listener.local_addr()?)?.with_auth(&platform.auth);
     let shutdown = pos_platform::shutdown::on_signal();
     // Its process on the dashboards like every other: `target_info` and the gRPC client's view.
     if let Some(addr) = platform.metrics_addr {

@@ -151,7 +151,13 @@ pub fn staff(subject: &str, email: &str, roles: &[&str]) -> Staff {
 }
 
 pub fn planner(db: &Db, wake: Arc<Wake>, directory: StaticDirectory) -> Planner {
-    Planner { directory: Arc::new(directory), wake, dialect: db.dialect(), letters: Letters::default() }
+    Planner {
+        directory: Arc::new(directory),
+        wake,
+        dialect: db.dialect(),
+        letters: Letters::default(),
+        appeal_links: None,
+    }
 }
 
 /// Handles `event` as the consumer would: in a transaction of its own, retried while its

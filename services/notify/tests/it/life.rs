@@ -51,6 +51,7 @@ pub fn status(
         comment: comment.into(),
         rating: 0,
         time_zone: "Asia/Kamchatka".into(),
+        incident_id: String::new(),
     }
 }
 

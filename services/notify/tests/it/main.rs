@@ -4,6 +4,7 @@ mod crash;
 mod delivery;
 mod helpers;
 mod letters;
+mod links;
 mod life;
 mod mailer;
 mod outage;
