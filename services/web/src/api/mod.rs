@@ -92,13 +92,8 @@ struct ApiState {
 
 /// The JSON API's routes and its document; merged into the web service's router.
 pub fn routes(app: &App) -> Router<App> {
-    let links = app
-        .config
-        .citizen
-        .appeal_link_key
-        .as_ref()
-        .filter(|k| !k.expose().is_empty())
-        .map(|k| Arc::new(LinkKey::new(k.expose().as_bytes())));
+    // The same key the appeal page opens links with (configured, or derived as notify does).
+    let links = app.appeal_links.clone().map(Arc::new);
     let state = ApiState { door: DoorState::new(app), links };
     let (router, document) = OpenApiRouter::with_openapi(Document::openapi())
         .routes(routes!(submit_appeal))

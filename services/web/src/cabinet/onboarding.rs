@@ -7,6 +7,9 @@
 //! Every cabinet page asks [`gate`] first (from `signed_in`): a head or coordinator of a
 //! not-connected organization is sent to the confirmation page, anyone else of it sees a
 //! banner saying who answers its messages meanwhile ([`banner`], in the page frame).
+//!
+//! The same answer from routing tells the frame the organization's type: only a federal body's
+//! staff get the «Обращения на проверку» link ([`federal_for`]).
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -39,6 +42,8 @@ struct Known {
     connected: bool,
     /// The short name of whoever answers its messages while it is not connected.
     answered_by: String,
+    /// `pb::OrganizationType`.
+    organization_type: i32,
     at: Instant,
 }
 
@@ -55,7 +60,12 @@ fn remembered(app: &App, organization_id: &str) -> Option<Known> {
 }
 
 fn remember(app: &App, organization: &pb::Organization, answered_by: &str) {
-    let known = Known { connected: organization.connected, answered_by: answered_by.to_owned(), at: Instant::now() };
+    let known = Known {
+        connected: organization.connected,
+        answered_by: answered_by.to_owned(),
+        organization_type: organization.r#type,
+        at: Instant::now(),
+    };
     KNOWN.lock().unwrap_or_else(|e| e.into_inner()).insert(key(app, &organization.id), known);
 }
 
@@ -162,14 +172,26 @@ pub fn banner(app_known: Option<(bool, String)>, session: &Session) -> Option<Ma
 /// the frame is drawn synchronously, and knows no `App`: the freshest word on the organization
 /// is the one this request's gate just had).
 pub fn banner_for(session: &Session) -> Option<Markup> {
-    let known = KNOWN
+    banner(latest(session).map(|known| (known.connected, known.answered_by)), session)
+}
+
+/// Whether the session's organization is a federal body, whose staff work the escalations
+/// addressed to it («Обращения на проверку»), as routing last told any cabinet of this process
+/// ([`gate`] asks before every page). Unknown (routing not heard yet): no.
+pub fn federal_for(session: &Session) -> bool {
+    latest(session).is_some_and(|known| known.organization_type == pb::OrganizationType::FederalAgency as i32)
+}
+
+/// The latest of what the cabinets of this process heard of the session's organization: the
+/// page frame has no `App` to key by.
+fn latest(session: &Session) -> Option<Known> {
+    KNOWN
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .filter(|((_, organization_id), _)| *organization_id == session.organization_id)
         .max_by_key(|(_, known)| known.at)
-        .map(|(_, known)| (known.connected, known.answered_by.clone()));
-    banner(known, session)
+        .map(|(_, known)| known.clone())
 }
 
 /// «name» (as it is, when it has its own quotes: МБОУ «Средняя школа № 45»).
@@ -335,5 +357,32 @@ mod tests {
         assert!(super::banner(known(true), &session(&["executor"])).is_none(), "connected");
         assert!(super::banner(known(false), &session(&["head"])).is_none(), "the head confirms instead");
         assert!(super::banner(None, &session(&["executor"])).is_none(), "nothing known");
+    }
+
+    /// What `remember` keeps, for an organization of a cabinet at a made-up address.
+    fn heard(organization_id: &str, organization_type: pb::OrganizationType) {
+        let known = Known {
+            connected: true,
+            answered_by: String::new(),
+            organization_type: organization_type as i32,
+            at: Instant::now(),
+        };
+        KNOWN.lock().unwrap().insert((usize::MAX, organization_id.to_owned()), known);
+    }
+
+    #[test]
+    fn only_a_federal_bodys_staff_see_the_escalations_link() {
+        let frame = |organization_id: &str| {
+            let mut session = session(&["coordinator"]);
+            session.organization_id = organization_id.to_owned();
+            pages::layout("ПОС", Some(&session), None, html! {}).into_string()
+        };
+        let link = r#"href="/cabinet/escalations""#;
+        heard("41-nav-rosobrnadzor", pb::OrganizationType::FederalAgency);
+        heard("41-nav-school", pb::OrganizationType::School);
+        assert!(frame("41-nav-rosobrnadzor").contains(link), "a federal body");
+        assert!(!frame("41-nav-school").contains(link), "a school");
+        assert!(!frame("41-nav-unheard").contains(link), "routing not heard yet");
+        assert!(frame("41-nav-school").contains(r#"href="/cabinet""#), "the other sections stay");
     }
 }

@@ -46,9 +46,11 @@ pub fn layout(page_title: &str, session: Option<&Session>, folders: Option<Marku
                     @if let Some(session) = session {
                         nav.sections aria-label="Разделы" {
                             a href="/cabinet" { "Сообщения" }
-                            // Escalations addressed to the organization as a federal supervisor; empty
-                            // for the others (the session does not know the organization's type).
-                            a href="/cabinet/escalations" data-section="escalations" { "Обращения на проверку" }
+                            // Escalations addressed to the organization as a federal supervisor: its
+                            // type comes from routing, with the onboarding state.
+                            @if super::onboarding::federal_for(session) {
+                                a href="/cabinet/escalations" data-section="escalations" { "Обращения на проверку" }
+                            }
                             @if super::report::allowed(session) {
                                 a href="/cabinet/reports" data-section="reports" { "Отчёты" }
                             }

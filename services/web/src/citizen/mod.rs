@@ -161,3 +161,26 @@ pub fn frame_ancestors(app: &App) -> String {
         sources.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pos_platform::appeal_link::AppealLink;
+    use pos_platform::config::{AuthConfig, Secret};
+
+    use super::*;
+
+    /// Without its own key the web opens the links notify signs with the key derived from the
+    /// development secret (what `pos up` has), and with its own key only the links of that key.
+    #[test]
+    fn citizen_appeal_links_open_with_the_key_notify_derives() {
+        let auth = AuthConfig { hs256_secret: Some(Secret::new("development secret")), ..AuthConfig::default() };
+        let link = AppealLink { appeal_id: "a-1".into(), subject: "widget-ab".into(), expires_at: i64::MAX };
+        let signed = LinkKey::from_config(None, &auth).expect("notify's key").sign(&link);
+        let web = link_key(&CitizenConfig::default(), Some(&auth)).expect("derived");
+        assert_eq!(web.verify(&signed, 0), Ok(link.clone()));
+        assert!(link_key(&CitizenConfig::default(), None).is_none(), "no key without auth or a setting");
+        let own = CitizenConfig { appeal_link_key: Some(Secret::new("own")), ..CitizenConfig::default() };
+        let own = link_key(&own, Some(&auth)).expect("configured");
+        assert!(own.verify(&signed, 0).is_err(), "a configured key is not replaced by the derived one");
+    }
+}
