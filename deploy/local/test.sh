@@ -11,8 +11,12 @@ deploy/local/tools.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo deny --locked check licenses bans sources
 if command -v cargo-nextest >/dev/null; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# Every fuzz target (fuzz/) for a bounded time from its kept corpus.
+POS_FUZZ_SECS="${POS_FUZZ_SECS:-30}" deploy/local/fuzz.sh

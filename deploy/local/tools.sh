@@ -36,3 +36,29 @@ if [ ! -f "$browser_dir/node_modules/.package-lock.json" ] ||
   (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   cp "$browser_dir/package-lock.json" "$browser_dir/node_modules/.package-lock.json.source"
 fi
+
+# The JSON API's contract tests: PyPI's openapi-spec-validator checks the OpenAPI document and
+# schemathesis fuzzes the live server (services/web/tests/it/openapi.rs), from a virtualenv
+# under target/ so that nothing is installed system-wide.
+venv="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target/openapi-venv"
+schemathesis_version="4.32.5"
+if [ ! -x "$venv/bin/openapi-spec-validator" ] ||
+  ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version"; then
+  log "pip install openapi-spec-validator schemathesis into target/openapi-venv"
+  python3 -m venv "$venv" 2>/dev/null || {
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$venv"
+  }
+  "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==0.7.2" "schemathesis==$schemathesis_version"
+fi
+log "schemathesis: $("$venv/bin/schemathesis" --version 2>&1 | head -n 1)"
+
+# cargo deny (licences, bans, sources: deny.toml) and cargo fuzz (fuzz/, deploy/local/fuzz.sh),
+# built from crates.io when missing.
+for tool in cargo-deny cargo-fuzz; do
+  if ! command -v "$tool" >/dev/null; then
+    log "cargo install $tool"
+    cargo install --locked --quiet "$tool"
+  fi
+done
+log "$(cargo deny --version 2>&1 | head -n 1), $(cargo fuzz --version 2>&1 | head -n 1)"
