@@ -1,6 +1,8 @@
 //! The platform as an external system sees it: started in-process (all five services on one
 //! gRPC listener, with real servers or embedded adapters) and driven over gRPC.
 
+pub mod mail;
+
 use std::time::{Duration, Instant};
 
 use pos_platform::auth::Role;

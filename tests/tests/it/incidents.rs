@@ -7,14 +7,13 @@
 //! - seed 001: a college escalates to Рособрнадзор, whose staff see it in their own cabinet, ask
 //!   for information and answer; the college reads the answer and answers the applicant.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pos_e2e::{KAMCHATKA_CENTER, Mode, Options, Platform, e_diary_appeal, free_port};
+use pos_e2e::mail::SmtpSink;
+use pos_e2e::{KAMCHATKA_CENTER, Platform, e_diary_appeal};
 use pos_platform::auth::Role;
 use pos_platform::grpc::outgoing;
-use pos_platform::testing::{self, TempDir};
+use pos_platform::testing;
 use pos_proto::v1 as pb;
 use pos_proto::v1::attachment_chunk::Part as ChunkPart;
 use pos_proto::v1::upload_attachment_request::Part;
@@ -25,97 +24,6 @@ const PDF: &[u8] = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pa
 
 const COLLEGE: &str = "41-college-polytech";
 const ROSOBRNADZOR: &str = "rosobrnadzor";
-
-/// `deploy/local/smtp_sink.py` on a port of its own, stopped when dropped.
-struct SmtpSink {
-    port: u16,
-    dir: TempDir,
-    child: Child,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/smtp_sink.py");
-        let (port, dir) = (free_port().expect("a free port"), TempDir::new());
-        let child = Command::new("python3")
-            .arg(script)
-            .args(["--port", &port.to_string(), "--dir", &dir.0.display().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs (deploy/local/smtp.sh installs aiosmtpd)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "smtp sink did not start: is aiosmtpd installed (deploy/local/smtp.sh)?"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        SmtpSink { port, dir, child }
-    }
-
-    /// The decoded subject and body of every message that arrived for `recipient`.
-    fn messages(&self, recipient: &str) -> Vec<(String, String)> {
-        let folder = self.dir.0.join(recipient.to_lowercase());
-        std::fs::read_dir(folder)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|entry| entry.path().extension().is_some_and(|e| e == "eml"))
-            .map(|entry| decoded(&std::fs::read(entry.path()).unwrap()))
-            .collect()
-    }
-
-    /// Waits for a letter to `recipient` whose subject is `subject`; returns its body.
-    async fn letter(&self, recipient: &str, subject: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some((_, body)) = self.messages(recipient).into_iter().find(|(s, _)| s == subject) {
-                return body;
-            }
-            let subjects: Vec<String> = self.messages(recipient).into_iter().map(|(s, _)| s).collect();
-            assert!(Instant::now() < deadline, "no letter {subject:?} to {recipient}; got {subjects:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The decoded subject and body of a message (Python's email package, there anyway for the sink).
-fn decoded(message: &[u8]) -> (String, String) {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,email,email.policy;m=email.message_from_bytes(sys.stdin.buffer.read(),policy=email.policy.default);\
-             sys.stdout.write(str(m['subject'])+'\\n\\x00'+m.get_content())",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let text = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    let (subject, body) = text.split_once("\n\u{0}").unwrap_or((&text, ""));
-    (subject.to_owned(), body.to_owned())
-}
-
-/// The platform, embedded, mailing through `sink`.
-async fn platform(sink: &SmtpSink) -> Platform {
-    let mut options = Options::new(Mode::Embedded);
-    let config_file = options.data.0.join("pos.toml");
-    std::fs::write(&config_file, format!("[notify]\nsmtp_url = \"smtp://127.0.0.1:{}\"\npoll_ms = 50\n", sink.port))
-        .unwrap();
-    options.config_file = Some(config_file);
-    Platform::start_with(options).await.expect("platform starts")
-}
 
 async fn upload(platform: &Platform, token: &str, name: &str, bytes: &[u8]) -> String {
     let parts = vec![
@@ -159,7 +67,7 @@ fn card(appeal_id: &str) -> pb::GetTicketRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_000_a_situation_center_incident_with_the_applicant_in_the_loop() {
     let sink = SmtpSink::start();
-    let platform = platform(&sink).await;
+    let platform = sink.embedded_platform().await;
     let email = format!("{}@example.test", testing::unique("inc").replace('_', "-"));
     let applicant_account = testing::unique("esia");
     let applicant = testing::token(&applicant_account, "", "41", &[Role::Applicant]);
@@ -306,7 +214,7 @@ async fn seed_000_a_situation_center_incident_with_the_applicant_in_the_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_001_the_college_escalates_to_rosobrnadzor_which_answers_in_its_own_cabinet() {
     let sink = SmtpSink::start();
-    let platform = platform(&sink).await;
+    let platform = sink.embedded_platform().await;
     let email = format!("{}@example.test", testing::unique("frdo").replace('_', "-"));
     let applicant = testing::token(&testing::unique("esia"), "", "41", &[Role::Applicant]);
     let college = |subject: &str, role: Role| testing::token(subject, COLLEGE, "41", &[role]);

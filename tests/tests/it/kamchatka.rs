@@ -4,84 +4,15 @@
 //! statuses happened, and only those an applicant wants; staff subjects that tell the messages
 //! apart.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pos_e2e::{KAMCHATKA_CENTER, Mode, Options, Platform, e_diary_appeal, free_port};
+use pos_e2e::mail::SmtpSink;
+use pos_e2e::{KAMCHATKA_CENTER, e_diary_appeal};
 use pos_platform::auth::Role;
 use pos_platform::grpc::outgoing;
-use pos_platform::testing::{self, TempDir};
+use pos_platform::testing;
 use pos_proto::v1 as pb;
 use pos_proto::v1::notify_service_client::NotifyServiceClient;
-
-/// `deploy/local/smtp_sink.py` on a port of its own, stopped when dropped.
-struct SmtpSink {
-    port: u16,
-    dir: TempDir,
-    child: Child,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/smtp_sink.py");
-        let (port, dir) = (free_port().expect("a free port"), TempDir::new());
-        let child = Command::new("python3")
-            .arg(script)
-            .args(["--port", &port.to_string(), "--dir", &dir.0.display().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs (deploy/local/smtp.sh installs aiosmtpd)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "smtp sink did not start: is aiosmtpd installed (deploy/local/smtp.sh)?"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        SmtpSink { port, dir, child }
-    }
-
-    /// The subject and body of every message that arrived for `recipient`.
-    fn messages(&self, recipient: &str) -> Vec<(String, String)> {
-        let folder = self.dir.0.join(recipient.to_lowercase());
-        std::fs::read_dir(folder)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|entry| entry.path().extension().is_some_and(|e| e == "eml"))
-            .map(|entry| decoded(&std::fs::read(entry.path()).unwrap()))
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The decoded subject and body of a message (Python's email package, there anyway for the sink).
-fn decoded(message: &[u8]) -> (String, String) {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,email,email.policy;m=email.message_from_bytes(sys.stdin.buffer.read(),policy=email.policy.default);\
-             sys.stdout.write(str(m['subject'])+'\\n\\x00'+m.get_content())",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let text = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    let (subject, body) = text.split_once("\n\u{0}").unwrap_or((&text, ""));
-    (subject.to_owned(), body.to_owned())
-}
 
 /// A protobuf timestamp as a clock in Kamchatka (UTC+12 all year) shows it.
 macro_rules! kamchatka_time {
@@ -104,12 +35,7 @@ async fn wait_until(what: &str, timeout: Duration, mut ready: impl AsyncFnMut() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kamchatka_an_appeals_life_in_e_mails() {
     let sink = SmtpSink::start();
-    let mut options = Options::new(Mode::Embedded);
-    let config_file = options.data.0.join("pos.toml");
-    std::fs::write(&config_file, format!("[notify]\nsmtp_url = \"smtp://127.0.0.1:{}\"\npoll_ms = 50\n", sink.port))
-        .unwrap();
-    options.config_file = Some(config_file);
-    let platform = Platform::start_with(options).await.expect("platform starts");
+    let platform = sink.embedded_platform().await;
     let domain = format!("{}.test", testing::unique("kam").replace('_', "-"));
     let (applicant, head) = (format!("maria@{domain}"), format!("head@{domain}"));
     let token = |subject: &str, role: Role| testing::token(subject, KAMCHATKA_CENTER, "41", &[role]);

@@ -19,12 +19,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use pos_e2e::mail::SmtpSink;
 use pos_e2e::{
     Host, KAMCHATKA_CENTER, Mode, Options, Platform, ServiceProcess, all_tickets, assert_one_ticket_per_appeal, config,
     e_diary_appeal, free_port, peers_env, wait_for_deadlines, wait_for_tickets,
@@ -201,62 +202,13 @@ fn server_address(url: &str, default_port: u16) -> SocketAddr {
     addresses.iter().find(|a| a.is_ipv4()).or(addresses.first()).copied().unwrap_or_else(|| panic!("{authority}"))
 }
 
-/// `deploy/local/smtp_sink.py` on a port of its own: each message it accepts becomes a file of
-/// its own, so a message sent twice arrives twice. Stopped when dropped.
-struct SmtpSink {
-    port: u16,
-    dir: TempDir,
-    child: std::process::Child,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/smtp_sink.py");
-        let (port, dir) = (free_port().expect("a free port"), TempDir::new());
-        let child = std::process::Command::new("python3")
-            .arg(script)
-            .args(["--port", &port.to_string(), "--dir", &dir.0.display().to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs (deploy/local/smtp.sh installs aiosmtpd)");
-        let sink = SmtpSink { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "smtp sink did not start: is aiosmtpd installed (deploy/local/smtp.sh)?"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        sink
+/// How many times each Message-ID arrived at `sink`.
+fn arrivals(sink: &SmtpSink) -> HashMap<String, usize> {
+    let mut arrivals = HashMap::new();
+    for id in sink.files().iter().filter_map(|file| message_id(file)) {
+        *arrivals.entry(id).or_insert(0) += 1;
     }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// How many times each Message-ID arrived.
-    fn arrivals(&self) -> HashMap<String, usize> {
-        let mut arrivals = HashMap::new();
-        for folder in std::fs::read_dir(&self.dir.0).into_iter().flatten().flatten() {
-            for file in std::fs::read_dir(folder.path()).into_iter().flatten().flatten() {
-                if file.path().extension().is_some_and(|ext| ext == "eml")
-                    && let Some(id) = message_id(&file.path())
-                {
-                    *arrivals.entry(id).or_insert(0) += 1;
-                }
-            }
-        }
-        arrivals
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    arrivals
 }
 
 /// The ledger row id a message carries in its Message-ID (`<id@pos.notify>`).
@@ -634,7 +586,7 @@ async fn redirect_and_answer(front: &str, appeal_id: &str, sink: &SmtpSink) -> (
         assert!(answers.len() <= 1, "more than one answer e-mail planned: {answers:?}");
         if let Some(delivery) = answers.first()
             && delivery.status == "sent"
-            && let Some(&arrived) = sink.arrivals().get(&delivery.id)
+            && let Some(&arrived) = arrivals(sink).get(&delivery.id)
         {
             assert_eq!(arrived, 1, "the answer e-mail arrived {arrived} times");
             assert_eq!(delivery.recipient, "maria@example.org");
@@ -842,7 +794,7 @@ async fn fault_two_replicas_of_each_service_killed_and_stopped_while_a_broker_no
     db.close().await;
     let deadline = Instant::now() + Duration::from_secs(NOTIFY_LEASE_SECS + 60);
     let (arrivals, missing) = loop {
-        let arrivals = sink.arrivals();
+        let arrivals = arrivals(&sink);
         let missing: Vec<&str> = registrations
             .iter()
             .filter(|(id, _)| !arrivals.contains_key(id))

@@ -4,67 +4,24 @@
 //! token are refused. Afterwards the services are asked what the pages saved. Screenshots go to
 //! `target/screenshots/admin-*.png`.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use pos_e2e::{KAMCHATKA_CENTER, Mode, Platform};
 use pos_platform::auth::Role;
-use pos_platform::cache::MemoryCache;
 use pos_platform::grpc::outgoing;
 use pos_platform::testing;
 use pos_proto::v1 as pb;
 use pos_proto::v1::notify_service_client::NotifyServiceClient;
-use pos_web::{App, WebConfig};
-use tokio_util::sync::CancellationToken;
 
-use crate::browser::{browser_dir, ensure_node_modules, screenshots_dir};
+use crate::browser::{run_story, serve_cabinet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_pages_in_chromium() {
-    let chromium = std::env::var("POS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(Path::new(&chromium).exists(), "no Chromium at {chromium}: deploy/local/tools.sh installs Debian's");
-    ensure_node_modules();
-
     let platform = Platform::start(Mode::Embedded).await.expect("platform starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config =
-        WebConfig { addr, grpc_endpoint: platform.endpoint.clone(), dev_sign_in: true, ..WebConfig::default() };
-    let app = App::new(config, platform.channel(), Arc::new(MemoryCache::new()), Some(testing::authenticator()), addr);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(pos_web::serve(app, listener, shutdown.clone()));
-
-    let screenshots = screenshots_dir();
+    let (addr, shutdown, server) = serve_cabinet(&platform, |_| {}).await;
     let shots =
         ["admin-staff.png", "admin-rules.png", "admin-notifications.png", "admin-widget.png", "admin-templates.png"];
-    for shot in shots {
-        let _ = std::fs::remove_file(screenshots.join(shot));
-    }
-    let node = tokio::process::Command::new("node")
-        .arg("admin.mjs")
-        .current_dir(browser_dir())
-        .env("BASE_URL", format!("http://{addr}"))
-        .env("SCREENSHOTS", &screenshots)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), node)
-        .await
-        .expect("the browser finishes in time")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        println!("browser: {line}");
-    }
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the admin pages' story failed: {}", output.status);
-    assert_eq!(stdout.lines().last(), Some("DONE"));
-    for shot in shots {
-        assert!(screenshots.join(shot).metadata().map(|m| m.len() > 10_000).unwrap_or(false), "{shot} saved");
-    }
+    run_story("admin.mjs", addr, &[], &shots, Duration::from_secs(240)).await;
 
     // What the pages saved is what the services hold.
     let admin = testing::token("ops", KAMCHATKA_CENTER, "41", &[Role::OrgAdmin]);

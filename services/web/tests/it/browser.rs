@@ -4,6 +4,7 @@
 //! forms without the CSRF token refused; and the report (`browser/report.mjs`). Screenshots of
 //! the sign-in, the list, the card and the report are saved to `target/screenshots/`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -36,6 +37,71 @@ pub fn ensure_node_modules() {
         .status()
         .expect("npm runs (Node.js is installed by deploy/local/tools.sh)");
     assert!(status.success(), "npm ci failed in {}", dir.display());
+}
+
+/// Debian's Chromium (or `POS_CHROMIUM`), with the browser tests' node modules in place.
+pub fn chromium() -> String {
+    let chromium = std::env::var("POS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(Path::new(&chromium).exists(), "no Chromium at {chromium}: deploy/local/tools.sh installs Debian's");
+    ensure_node_modules();
+    chromium
+}
+
+/// The web service of `platform` on a free loopback port, with the development sign-in and
+/// `change` made to its settings: its address, and what stops it.
+pub async fn serve_cabinet(
+    platform: &Platform,
+    change: impl FnOnce(&mut WebConfig),
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config =
+        WebConfig { addr, grpc_endpoint: platform.endpoint.clone(), dev_sign_in: true, ..WebConfig::default() };
+    change(&mut config);
+    let app = App::new(config, platform.channel(), Arc::new(MemoryCache::new()), Some(testing::authenticator()), addr);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(pos_web::serve(app, listener, shutdown.clone()));
+    (addr, shutdown, server)
+}
+
+/// Runs `browser/<script>` in Chromium against the cabinet at `addr` with `env`, within
+/// `limit`: its output printed, its success and its last line `DONE` required, and each of
+/// `shots` (removed before) saved in the screenshots folder. Returns what it printed.
+pub async fn run_story(
+    script: &str,
+    addr: SocketAddr,
+    env: &[(&str, &str)],
+    shots: &[&str],
+    limit: Duration,
+) -> String {
+    let chromium = chromium();
+    let screenshots = screenshots_dir();
+    for shot in shots {
+        let _ = std::fs::remove_file(screenshots.join(shot));
+    }
+    let node = tokio::process::Command::new("node")
+        .arg(script)
+        .current_dir(browser_dir())
+        .env("BASE_URL", format!("http://{addr}"))
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output =
+        tokio::time::timeout(limit, node).await.expect("the browser story finishes in time").expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    for line in stdout.lines() {
+        println!("browser: {line}");
+    }
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{script} failed: {}", output.status);
+    assert_eq!(stdout.lines().last(), Some("DONE"));
+    for shot in shots {
+        assert!(screenshots.join(shot).metadata().map(|m| m.len() > 10_000).unwrap_or(false), "{shot} saved");
+    }
+    stdout
 }
 
 pub fn screenshots_dir() -> PathBuf {
@@ -161,10 +227,6 @@ async fn the_cabinet_story_in_chromium() {
 /// an executor is refused. The screenshot is saved to `target/screenshots/report.png`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_in_chromium() {
-    let chromium = std::env::var("POS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(Path::new(&chromium).exists(), "no Chromium at {chromium}: deploy/local/tools.sh installs Debian's");
-    ensure_node_modules();
-
     let platform = Platform::start(Mode::Embedded).await.expect("platform starts");
     let center = KAMCHATKA_CENTER;
     let token = |subject: &str, role: Role| testing::token(subject, center, "41", &[role]);
@@ -259,39 +321,10 @@ async fn the_report_in_chromium() {
         ],
     });
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config =
-        WebConfig { addr, grpc_endpoint: platform.endpoint.clone(), dev_sign_in: true, ..WebConfig::default() };
-    let app = App::new(config, platform.channel(), Arc::new(MemoryCache::new()), Some(testing::authenticator()), addr);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(pos_web::serve(app, listener, shutdown.clone()));
-    let screenshots = screenshots_dir();
-    let _ = std::fs::remove_file(screenshots.join("report.png"));
-    let node = tokio::process::Command::new("node")
-        .arg("report.mjs")
-        .current_dir(browser_dir())
-        .env("BASE_URL", format!("http://{addr}"))
-        .env("SCREENSHOTS", &screenshots)
-        .env("CHROMIUM", &chromium)
-        .env("ZONE", "Asia/Kamchatka")
-        .env("EXPECTED", expected.to_string())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), node)
-        .await
-        .expect("the browser report finishes in time")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        println!("browser: {line}");
-    }
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser report failed: {}", output.status);
-    assert_eq!(stdout.lines().last(), Some("DONE"));
-    let shot = screenshots.join("report.png");
-    assert!(shot.metadata().map(|m| m.len() > 10_000).unwrap_or(false), "report.png saved");
+    let (addr, shutdown, server) = serve_cabinet(&platform, |_| {}).await;
+    let expected = expected.to_string();
+    let env = [("ZONE", "Asia/Kamchatka"), ("EXPECTED", expected.as_str())];
+    run_story("report.mjs", addr, &env, &["report.png"], Duration::from_secs(180)).await;
 
     shutdown.cancel();
     server.await.unwrap().unwrap();

@@ -79,35 +79,6 @@ async fn school_site(widget_base: &str) -> (String, CancellationToken) {
     (url, stop)
 }
 
-/// Every message in the embedded platform's mailbox, decoded: (subject, body).
-fn mailbox(data_dir: &Path) -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir(data_dir.join("mailbox")) else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.path().extension().is_some_and(|e| e == "eml"))
-        .map(|entry| decoded(&std::fs::read(entry.path()).unwrap()))
-        .collect()
-}
-
-/// The decoded subject and body of a message (Python's email package).
-fn decoded(message: &[u8]) -> (String, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys,email,email.policy;m=email.message_from_bytes(sys.stdin.buffer.read(),policy=email.policy.default);\
-             sys.stdout.write(str(m['subject'])+'\\n\\x00'+m.get_content())",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let text = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    let (subject, body) = text.split_once("\n\u{0}").unwrap_or((&text, ""));
-    (subject.to_owned(), body.to_owned())
-}
-
 fn config_file(dir: &Path, web_base: &str) -> PathBuf {
     let file = dir.join("citizen.toml");
     std::fs::write(
@@ -203,11 +174,13 @@ async fn the_citizen_story_in_chromium() {
                 // The registration e-mail carries the link to the appeal's page.
                 let mut link = None;
                 for _ in 0..150 {
-                    link = mailbox(&platform.infra.config.data_dir).into_iter().find_map(|(_, body)| {
-                        (body.contains(&number.to_string()))
-                            .then(|| body.split_whitespace().find(|w| w.contains("/appeal/v1.")).map(str::to_owned))
-                            .flatten()
-                    });
+                    link = pos_e2e::mail::messages_in(&platform.infra.config.data_dir.join("mailbox"))
+                        .into_iter()
+                        .find_map(|(_, body)| {
+                            (body.contains(&number.to_string()))
+                                .then(|| body.split_whitespace().find(|w| w.contains("/appeal/v1.")).map(str::to_owned))
+                                .flatten()
+                        });
                     if link.is_some() {
                         break;
                     }

@@ -8,21 +8,16 @@
 //! the answer in its card. Screenshots: `target/screenshots/card-incidents.png`,
 //! `escalations.png`.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use pos_e2e::{KAMCHATKA_CENTER, Mode, Platform, e_diary_appeal};
 use pos_platform::auth::Role;
-use pos_platform::cache::MemoryCache;
 use pos_platform::grpc::outgoing;
 use pos_platform::testing;
 use pos_proto::v1 as pb;
-use pos_web::{App, WebConfig};
 use sha2::{Digest, Sha256};
 
-use super::browser::{browser_dir, ensure_node_modules, screenshots_dir};
+use super::browser::{run_story, serve_cabinet};
 
 const COLLEGE: &str = "41-college-polytech";
 const PDF: &[u8] = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
@@ -58,10 +53,6 @@ async fn download(platform: &Platform, id: &str) -> (String, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_files_and_escalations_in_chromium() {
-    let chromium = std::env::var("POS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(Path::new(&chromium).exists(), "no Chromium at {chromium}: deploy/local/tools.sh installs Debian's");
-    ensure_node_modules();
-
     let platform = Platform::start(Mode::Embedded).await.expect("platform starts");
     let run = testing::unique("incidents");
     // The e-diary appeal, with the applicant's PDF, goes to the Kamchatka center.
@@ -86,54 +77,22 @@ async fn incidents_files_and_escalations_in_chromium() {
     let college_ticket =
         platform.wait_for_ticket(&second.appeal_id, COLLEGE, Duration::from_secs(30)).await.expect("college ticket");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = WebConfig {
-        addr,
-        grpc_endpoint: platform.endpoint.clone(),
-        dev_sign_in: true,
-        live_poll_secs: 1,
-        ..WebConfig::default()
-    };
-    let app = App::new(config, platform.channel(), Arc::new(MemoryCache::new()), Some(testing::authenticator()), addr);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(pos_web::serve(app, listener, shutdown.clone()));
-    let screenshots = screenshots_dir();
-    for shot in ["card-incidents.png", "escalations.png"] {
-        let _ = std::fs::remove_file(screenshots.join(shot));
-    }
-    let node = tokio::process::Command::new("node")
-        .arg("incidents.mjs")
-        .current_dir(browser_dir())
-        .env("BASE_URL", format!("http://{addr}"))
-        .env("SCREENSHOTS", &screenshots)
-        .env("CHROMIUM", &chromium)
+    let (addr, shutdown, server) = serve_cabinet(&platform, |config| config.live_poll_secs = 1).await;
+    let (number, college_number, sha256) =
+        (first.number.to_string(), second.number.to_string(), hex::encode(Sha256::digest(PDF)));
+    let env = [
         // Chromium names saved files in the locale's encoding: without a UTF-8 locale (ru_RU is
         // often not generated) a Cyrillic name becomes "download".
-        .env("LC_ALL", "C.UTF-8")
-        .env("NUMBER", first.number.to_string())
-        .env("COLLEGE_NUMBER", second.number.to_string())
-        .env("COLLEGE", COLLEGE)
-        .env("FILE_NAME", PDF_NAME)
-        .env("DIPLOMA_NAME", DIPLOMA_NAME)
-        .env("FILE_SHA256", hex::encode(Sha256::digest(PDF)))
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), node)
-        .await
-        .expect("the browser story finishes in time")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        println!("browser: {line}");
-    }
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser story failed: {}", output.status);
-    assert_eq!(stdout.lines().last(), Some("DONE"));
-    for shot in ["card-incidents.png", "escalations.png"] {
-        assert!(screenshots.join(shot).metadata().map(|m| m.len() > 10_000).unwrap_or(false), "{shot} saved");
-    }
+        ("LC_ALL", "C.UTF-8"),
+        ("NUMBER", number.as_str()),
+        ("COLLEGE_NUMBER", college_number.as_str()),
+        ("COLLEGE", COLLEGE),
+        ("FILE_NAME", PDF_NAME),
+        ("DIPLOMA_NAME", DIPLOMA_NAME),
+        ("FILE_SHA256", sha256.as_str()),
+    ];
+    let shots = ["card-incidents.png", "escalations.png"];
+    run_story("incidents.mjs", addr, &env, &shots, Duration::from_secs(240)).await;
 
     // What the browser did is what the services hold: the incident with the PNG the browser
     // uploaded, on the second line; the escalation answered by Рособрнадзор's own coordinator.
