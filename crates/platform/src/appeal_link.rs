@@ -123,6 +123,20 @@ pub fn url(public_url: &str, token: &str) -> String {
     format!("{}/appeal/{token}", public_url.trim_end_matches('/'))
 }
 
+/// Where the web service listens when `[web] addr` is not set.
+pub const DEFAULT_WEB_ADDR: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// The web service's address as people and other sites reach it, without a trailing slash:
+/// `[web] public_url`, else `http://<web.addr>`. The web names its snippets by it and notify its
+/// links, so the two always agree.
+pub fn public_base(public_url: &str, addr: std::net::SocketAddr) -> String {
+    match public_url.trim().trim_end_matches('/') {
+        "" => format!("http://{addr}"),
+        url => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,8 +111,7 @@ impl Default for NotifyConfig {
 }
 
 /// What notify reads of the web's section (`[web]`, `POS_WEB__*`): where the applicants open
-/// their appeal links when `notify.public_url` is empty. Mirrors `pos_web::WebConfig`'s
-/// `public_url`, `addr` and its default and `public_base` (notify does not depend on the web).
+/// their appeal links when `notify.public_url` is empty (notify does not depend on the web).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 struct WebAddress {
@@ -122,16 +121,7 @@ struct WebAddress {
 
 impl Default for WebAddress {
     fn default() -> WebAddress {
-        WebAddress { public_url: String::new(), addr: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)) }
-    }
-}
-
-impl WebAddress {
-    fn public_base(&self) -> String {
-        match self.public_url.trim().trim_end_matches('/') {
-            "" => format!("http://{}", self.addr),
-            url => url.to_owned(),
-        }
+        WebAddress { public_url: String::new(), addr: pos_platform::appeal_link::DEFAULT_WEB_ADDR }
     }
 }
 
@@ -142,7 +132,7 @@ impl NotifyConfig {
         let mut config: NotifyConfig = pos_platform::config::section(file, "notify")?;
         if config.public_url.trim().is_empty() {
             let web: WebAddress = pos_platform::config::section(file, "web")?;
-            config.public_url = web.public_base();
+            config.public_url = pos_platform::appeal_link::public_base(&web.public_url, web.addr);
             tracing::debug!(public_url = %config.public_url, "appeal links under the web's address (notify.public_url unset)");
         }
         Ok(config)

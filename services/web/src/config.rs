@@ -41,7 +41,7 @@ pub struct WebConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            addr: pos_platform::appeal_link::DEFAULT_WEB_ADDR,
             grpc_endpoint: "http://127.0.0.1:50051".into(),
             dev_sign_in: false,
             session_minutes: 8 * 60,
@@ -153,10 +153,7 @@ fn name_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<St
 impl WebConfig {
     /// The public base URL, without a trailing slash.
     pub fn public_base(&self) -> String {
-        match self.public_url.trim().trim_end_matches('/') {
-            "" => format!("http://{}", self.addr),
-            url => url.to_owned(),
-        }
+        pos_platform::appeal_link::public_base(&self.public_url, self.addr)
     }
 
     /// Whether cookies carry `Secure` for a cabinet listening on `addr`.
