@@ -134,14 +134,11 @@ async fn writer(app: &App, headers: &HeaderMap, section: Section) -> Result<Sess
 }
 
 /// `/cabinet/admin`: the first section the person may see.
-async fn index(axum::extract::State(app): axum::extract::State<App>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&app, &headers).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+async fn index(axum::extract::State(app): axum::extract::State<App>, headers: HeaderMap) -> Result<Response, WebError> {
+    let session = signed_in(&app, &headers).await?;
     match Section::ALL.iter().find(|s| s.visible(&session)) {
-        Some(section) => Redirect::to(section.url()).into_response(),
-        None => WebError::Forbidden("Настройки организации вам недоступны.").into_response(),
+        Some(section) => Ok(Redirect::to(section.url()).into_response()),
+        None => Err(WebError::Forbidden("Настройки организации вам недоступны.")),
     }
 }
 
@@ -259,7 +256,13 @@ impl Refused {
 
 /// The settings page around `main`: the folders, the sections the person sees, and a word
 /// about what was just saved.
-async fn page(app: &App, session: &Session, current: Section, done: Option<&str>, main: Markup) -> Response {
+async fn page(
+    app: &App,
+    session: &Session,
+    current: Section,
+    done: Option<&str>,
+    main: Markup,
+) -> Result<Response, WebError> {
     let counts = folder_counts(&Api::new(app, session), session).await;
     let title = pages::title(current.title(), &counts);
     let body = html! {
@@ -275,7 +278,7 @@ async fn page(app: &App, session: &Session, current: Section, done: Option<&str>
         h2 { (current.title()) }
         (main)
     };
-    pages::layout(&title, Some(session), Some(pages::folders(&counts, None, false)), body).into_response()
+    Ok(pages::layout(&title, Some(session), Some(pages::folders(&counts, None, false)), body).into_response())
 }
 
 /// The hidden CSRF field of every form.

@@ -60,15 +60,9 @@ pub async fn page(
     State(app): State<App>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let session = match reader(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
-    let loaded = match load(&app, &session).await {
-        Ok(loaded) => loaded,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = reader(&app, &headers, SECTION).await?;
+    let loaded = load(&app, &session).await?;
     let editing = query.get("edit").and_then(|id| loaded.notifications.iter().find(|n| &n.id == id)).cloned();
     let forms = Forms { settings: None, notification: editing.map(|n| (n, FieldErrors::default())) };
     let main = render(&session, &loaded, forms);
@@ -79,11 +73,8 @@ pub async fn save_settings(
     State(app): State<App>,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = writer(&app, &headers, SECTION).await?;
     let fields = Fields::new(fields);
     let settings = pb::OrganizationSettings {
         organization_id: session.organization_id.clone(),
@@ -95,10 +86,10 @@ pub async fn save_settings(
     };
     let api = Api::new(&app, &session);
     let errors = match notify(&app).update_settings(api.request(settings.clone())).await {
-        Ok(_) => return Redirect::to("/cabinet/admin/notifications?done=saved").into_response(),
+        Ok(_) => return Ok(Redirect::to("/cabinet/admin/notifications?done=saved").into_response()),
         Err(status) => match Refused::from_status(&status, word) {
             Refused::Fields(errors) => errors,
-            Refused::Page(error) => return error.into_response(),
+            Refused::Page(error) => return Err(error),
         },
     };
     again(&app, &session, Forms { settings: Some((settings, errors)), notification: None }).await
@@ -108,11 +99,8 @@ pub async fn save_rule(
     State(app): State<App>,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = writer(&app, &headers, SECTION).await?;
     let fields = Fields::new(fields);
     let kind = fields.get("type").parse::<i32>().unwrap_or(pb::NotificationType::Unspecified as i32);
     let notification = pb::Notification {
@@ -128,34 +116,33 @@ pub async fn save_rule(
     };
     let api = Api::new(&app, &session);
     let errors = match notify(&app).upsert_notification(api.request(notification.clone())).await {
-        Ok(_) => return Redirect::to("/cabinet/admin/notifications?done=saved").into_response(),
+        Ok(_) => return Ok(Redirect::to("/cabinet/admin/notifications?done=saved").into_response()),
         Err(status) => match Refused::from_status(&status, word) {
             Refused::Fields(errors) => errors,
-            Refused::Page(error) => return error.into_response(),
+            Refused::Page(error) => return Err(error),
         },
     };
     again(&app, &session, Forms { settings: None, notification: Some((notification, errors)) }).await
 }
 
-pub async fn delete_rule(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+pub async fn delete_rule(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let session = writer(&app, &headers, SECTION).await?;
     let api = Api::new(&app, &session);
     let request = pb::DeleteNotificationRequest { id, organization_id: session.organization_id.clone() };
     match notify(&app).delete_notification(api.request(request)).await {
-        Ok(_) => Redirect::to("/cabinet/admin/notifications?done=deleted").into_response(),
-        Err(status) => WebError::from_status(&status, false).into_response(),
+        Ok(_) => Ok(Redirect::to("/cabinet/admin/notifications?done=deleted").into_response()),
+        Err(status) => Err(WebError::from_status(&status, false)),
     }
 }
 
 /// The page again, with the posted form and its errors.
-async fn again(app: &App, session: &Session, forms: Forms) -> Response {
-    match load(app, session).await {
-        Ok(loaded) => super::page(app, session, SECTION, None, render(session, &loaded, forms)).await,
-        Err(error) => error.into_response(),
-    }
+async fn again(app: &App, session: &Session, forms: Forms) -> Result<Response, WebError> {
+    let loaded = load(app, session).await?;
+    super::page(app, session, SECTION, None, render(session, &loaded, forms)).await
 }
 
 /// Mailing addresses typed one a line, or separated by commas or semicolons.

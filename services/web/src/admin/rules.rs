@@ -80,26 +80,21 @@ pub async fn page(
     State(app): State<App>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let session = match reader(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
-    let loaded = match load(&app, &session).await {
-        Ok(loaded) => loaded,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = reader(&app, &headers, SECTION).await?;
+    let loaded = load(&app, &session).await?;
     let editing = query.get("edit").and_then(|id| loaded.rules.iter().find(|r| &r.id == id)).cloned();
     let form = editing.unwrap_or_else(|| pb::AutoRule { active: true, ..Default::default() });
     let main = render(&session, &loaded, &form, &FieldErrors::default());
     super::page(&app, &session, SECTION, done_text(query.get("done")), main).await
 }
 
-pub async fn save(State(app): State<App>, headers: HeaderMap, Form(fields): Form<Vec<(String, String)>>) -> Response {
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+pub async fn save(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let session = writer(&app, &headers, SECTION).await?;
     let fields = Fields::new(fields);
     let rule = pb::AutoRule {
         id: fields.get("id"),
@@ -119,30 +114,23 @@ pub async fn save(State(app): State<App>, headers: HeaderMap, Form(fields): Form
     };
     let api = Api::new(&app, &session);
     let errors = match api.routing().upsert_auto_rule(api.request(rule.clone())).await {
-        Ok(_) => return Redirect::to("/cabinet/admin/rules?done=saved").into_response(),
+        Ok(_) => return Ok(Redirect::to("/cabinet/admin/rules?done=saved").into_response()),
         Err(status) => match Refused::from_status(&status, word) {
             Refused::Fields(errors) => errors,
-            Refused::Page(error) => return error.into_response(),
+            Refused::Page(error) => return Err(error),
         },
     };
-    match load(&app, &session).await {
-        Ok(loaded) => {
-            let main = render(&session, &loaded, &rule, &errors);
-            super::page(&app, &session, SECTION, None, main).await
-        }
-        Err(error) => error.into_response(),
-    }
+    let loaded = load(&app, &session).await?;
+    let main = render(&session, &loaded, &rule, &errors);
+    super::page(&app, &session, SECTION, None, main).await
 }
 
-pub async fn delete(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+pub async fn delete(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, WebError> {
+    let session = writer(&app, &headers, SECTION).await?;
     let api = Api::new(&app, &session);
     match api.routing().delete_auto_rule(api.request(pb::DeleteAutoRuleRequest { id })).await {
-        Ok(_) => Redirect::to("/cabinet/admin/rules?done=deleted").into_response(),
-        Err(status) => WebError::from_status(&status, false).into_response(),
+        Ok(_) => Ok(Redirect::to("/cabinet/admin/rules?done=deleted").into_response()),
+        Err(status) => Err(WebError::from_status(&status, false)),
     }
 }
 

@@ -39,27 +39,22 @@ pub async fn page(
     State(app): State<App>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let session = match reader(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
-    let staff = match list(&app, &session).await {
-        Ok(staff) => staff,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = reader(&app, &headers, SECTION).await?;
+    let staff = list(&app, &session).await?;
     let editing = query.get("edit").and_then(|subject| staff.iter().find(|m| &m.subject == subject)).cloned();
     let form = editing.unwrap_or_else(|| pb::StaffMember { active: true, ..Default::default() });
     let main = render(&session, &staff, &form, query.contains_key("edit"), &FieldErrors::default());
     super::page(&app, &session, SECTION, done_text(query.get("done")), main).await
 }
 
-pub async fn save(State(app): State<App>, headers: HeaderMap, Form(fields): Form<Vec<(String, String)>>) -> Response {
+pub async fn save(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
     // The role first: a person who may not change the directory learns nothing from the form.
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+    let session = writer(&app, &headers, SECTION).await?;
     let fields = Fields::new(fields);
     let member = pb::StaffMember {
         subject: fields.get("subject"),
@@ -71,16 +66,13 @@ pub async fn save(State(app): State<App>, headers: HeaderMap, Form(fields): Form
     };
     let api = Api::new(&app, &session);
     let errors = match api.ticketing().upsert_staff(api.request(member.clone())).await {
-        Ok(_) => return Redirect::to("/cabinet/admin/staff?done=saved").into_response(),
+        Ok(_) => return Ok(Redirect::to("/cabinet/admin/staff?done=saved").into_response()),
         Err(status) => match Refused::from_status(&status, word) {
             Refused::Fields(errors) => errors,
-            Refused::Page(error) => return error.into_response(),
+            Refused::Page(error) => return Err(error),
         },
     };
-    let staff = match list(&app, &session).await {
-        Ok(staff) => staff,
-        Err(error) => return error.into_response(),
-    };
+    let staff = list(&app, &session).await?;
     let editing = fields.checked("editing");
     let main = render(&session, &staff, &member, editing, &errors);
     super::page(&app, &session, SECTION, None, main).await

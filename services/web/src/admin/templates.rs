@@ -46,15 +46,9 @@ pub async fn page(
     State(app): State<App>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let session = match reader(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
-    let templates = match list(&app, &session).await {
-        Ok(templates) => templates,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = reader(&app, &headers, SECTION).await?;
+    let templates = list(&app, &session).await?;
     let draft = query
         .get("edit")
         .and_then(|id| templates.iter().find(|t| &t.id == id))
@@ -69,11 +63,12 @@ pub async fn page(
     super::page(&app, &session, SECTION, done_text(query.get("done")), main).await
 }
 
-pub async fn save(State(app): State<App>, headers: HeaderMap, Form(fields): Form<Vec<(String, String)>>) -> Response {
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+pub async fn save(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let session = writer(&app, &headers, SECTION).await?;
     let fields = Fields::new(fields);
     let draft = Draft { name: fields.get("name"), body: fields.raw("body"), number: fields.get("number") };
     let template = pb::AnswerTemplate {
@@ -84,16 +79,13 @@ pub async fn save(State(app): State<App>, headers: HeaderMap, Form(fields): Form
     };
     let api = Api::new(&app, &session);
     let errors = match api.ticketing().save_answer_template(api.request(template)).await {
-        Ok(_) => return Redirect::to("/cabinet/admin/templates?done=saved").into_response(),
+        Ok(_) => return Ok(Redirect::to("/cabinet/admin/templates?done=saved").into_response()),
         Err(status) => match Refused::from_status(&status, word) {
             Refused::Fields(errors) => errors,
-            Refused::Page(error) => return error.into_response(),
+            Refused::Page(error) => return Err(error),
         },
     };
-    let templates = match list(&app, &session).await {
-        Ok(templates) => templates,
-        Err(error) => return error.into_response(),
-    };
+    let templates = list(&app, &session).await?;
     let main = render(&session, &templates, &draft, &errors, html! {});
     super::page(&app, &session, SECTION, None, main).await
 }
@@ -104,21 +96,15 @@ pub async fn preview(
     State(app): State<App>,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let session = match writer(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = writer(&app, &headers, SECTION).await?;
     let fields = Fields::new(fields);
     let draft = Draft { name: fields.get("name"), body: fields.raw("body"), number: fields.get("number") };
     let preview = preview_of(&app, &session, &draft).await;
     if is_htmx(&headers) {
-        return preview.into_response();
+        return Ok(preview.into_response());
     }
-    let templates = match list(&app, &session).await {
-        Ok(templates) => templates,
-        Err(error) => return error.into_response(),
-    };
+    let templates = list(&app, &session).await?;
     let main = render(&session, &templates, &draft, &FieldErrors::default(), preview);
     super::page(&app, &session, SECTION, None, main).await
 }

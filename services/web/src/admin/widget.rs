@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::HeaderMap;
 use maud::{Markup, html};
 use pos_proto::v1 as pb;
 
 use super::{Section, reader};
 use crate::App;
-use crate::cabinet::Api;
+use crate::cabinet::{Api, WebError};
 
 const SECTION: Section = Section::Widget;
 
@@ -39,11 +39,8 @@ pub async fn page(
     State(app): State<App>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let session = match reader(&app, &headers, SECTION).await {
-        Ok(session) => session,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, WebError> {
+    let session = reader(&app, &headers, SECTION).await?;
     let api = Api::new(&app, &session);
     let classifier = api
         .classifier()
