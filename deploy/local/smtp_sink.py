@@ -5,9 +5,13 @@ Each accepted message is written once per envelope recipient as
 `<dir>/<recipient, lowercased>/<uuid>.eml`, so concurrent tests that use unique addresses
 count only their own mail. The file is written to a temporary name and renamed, so a reader
 never sees half a message.
+
+With `--tls-cert` and `--tls-key` (PEM files) it offers STARTTLS and refuses mail until the
+client has started TLS, as a relay that requires it does.
 """
 import argparse
 import os
+import ssl
 import time
 import uuid
 
@@ -37,11 +41,23 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=2525)
     parser.add_argument("--dir", default="/tmp/pos-smtp")
+    parser.add_argument("--tls-cert", help="PEM certificate: offer STARTTLS and require it")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     os.makedirs(args.dir, exist_ok=True)
-    controller = Controller(Sink(args.dir), hostname="127.0.0.1", port=args.port, data_size_limit=10 * 1024 * 1024)
+    tls = {}
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        tls = {"tls_context": context, "require_starttls": True}
+    controller = Controller(
+        Sink(args.dir), hostname="127.0.0.1", port=args.port, data_size_limit=10 * 1024 * 1024, **tls
+    )
     controller.start()
-    print(f"smtp sink on 127.0.0.1:{args.port} writing to {args.dir}", flush=True)
+    mode = " (STARTTLS required)" if tls else ""
+    print(f"smtp sink on 127.0.0.1:{args.port}{mode} writing to {args.dir}", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -95,6 +95,8 @@ pub fn config_env(config: &PlatformConfig) -> Vec<(String, String)> {
         ("POS_REGIONS".to_owned(), config.regions.join(",")),
         ("POS_CACHE_PREFIX".to_owned(), config.cache_prefix.clone()),
         ("POS_AUTH__HS256_SECRET".to_owned(), testing::TEST_SECRET.to_owned()),
+        // The test key is a development secret, on a stack with servers.
+        ("POS_AUTH__ALLOW_DEVELOPMENT_SECRET".to_owned(), "true".to_owned()),
         ("POS_SHUTDOWN_GRACE_SECS".to_owned(), config.shutdown_grace_secs.to_string()),
     ];
     if let Some(endpoint) = &config.otlp_endpoint {
@@ -418,7 +420,8 @@ impl Platform {
         appeal: impl Fn(usize) -> pb::SubmitAppealRequest,
     ) -> anyhow::Result<Vec<String>> {
         use futures::StreamExt;
-        let token = testing::token("operator-load", "", "", &[Role::Operator]);
+        // A channel integration submitting in bulk: a system caller, with its own rate allowance.
+        let token = testing::token("channel-load", "", "", &[Role::System]);
         let requests: Vec<pb::SubmitAppealRequest> = (0..count).map(appeal).collect();
         let results: Vec<anyhow::Result<String>> = futures::stream::iter(requests)
             .map(|request| {

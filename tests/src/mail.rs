@@ -15,15 +15,30 @@ pub struct SmtpSink {
     pub port: u16,
     dir: TempDir,
     child: Child,
+    /// Whether it requires STARTTLS.
+    tls: bool,
 }
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
+        SmtpSink::launch(None)
+    }
+
+    /// A relay that offers STARTTLS with `cert` and `key` (PEM files) and takes no mail before
+    /// the client has started TLS.
+    pub fn start_tls(cert: &Path, key: &Path) -> SmtpSink {
+        SmtpSink::launch(Some((cert, key)))
+    }
+
+    fn launch(tls: Option<(&Path, &Path)>) -> SmtpSink {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/smtp_sink.py");
         let (port, dir) = (free_port().expect("a free port"), TempDir::new());
-        let child = Command::new("python3")
-            .arg(script)
-            .args(["--port", &port.to_string(), "--dir", &dir.0.display().to_string()])
+        let mut command = Command::new("python3");
+        command.arg(script).args(["--port", &port.to_string(), "--dir", &dir.0.display().to_string()]);
+        if let Some((cert, key)) = tls {
+            command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -36,12 +51,16 @@ impl SmtpSink {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        SmtpSink { port, dir, child }
+        SmtpSink { port, dir, child, tls: tls.is_some() }
     }
 
-    /// The relay's address as notify's `smtp_url`.
+    /// The relay's address as notify's `smtp_url`, asking for STARTTLS when it requires it.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("smtp://127.0.0.1:{}?tls=required", self.port)
+        } else {
+            format!("smtp://127.0.0.1:{}", self.port)
+        }
     }
 
     /// Every message file it holds, whoever it was for (a message sent twice is two files).

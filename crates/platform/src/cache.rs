@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
+use crate::servers_ca::ServersCa;
+
 #[derive(Debug, thiserror::Error)]
 #[error("cache unavailable: {0}")]
 pub struct CacheError(String);
@@ -29,8 +31,25 @@ pub struct RedisCache {
 
 impl RedisCache {
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisCache, CacheError> {
-        let client = redis::Client::open(url).map_err(|e| CacheError(e.to_string()))?;
-        let connection = redis::aio::ConnectionManager::new(client).await.map_err(|e| CacheError(e.to_string()))?;
+        RedisCache::connect_with_ca(url, prefix, None).await
+    }
+
+    /// [`RedisCache::connect`]; a `rediss://` server's certificate is verified against `ca`
+    /// (`servers_ca_file`) when given, else against the public web PKI roots.
+    pub async fn connect_with_ca(url: &str, prefix: &str, ca: Option<&ServersCa>) -> Result<RedisCache, CacheError> {
+        let client = match ca {
+            Some(ca) if url.starts_with("rediss://") => {
+                let certificates =
+                    redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem().as_bytes().to_vec()) };
+                redis::Client::build_with_tls(url, certificates)
+            }
+            _ => redis::Client::open(url),
+        };
+        let client = client.map_err(|e| CacheError(e.to_string()))?;
+        let connection = redis::aio::ConnectionManager::new(client).await.map_err(|e| match ca {
+            Some(ca) if url.starts_with("rediss://") => CacheError(format!("{e} ({})", ca.describe())),
+            _ => CacheError(e.to_string()),
+        })?;
         Ok(RedisCache { connection, prefix: prefix.to_owned() })
     }
 

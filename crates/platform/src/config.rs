@@ -49,6 +49,11 @@ pub struct PlatformConfig {
     pub amqp_url: Option<Secret>,
     /// Redis; unset: an in-process cache.
     pub redis_url: Option<Secret>,
+    /// A PEM bundle of the CAs that sign the servers' certificates (`POS_SERVERS_CA_FILE`),
+    /// trusted by TLS connections to PostgreSQL (`sslmode=verify-full`, unless the URL names its
+    /// own `sslrootcert`), RabbitMQ (`amqps://`), Redis (`rediss://`) and notify's SMTP relay
+    /// (unless `notify.smtp_ca_file` is set). Unset: the public web PKI roots only.
+    pub servers_ca_file: Option<PathBuf>,
     pub grpc_addr: SocketAddr,
     /// Prometheus `/metrics`; unset: not served.
     pub metrics_addr: Option<SocketAddr>,
@@ -77,6 +82,10 @@ pub struct PlatformConfig {
     /// `POS_PEERS__ROUTING=http://a:50051,http://b:50051`): its own calls to them are balanced
     /// over those endpoints, and calls it receives for them are forwarded there.
     pub peers: crate::peers::PeersConfig,
+    /// TLS of the gRPC server and of calls to peers (`[tls]`, `POS_TLS__CERT_FILE`, …).
+    pub tls: crate::tls::TlsConfig,
+    /// The gRPC server's rate limits, deadlines and message sizes (`[limits]`).
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Default for PlatformConfig {
@@ -87,6 +96,7 @@ impl Default for PlatformConfig {
             schema_prefix: String::new(),
             amqp_url: None,
             redis_url: None,
+            servers_ca_file: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_addr: None,
             otlp_endpoint: None,
@@ -100,6 +110,8 @@ impl Default for PlatformConfig {
             shutdown_grace_secs: 20,
             auth: AuthConfig::default(),
             peers: crate::peers::PeersConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -149,17 +161,42 @@ fn url_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct AuthConfig {
-    /// Shared secret for HS256 tokens (development).
+    /// Shared secret for HS256 tokens (development). Refused by a process with servers
+    /// configured unless `allow_development_secret` says it is a development stack.
     pub hs256_secret: Option<Secret>,
+    /// Accept `hs256_secret` in a process with PostgreSQL, RabbitMQ or Redis configured
+    /// (compose, tests): anyone who learns the one shared secret can mint any role.
+    pub allow_development_secret: bool,
     /// PEM public keys (RS256/ES256) accepted in production, one file each.
     pub public_key_files: Vec<PathBuf>,
+    /// The identity provider's JSON Web Key Set (`POS_AUTH__JWKS_URL`): tokens it signs are
+    /// verified with the keys it publishes there, fetched again as it rotates them.
+    pub jwks_url: Option<String>,
+    /// The key set is fetched again at the latest this long after the last fetch (sooner when
+    /// the provider's `Cache-Control: max-age` says so), so that a withdrawn key stops working.
+    pub jwks_refresh_secs: u64,
+    /// At most one fetch in this many seconds: a token with an unknown key id asks for one, and
+    /// a flood of forged key ids must not become a flood of requests to the provider.
+    pub jwks_min_refresh_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
     pub issuer: String,
     pub audience: String,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { hs256_secret: None, public_key_files: Vec::new(), issuer: "pos".into(), audience: "pos".into() }
+        AuthConfig {
+            hs256_secret: None,
+            allow_development_secret: false,
+            public_key_files: Vec::new(),
+            jwks_url: None,
+            jwks_refresh_secs: 600,
+            jwks_min_refresh_secs: 30,
+            leeway_secs: 30,
+            issuer: "pos".into(),
+            audience: "pos".into(),
+        }
     }
 }
 
@@ -191,6 +228,12 @@ pub fn figment(file: Option<&Path>) -> Figment {
 const MAX_DEPLOYMENT_NAME: usize = 48;
 
 impl PlatformConfig {
+    /// Whether nothing external is configured: the embedded mode, where the development secret
+    /// may mint tokens.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none() && self.amqp_url.is_none() && self.redis_url.is_none()
+    }
+
     /// The deployment's name on the broker: `deployment` when set, else the schema prefix without
     /// its trailing separators (`kamchatka_` → `kamchatka`). The schema prefix is already what
     /// keeps two deployments' data apart, and it does not change when the regions do: so a queue
@@ -263,13 +306,15 @@ impl PlatformConfig {
             return Err(ConfigError::invalid("regions", "list `*` or at least one region code"));
         }
         self.peers.validate()?;
+        self.tls.validate()?;
+        self.limits.validate()?;
         if self.db_max_connections == 0 {
             return Err(ConfigError::invalid("db_max_connections", "must be at least 1"));
         }
-        if self.auth.hs256_secret.is_none() && self.auth.public_key_files.is_empty() {
+        if self.auth.hs256_secret.is_none() && self.auth.public_key_files.is_empty() && self.auth.jwks_url.is_none() {
             return Err(ConfigError::invalid(
                 "auth",
-                "set auth.hs256_secret (development) or auth.public_key_files (production)",
+                "set auth.jwks_url or auth.public_key_files (production), or auth.hs256_secret (development)",
             ));
         }
         Ok(())

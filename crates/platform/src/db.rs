@@ -16,6 +16,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Row};
 use tokio::sync::Notify;
 
+use crate::servers_ca::ServersCa;
+
 pub type Tx = sqlx::Transaction<'static, Any>;
 
 /// Which SQL dialect a pool speaks.
@@ -41,6 +43,9 @@ pub enum DbError {
     InvalidUrl(String),
     #[error("invalid schema name {0:?}: use lowercase letters, digits and underscores")]
     InvalidSchema(String),
+    /// The server's certificate was refused, with the CA bundle it was checked against.
+    #[error("tls: {0}")]
+    Tls(String),
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
@@ -77,6 +82,18 @@ impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite://…`). For PostgreSQL every connection works
     /// in `schema`, which is created when missing; a SQLite file is created when missing.
     pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<Db, DbError> {
+        Db::connect_with_ca(url, schema, max_connections, None).await
+    }
+
+    /// [`Db::connect`], with PostgreSQL's certificate verified against `ca` (`servers_ca_file`)
+    /// when the URL asks for verification (`sslmode=verify-ca` or `verify-full`) and names no
+    /// `sslrootcert` of its own.
+    pub async fn connect_with_ca(
+        url: &str,
+        schema: &str,
+        max_connections: u32,
+        ca: Option<&ServersCa>,
+    ) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Err(DbError::InvalidSchema(schema.to_owned()));
@@ -90,8 +107,13 @@ impl Db {
         };
         let pool = match dialect {
             Dialect::Postgres => {
+                let url = &with_root_cert(url, ca);
+                let refused = |error: sqlx::Error| match ca {
+                    Some(ca) if is_tls_error(&error) => DbError::Tls(format!("{error} ({})", ca.describe())),
+                    _ => DbError::Sqlx(error),
+                };
                 // Create the schema once, outside the pool, so every pooled connection can use it.
-                let bootstrap = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+                let bootstrap = AnyPoolOptions::new().max_connections(1).connect(url).await.map_err(refused)?;
                 bootstrap.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
                 bootstrap.close().await;
                 // The schema name was checked above to be lowercase letters, digits and underscores.
@@ -194,6 +216,45 @@ impl Db {
     }
 }
 
+/// `url` with `sslrootcert` set to the bundle, unless it names one already; only PostgreSQL's
+/// verifying modes read it, so it is harmless elsewhere.
+fn with_root_cert(url: &str, ca: Option<&ServersCa>) -> String {
+    let Some(ca) = ca else { return url.to_owned() };
+    let query = url.split_once('?').map(|(_, query)| query).unwrap_or_default();
+    let named = query.split('&').any(|pair| {
+        let key = pair.split('=').next().unwrap_or_default();
+        matches!(key, "sslrootcert" | "ssl-root-cert" | "ssl-ca")
+    });
+    if named {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslrootcert={}", percent_encode(&ca.path().to_string_lossy()))
+}
+
+/// A file path as a URL query value: what is not unreserved or `/` is percent-encoded.
+fn percent_encode(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Whether a connection failed in the TLS handshake (a certificate refused, most often): sqlx
+/// reports a failed handshake as the I/O error rustls returns, `InvalidData`.
+fn is_tls_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
+}
+
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
@@ -278,6 +339,28 @@ mod tests {
         assert_eq!(redact_url("postgres://pos:secret@db:5432/pos"), "postgres://pos:***@db:5432/pos");
         assert_eq!(redact_url("amqp://guest@localhost"), "amqp://guest@localhost");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn the_ca_bundle_goes_into_the_url_unless_it_names_its_own() {
+        let dir = crate::testing::TempDir::new();
+        let path = dir.0.join("my ca.pem");
+        // A self-signed certificate is not needed to test the URL: any PEM certificate block.
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n").unwrap();
+        let ca = ServersCa::load("servers_ca_file", &path).unwrap();
+        let encoded = percent_encode(&path.to_string_lossy());
+        assert!(encoded.ends_with("/my%20ca.pem"), "{encoded}");
+        assert_eq!(
+            with_root_cert("postgres://u@db/pos?sslmode=verify-full", Some(&ca)),
+            format!("postgres://u@db/pos?sslmode=verify-full&sslrootcert={encoded}")
+        );
+        assert_eq!(
+            with_root_cert("postgres://u@db/pos", Some(&ca)),
+            format!("postgres://u@db/pos?sslrootcert={encoded}")
+        );
+        let own = "postgres://u@db/pos?sslmode=verify-full&sslrootcert=/etc/own.pem";
+        assert_eq!(with_root_cert(own, Some(&ca)), own);
+        assert_eq!(with_root_cert("postgres://u@db/pos", None), "postgres://u@db/pos");
     }
 
     #[test]

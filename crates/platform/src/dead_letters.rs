@@ -7,7 +7,7 @@
 //! own APIs; the queue's name says which service consumes it. Listing every queue asks each
 //! peer for its own and merges the answers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -22,7 +22,8 @@ use crate::auth::{Caller, Role, authorize};
 use crate::bus::{Bus, DeadLetter, DeadLetterAction, DeadLetterSelection, Envelope, QueueSpec};
 use crate::config::PlatformConfig;
 use crate::error::{ApiError, FieldViolations};
-use crate::peers::{FORWARDED_HEADER, Service};
+use crate::operations::{PeerServices, forwarded_request, is_forwarded};
+use crate::peers::Service;
 
 /// Who may look at and act on dead letters: they carry citizens' events.
 const ALLOWED: &[Role] = &[Role::Operator, Role::System];
@@ -53,7 +54,7 @@ pub struct DeadLetterApi {
     queue_prefix: String,
     hosted: Vec<String>,
     /// Channels to the services this process does not run and has peers for.
-    peers: HashMap<&'static str, Channel>,
+    peers: PeerServices,
 }
 
 impl DeadLetterApi {
@@ -64,13 +65,7 @@ impl DeadLetterApi {
         hosted: &[&str],
         config: &PlatformConfig,
     ) -> anyhow::Result<DeadLetterApi> {
-        let mut peers = HashMap::new();
-        for service in Service::ALL.iter().copied().filter(|service| !hosted.contains(&service.name())) {
-            let endpoints = config.peers.endpoints(service);
-            if !endpoints.is_empty() {
-                peers.insert(service.name(), crate::peers::balanced(endpoints, config.peers.dns_refresh(), None)?);
-            }
-        }
+        let peers = PeerServices::new(hosted, config)?;
         Ok(DeadLetterApi {
             bus,
             local: specs.into_iter().map(|spec| (spec.name.clone(), spec)).collect(),
@@ -94,7 +89,7 @@ impl DeadLetterApi {
             return Err(ApiError::not_found(format!("{service} has no consumer queue {full}")));
         }
         match self.peers.get(service) {
-            Some(channel) => Ok(Place::Peer(channel.clone())),
+            Some(channel) => Ok(Place::Peer(channel)),
             None if Service::ALL.iter().any(|known| known.name() == service) => Err(ApiError::not_found(format!(
                 "{full} belongs to {service}, which this process does not run and has no peers for"
             ))),
@@ -138,46 +133,24 @@ impl DeadLetterApi {
         Ok(found)
     }
 
-    /// Asks each peer service for its own queues; one answer per service is enough, as every
-    /// replica of a service runs the same consumers on the same queues.
-    async fn list_peers(&self, token: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) -> PeerLists {
-        let mut lists = PeerLists::default();
-        let mut services: Vec<_> = self.peers.iter().collect();
-        services.sort_by_key(|(service, _)| **service);
-        for (service, channel) in services {
-            let mut request = Request::new(pb::ListDeadLettersRequest { local_only: true, ..Default::default() });
-            forwarded(&mut request, token);
-            match DeadLetterServiceClient::new(channel.clone()).list_dead_letters(request).await {
-                Ok(answer) => lists.queues.extend(answer.into_inner().queues),
-                Err(status) => {
-                    tracing::warn!(service, code = ?status.code(), message = status.message(), "peer did not list its dead letters");
-                    lists.unreachable.push((*service).to_owned());
-                }
-            }
-        }
-        lists
+    /// Asks each peer service for its own queues; every replica of a service runs the same
+    /// consumers on the same queues.
+    async fn list_peers<T>(&self, incoming: &Request<T>) -> (Vec<pb::DeadLetterQueue>, Vec<String>) {
+        let (answers, unreachable) = self
+            .peers
+            .ask_each("ListDeadLetters", |channel| {
+                let request =
+                    forwarded_request(incoming, pb::ListDeadLettersRequest { local_only: true, ..Default::default() });
+                async move { DeadLetterServiceClient::new(channel).list_dead_letters(request).await }
+            })
+            .await;
+        (answers.into_iter().flat_map(|answer| answer.into_inner().queues).collect(), unreachable)
     }
-}
-
-#[derive(Default)]
-struct PeerLists {
-    queues: Vec<pb::DeadLetterQueue>,
-    unreachable: Vec<String>,
 }
 
 enum Place<'a> {
     Here(&'a QueueSpec),
     Peer(Channel),
-}
-
-/// Marks a call made to a peer on the caller's behalf: the caller's token, and the front door's
-/// loop guard.
-fn forwarded<T>(request: &mut Request<T>, token: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) {
-    if let Some(token) = token {
-        request.metadata_mut().insert("authorization", token.clone());
-    }
-    request.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-    crate::telemetry::inject_into_metadata(request.metadata_mut());
 }
 
 /// Sends `message` to the peer that runs the queue, as the caller; refuses to pass on a call
@@ -187,16 +160,14 @@ where
     F: FnOnce(DeadLetterServiceClient<Channel>, Request<T>) -> Fut,
     Fut: std::future::Future<Output = Result<Response<R>, Status>>,
 {
-    if request.metadata().contains_key(FORWARDED_HEADER) {
+    if is_forwarded(request) {
         return Err(ApiError::internal(
             "peers configured in a loop",
             anyhow::anyhow!("a forwarded dead-letter call reached a process that does not run its queue"),
         )
         .into());
     }
-    let mut outgoing = Request::new(message);
-    forwarded(&mut outgoing, request.metadata().get("authorization"));
-    call(DeadLetterServiceClient::new(channel), outgoing).await.map(Response::into_inner)
+    call(DeadLetterServiceClient::new(channel), forwarded_request(request, message)).await.map(Response::into_inner)
 }
 
 fn bus_error(error: crate::bus::BusError) -> ApiError {
@@ -279,12 +250,12 @@ impl DeadLetterService for DeadLetterApi {
             queues.insert(spec.name.clone(), self.summary_of_queue(spec).await?);
         }
         let mut unreachable = Vec::new();
-        if !body.local_only && !request.metadata().contains_key(FORWARDED_HEADER) {
-            let lists = self.list_peers(request.metadata().get("authorization")).await;
-            for queue in lists.queues {
+        if !body.local_only && !is_forwarded(&request) {
+            let (peer_queues, peers_unreachable) = self.list_peers(&request).await;
+            for queue in peer_queues {
                 queues.entry(queue.queue.clone()).or_insert(queue);
             }
-            unreachable = lists.unreachable;
+            unreachable = peers_unreachable;
         }
         Ok(Response::new(pb::ListDeadLettersResponse {
             queues: queues.into_values().collect(),

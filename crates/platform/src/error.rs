@@ -83,6 +83,10 @@ pub enum ApiError {
     /// A dependency is not ready (no classifier yet, the attachment store down): retry later.
     #[error("{message}")]
     Unavailable { reason: &'static str, message: String },
+    /// The caller used up a quota or a rate (`RATE_LIMITED`, or the service's own reason, e.g.
+    /// `UPLOAD_QUOTA_EXCEEDED`): `RESOURCE_EXHAUSTED`, retryable after `retry_after`.
+    #[error("{message}")]
+    Exhausted { reason: &'static str, message: String, retry_after: Duration },
     /// The client's stream failed or was cancelled; its status goes back as it is.
     #[error("stream failed: {0}")]
     Stream(Status),
@@ -201,6 +205,9 @@ impl From<ApiError> for Status {
                 with_info(Code::FailedPrecondition, message, reason, false)
             }
             ApiError::Unavailable { reason, message } => with_info(Code::Unavailable, message, reason, true),
+            ApiError::Exhausted { reason, message, retry_after } => {
+                crate::limits::exhausted(reason, message, retry_after)
+            }
             ApiError::Stream(status) => status,
             ApiError::Db(error) => match classify_db(&error) {
                 DbFailure::Unavailable => {

@@ -39,30 +39,40 @@ pub struct Infra {
 impl Infra {
     /// Connects what is configured; what is not runs in-process (the embedded mode).
     pub async fn connect(config: PlatformConfig) -> anyhow::Result<Infra> {
+        let servers_ca = crate::servers_ca::ServersCa::from_config(&config)?;
         let bus: Arc<dyn Bus> = match &config.amqp_url {
-            Some(url) => Arc::new(AmqpBus::connect(url.expose(), &config.exchange).await.with_context(|| {
-                format!("failed to connect to RabbitMQ at {}", crate::db::redact_url(url.expose()))
-            })?),
+            Some(url) => Arc::new(
+                AmqpBus::connect_with_ca(url.expose(), &config.exchange, servers_ca.as_ref()).await.with_context(
+                    || format!("failed to connect to RabbitMQ at {}", crate::db::redact_url(url.expose())),
+                )?,
+            ),
             None => {
                 let journal = Db::connect(&sqlite_url(&config.data_dir, "bus"), "bus", 4).await?;
                 Arc::new(MemoryBus::durable(journal).await?)
             }
         };
         let cache: Arc<dyn Cache> = match &config.redis_url {
-            Some(url) => {
-                Arc::new(RedisCache::connect(url.expose(), &config.cache_prefix).await.with_context(|| {
-                    format!("failed to connect to Redis at {}", crate::db::redact_url(url.expose()))
-                })?)
-            }
+            Some(url) => Arc::new(
+                RedisCache::connect_with_ca(url.expose(), &config.cache_prefix, servers_ca.as_ref())
+                    .await
+                    .with_context(|| {
+                        format!("failed to connect to Redis at {}", crate::db::redact_url(url.expose()))
+                    })?,
+            ),
             None => Arc::new(MemoryCache::new()),
         };
-        let authenticator = Arc::new(Authenticator::from_config(&config.auth)?);
+        let authenticator = Arc::new(Authenticator::for_process(&config.auth, config.is_embedded())?);
+        authenticator.fetch_keys().await;
+        // Calls to `https://` peers, from here and from `grpc::channel` anywhere in the process.
+        if let Some(client_tls) = crate::tls::ClientTls::from_config(&config.tls)? {
+            crate::tls::set_process_client(Some(client_tls));
+        }
         Ok(Infra { config, bus, cache, authenticator })
     }
 
     /// Whether nothing external is configured.
     pub fn is_embedded(&self) -> bool {
-        self.config.database_url.is_none() && self.config.amqp_url.is_none() && self.config.redis_url.is_none()
+        self.config.is_embedded()
     }
 
     /// The service's database, migrated: a PostgreSQL schema named after it, or its SQLite file.
@@ -72,7 +82,8 @@ impl Infra {
             None => sqlite_url(&self.config.data_dir, service),
         };
         let schema = format!("{}{service}", self.config.schema_prefix);
-        let db = Db::connect(&url, &schema, self.config.db_max_connections)
+        let servers_ca = crate::servers_ca::ServersCa::from_config(&self.config)?;
+        let db = Db::connect_with_ca(&url, &schema, self.config.db_max_connections, servers_ca.as_ref())
             .await
             .with_context(|| format!("failed to connect the {service} database at {}", crate::db::redact_url(&url)))?;
         db.migrate(migrations).await.with_context(|| format!("failed to migrate the {service} database"))?;
@@ -191,9 +202,16 @@ pub async fn run(
     // their routers can be merged.
     let mut router = Routes::default().into_axum_router();
     let hosted: Vec<&'static str> = components.iter().map(|component| component.name).collect();
+    // Each service's denials go to its own store, written off the calls' path.
+    let mut audit = crate::audit::Wiring::new(
+        components.iter().map(|c| crate::audit::Store { service: c.name, db: c.db.clone() }).collect(),
+    );
+    for writer in audit.take_writers() {
+        work.spawn(writer.run());
+    }
     let mut health = Vec::new();
     for (component, parking_consumers) in components.into_iter().zip(parking_consumers) {
-        router = router.merge(component.routes.into_axum_router().reset_fallback());
+        router = router.merge(audit.watch(Some(component.name), component.routes.into_axum_router()).reset_fallback());
         health.extend(component.health);
         relays.spawn(
             Relay::new(component.db.clone(), infra.bus.clone())
@@ -220,10 +238,20 @@ pub async fn run(
     // The dead letters of this process's consumers; those of other services through their peers.
     let dead_letters = crate::dead_letters::DeadLetterApi::new(infra.bus.clone(), specs, &hosted, &infra.config)?;
     router = router.merge(
-        Routes::new(pos_proto::v1::operations::dead_letter_service_server::DeadLetterServiceServer::new(dead_letters))
-            .into_axum_router()
+        audit
+            .watch(
+                None,
+                Routes::new(pos_proto::v1::operations::dead_letter_service_server::DeadLetterServiceServer::new(
+                    dead_letters,
+                ))
+                .add_service(pos_proto::v1::operations::audit_service_server::AuditServiceServer::new(
+                    audit.api(&infra.config)?,
+                ))
+                .into_axum_router(),
+            )
             .reset_fallback(),
     );
+    drop(audit);
     // The front door: what this process does not host goes to the peers that do.
     let router = crate::peers::forward_unhosted(router, &hosted, &infra.config.peers)?;
     // Unless telemetry named the process already (its binary does), it is named after what it runs.
@@ -239,6 +267,8 @@ pub async fn run(
         Routes::from(router),
         health,
         infra.authenticator.clone(),
+        infra.config.limits.clone(),
+        infra.config.tls.clone(),
         shutdown.clone(),
     ));
 
@@ -356,6 +386,9 @@ pub enum ServiceCommand {
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
+        /// A service's health name (e.g. `pos.v1.IntakeService`); empty: the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
     },
 }
 
@@ -378,7 +411,7 @@ impl ServiceContext {
         let peers = &self.infra.config.peers;
         let endpoints = peers.endpoints(service);
         if endpoints.is_empty() {
-            return Ok(crate::grpc::channel(&self.self_endpoint)?);
+            return crate::grpc::own_channel(&self.self_endpoint, &self.infra.config.tls);
         }
         tracing::info!(peer = service.name(), ?endpoints, "calls balanced over peers");
         crate::peers::balanced(endpoints, peers.dns_refresh(), Some(PEER_CALL_TIMEOUT))
@@ -395,8 +428,12 @@ where
 {
     use clap::Parser;
     let cli = ServiceCli::parse();
-    if let Some(ServiceCommand::Healthcheck { endpoint }) = &cli.command {
-        return healthcheck(endpoint, "").await;
+    if let Some(ServiceCommand::Healthcheck { endpoint, service }) = &cli.command {
+        // Over TLS (`https://`, e.g. a Kubernetes exec probe) with the process's own `[tls]`:
+        // its CA, its certificate as the client's, its certificate's name as the server's.
+        let tls: crate::tls::TlsConfig = crate::config::section(cli.config.as_deref(), "tls")?;
+        crate::tls::set_process_client(crate::tls::ClientTls::from_config(&tls)?);
+        return check_health(crate::grpc::own_channel(endpoint, &tls)?, service).await;
     }
     let config = PlatformConfig::load(cli.config.as_deref())?;
     let telemetry = crate::telemetry::init(&crate::telemetry::TelemetryConfig {
@@ -415,7 +452,7 @@ where
     let listener = TcpListener::bind(infra.config.grpc_addr)
         .await
         .with_context(|| format!("failed to listen on {}", infra.config.grpc_addr))?;
-    let self_endpoint = format!("http://{}", listener.local_addr()?);
+    let self_endpoint = crate::grpc::own_endpoint(listener.local_addr()?, &infra.config.tls);
     let shutdown = crate::shutdown::on_signal();
     let component =
         build(ServiceContext { infra: infra.clone(), db, config_file: cli.config.clone(), self_endpoint }).await?;
@@ -426,7 +463,11 @@ where
 
 /// Exits with an error unless `service` (empty: the whole server) reports SERVING.
 pub async fn healthcheck(endpoint: &str, service: &str) -> anyhow::Result<()> {
-    let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())?.connect().await?;
+    let channel = crate::grpc::endpoint(endpoint, crate::tls::process_client().as_deref(), None)?.connect().await?;
+    check_health(channel, service).await
+}
+
+async fn check_health(channel: tonic::transport::Channel, service: &str) -> anyhow::Result<()> {
     let response = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest { service: service.to_owned() })
         .await?;

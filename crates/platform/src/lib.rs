@@ -3,6 +3,7 @@
 //! relay and the inbox, database pools and migrations, the cache, and shutdown.
 
 pub mod appeal_link;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod cache;
@@ -13,13 +14,18 @@ pub mod dead_letters;
 pub mod error;
 pub mod grpc;
 pub mod host;
+pub mod jwks;
+pub mod limits;
 pub mod metrics;
+pub mod operations;
 pub mod outbox;
 pub mod parking;
 pub mod peers;
+pub mod servers_ca;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
 
 pub use bus::{Bus, Envelope, EventSet, QueueSpec};
 

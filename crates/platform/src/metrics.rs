@@ -74,10 +74,30 @@ const CATALOGUE: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("pos_grpc_requests_total", Kind::Counter, None, "gRPC calls handled [method, code]; code 0 is OK."),
     ("pos_grpc_request_seconds", Kind::Histogram, Some(Unit::Seconds), "Time to handle a gRPC call [method]."),
     (
+        "pos_grpc_rate_limited_total",
+        Kind::Counter,
+        None,
+        "gRPC calls refused by a rate limit before reaching the service [method].",
+    ),
+    (
         "pos_grpc_forwarded_total",
         Kind::Counter,
         None,
         "Calls for services this process does not host, passed to a peer [service, outcome].",
+    ),
+    // Security
+    (
+        "pos_security_events_total",
+        Kind::Counter,
+        None,
+        "Security events of the audit trail [kind: denied_unauthenticated, denied_permission, sign_in, \
+         sign_in_failed, staff_changed, policy_changed, ...; method].",
+    ),
+    (
+        "pos_audit_events_dropped_total",
+        Kind::Counter,
+        None,
+        "Denials not kept in the audit trail [reason: queue_full, store_failed, stopped]; still counted above.",
     ),
     // Events
     (

@@ -4,6 +4,9 @@
 //! - `[peers]` lists the endpoints of each service (`POS_PEERS__ROUTING=http://a:50051,http://b:50051`);
 //!   an entry may be `dns:///host:port`, resolved again every `dns_refresh_secs`, so that the
 //!   replicas behind one name (a Kubernetes headless service) are all used.
+//! - `https://` entries are called over TLS with the process's client settings (`[tls]`
+//!   `ca_file`, and `client_cert_file` for mutual TLS); so are the addresses of `dns:///` entries
+//!   when `tls.ca_file` is set, each verified against the entry's name (or `tls.server_name`).
 //! - Services call their peers over [`balanced`] channels: tonic's power-of-two-choices balancer
 //!   over every endpoint. Only idempotent calls are retried ([`retry_idempotent`]).
 //! - Every process serves the whole `pos.v1` surface: calls of a service it does not host are
@@ -143,7 +146,8 @@ impl PeersConfig {
 /// One configured entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Target {
-    /// `http://host:port`: one endpoint (a host name is resolved at each connect).
+    /// `http://host:port` or `https://host:port`: one endpoint (a host name is resolved at each
+    /// connect).
     Fixed(String),
     /// `dns:///host:port`: every address the name resolves to, followed as it changes.
     Dns { host: String, port: u16 },
@@ -164,10 +168,10 @@ impl Target {
         }
         let uri: http::Uri = entry.parse().map_err(|error| format!("{entry:?}: {error}"))?;
         match (uri.scheme_str(), uri.authority()) {
-            (Some("http"), Some(_)) if uri.path() == "/" || uri.path().is_empty() => {
+            (Some("http" | "https"), Some(_)) if uri.path() == "/" || uri.path().is_empty() => {
                 Ok(Target::Fixed(entry.to_owned()))
             }
-            _ => Err(format!("{entry:?}: use http://host:port or dns:///host:port")),
+            _ => Err(format!("{entry:?}: use http://host:port, https://host:port or dns:///host:port")),
         }
     }
 }
@@ -175,8 +179,13 @@ impl Target {
 /// How long a peer may take to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn endpoint(uri: &str, timeout: Option<Duration>) -> anyhow::Result<Endpoint> {
-    let endpoint = Endpoint::from_shared(uri.to_owned())?.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
+fn endpoint(
+    uri: &str,
+    tls: Option<&crate::tls::ClientTls>,
+    server_name: Option<&str>,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Endpoint> {
+    let endpoint = crate::grpc::endpoint(uri, tls, server_name)?.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
     Ok(match timeout {
         Some(timeout) => endpoint.timeout(timeout),
         None => endpoint,
@@ -188,6 +197,7 @@ fn endpoint(uri: &str, timeout: Option<Duration>) -> anyhow::Result<Endpoint> {
 /// Connections are made lazily; needs a Tokio runtime.
 pub fn balanced(entries: &[String], dns_refresh: Duration, timeout: Option<Duration>) -> anyhow::Result<Channel> {
     anyhow::ensure!(!entries.is_empty(), "no peer endpoints");
+    let tls = crate::tls::process_client();
     let targets =
         entries.iter().map(|entry| Target::parse(entry).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>, _>>()?;
     let mut fixed = BTreeSet::new();
@@ -201,39 +211,50 @@ pub fn balanced(entries: &[String], dns_refresh: Duration, timeout: Option<Durat
         }
     }
     if names.is_empty() {
-        let endpoints = fixed.iter().map(|uri| endpoint(uri, timeout)).collect::<anyhow::Result<Vec<_>>>()?;
+        let endpoints =
+            fixed.iter().map(|uri| endpoint(uri, tls.as_deref(), None, timeout)).collect::<anyhow::Result<Vec<_>>>()?;
         return Ok(Channel::balance_list(endpoints.into_iter()));
     }
     let (channel, changes) = Channel::balance_channel::<String>(64);
-    tokio::spawn(follow_dns(fixed, names, changes, timeout, dns_refresh));
+    tokio::spawn(follow_dns(fixed, names, changes, tls, timeout, dns_refresh));
     Ok(channel)
 }
 
 /// Keeps the balancer's endpoints equal to the fixed ones plus what the names resolve to now.
 /// A name that fails to resolve keeps its last addresses: a DNS hiccup must not empty the set.
+/// With client TLS, the addresses are called over TLS and verified against their name.
 /// Ends when the channel is dropped.
 async fn follow_dns(
     fixed: BTreeSet<String>,
     names: Vec<(String, u16)>,
     changes: tokio::sync::mpsc::Sender<Change<String, Endpoint>>,
+    tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
     timeout: Option<Duration>,
     every: Duration,
 ) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut last_known: BTreeMap<(String, u16), BTreeSet<String>> = BTreeMap::new();
     let mut current: BTreeSet<String> = BTreeSet::new();
     loop {
         for (host, port) in &names {
             match tokio::net::lookup_host((host.as_str(), *port)).await {
                 Ok(addresses) => {
-                    let resolved: BTreeSet<String> = addresses.map(|address| format!("http://{address}")).collect();
+                    let resolved: BTreeSet<String> = addresses.map(|address| format!("{scheme}://{address}")).collect();
                     last_known.insert((host.clone(), *port), resolved);
                 }
                 Err(error) => tracing::warn!(%host, port, %error, "peer name not resolved, keeping its last addresses"),
             }
         }
-        let wanted: BTreeSet<String> = fixed.iter().cloned().chain(last_known.values().flatten().cloned()).collect();
-        for uri in wanted.difference(&current) {
-            let change = match endpoint(uri, timeout) {
+        // Each address with the name its certificate must carry (none for fixed entries).
+        let mut wanted: BTreeMap<String, Option<&str>> = fixed.iter().map(|uri| (uri.clone(), None)).collect();
+        for ((host, _), uris) in &last_known {
+            for uri in uris {
+                wanted.entry(uri.clone()).or_insert(Some(host.as_str()));
+            }
+        }
+        let wanted_uris: BTreeSet<String> = wanted.keys().cloned().collect();
+        for uri in wanted_uris.difference(&current) {
+            let change = match endpoint(uri, tls.as_deref(), wanted[uri], timeout) {
                 Ok(endpoint) => Change::Insert(uri.clone(), endpoint),
                 Err(error) => {
                     tracing::warn!(%uri, %error, "peer address not usable");
@@ -244,15 +265,15 @@ async fn follow_dns(
                 return;
             }
         }
-        for uri in current.difference(&wanted) {
+        for uri in current.difference(&wanted_uris) {
             if changes.send(Change::Remove(uri.clone())).await.is_err() {
                 return;
             }
         }
-        if wanted != current {
-            tracing::info!(peers = ?wanted, "peer endpoints changed");
+        if wanted_uris != current {
+            tracing::info!(peers = ?wanted_uris, "peer endpoints changed");
         }
-        current = wanted;
+        current = wanted_uris;
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = changes.closed() => return,
@@ -431,6 +452,7 @@ mod tests {
     #[test]
     fn entries_are_http_endpoints_or_dns_names() {
         assert_eq!(Target::parse("http://10.0.0.1:50051"), Ok(Target::Fixed("http://10.0.0.1:50051".into())));
+        assert_eq!(Target::parse("https://routing.pos:50051"), Ok(Target::Fixed("https://routing.pos:50051".into())));
         assert_eq!(
             Target::parse("dns:///routing.pos.svc:50051"),
             Ok(Target::Dns { host: "routing.pos.svc".into(), port: 50051 })

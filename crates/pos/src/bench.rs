@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use pos_platform::auth::{Authenticator, Role};
 use pos_proto::v1 as pb;
 use pos_proto::v1::intake_service_client::IntakeServiceClient;
@@ -48,17 +47,13 @@ pub struct StepReport {
 
 pub async fn run(
     args: BenchArgs,
-    endpoint: &str,
+    channel: tonic::transport::Channel,
     json: bool,
     authenticator: &Authenticator,
 ) -> anyhow::Result<Vec<StepReport>> {
     let hour = Duration::from_secs(3600);
     let operator = authenticator.mint("bench-operator", "", "41", &[Role::Operator], hour)?;
     let system = authenticator.mint("bench-system", ORGANIZATION, "41", &[Role::System], hour)?;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
-        .connect()
-        .await
-        .with_context(|| format!("failed to connect to {endpoint}"))?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut reports = Vec::new();
     for (step, rate) in args.rates.iter().copied().enumerate() {

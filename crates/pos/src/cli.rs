@@ -61,6 +61,10 @@ enum Command {
     /// fix, or drop (operator role).
     #[command(subcommand)]
     Dlq(crate::dlq::DlqCommand),
+    /// The audit trail of security events: denials, sign-ins, changes of staff, policies,
+    /// calendars, the classifier and the directory, newest first (operator; an organization
+    /// admin's token shows the own organization's).
+    Audit(crate::audit::AuditArgs),
     /// Submit appeals at rising rates to a running platform and report throughput and latency.
     Bench(crate::bench::BenchArgs),
     /// Apply every service's database migrations and exit.
@@ -88,7 +92,7 @@ async fn client(
     config: &pos_platform::config::PlatformConfig,
 ) -> anyhow::Result<crate::ops::Client> {
     let authenticator = pos_platform::auth::Authenticator::from_config(&config.auth)?;
-    crate::ops::Client::connect(target, authenticator).await
+    crate::ops::Client::connect(target, authenticator, &config.tls).await
 }
 
 fn parse_role(value: &str) -> Result<Role, String> {
@@ -104,7 +108,8 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Migrate => up::migrate(config).await,
         Command::Bench(args) => {
             let authenticator = pos_platform::auth::Authenticator::from_config(&config.auth)?;
-            crate::bench::run(args, &cli.target.endpoint, cli.target.json, &authenticator).await.map(|_| ())
+            let channel = cli.target.connect(&config.tls).await?;
+            crate::bench::run(args, channel, cli.target.json, &authenticator).await.map(|_| ())
         }
         Command::Seed { dir } => up::seed(config, dir.as_deref()).await,
         Command::Act(args) => crate::act::act(&client(cli.target, &config).await?, args).await,
@@ -112,6 +117,10 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Dlq(command) => {
             let json = cli.target.json;
             crate::dlq::run(&client(cli.target, &config).await?, command, json).await
+        }
+        Command::Audit(args) => {
+            let json = cli.target.json;
+            crate::audit::run(&client(cli.target, &config).await?, args, json).await
         }
         Command::Classifier { region } => {
             crate::ops::classifier(&client(cli.target, &config).await?, region.as_deref()).await

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pos_platform::auth::{Authenticator, Role};
+use pos_platform::tls::ClientTls;
 use pos_proto::v1 as pb;
 use pos_proto::v1::intake_service_client::IntakeServiceClient;
 use pos_proto::v1::routing_service_client::RoutingServiceClient;
@@ -27,6 +28,49 @@ pub struct Target {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA certificates that verify an `https://` endpoint; else `tls.ca_file` of the
+    /// configuration (`POS_TLS__CA_FILE`).
+    #[arg(long, global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate, for a platform that requires one (mutual TLS); else
+    /// `tls.client_cert_file`.
+    #[arg(long, global = true, requires = "key_file")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The private key of `--cert-file`; else `tls.client_key_file`.
+    #[arg(long, global = true, requires = "cert_file")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// The name the platform's certificate carries, when it is not the endpoint's host; else
+    /// `tls.server_name`.
+    #[arg(long, global = true)]
+    pub server_name: Option<String>,
+}
+
+impl Target {
+    /// The client TLS: the configuration's `[tls]` client settings, overridden by the flags.
+    pub fn client_tls(&self, config: &pos_platform::tls::TlsConfig) -> anyhow::Result<Option<ClientTls>> {
+        let mut tls = config.clone();
+        if let Some(ca_file) = &self.ca_file {
+            tls.ca_file = Some(ca_file.clone());
+        }
+        if let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) {
+            tls.client_cert_file = Some(cert_file.clone());
+            tls.client_key_file = Some(key_file.clone());
+        }
+        if let Some(server_name) = &self.server_name {
+            tls.server_name = Some(server_name.clone());
+        }
+        ClientTls::from_config(&tls)
+    }
+
+    /// A connected channel to the endpoint: plaintext for `http://`, TLS for `https://`.
+    pub async fn connect(&self, config: &pos_platform::tls::TlsConfig) -> anyhow::Result<Channel> {
+        let tls = self.client_tls(config)?;
+        pos_platform::grpc::endpoint(&self.endpoint, tls.as_ref(), None)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("no platform answers at {} (is `pos up` running?)", self.endpoint))
+    }
 }
 
 pub struct Client {
@@ -36,12 +80,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(target: Target, authenticator: Authenticator) -> anyhow::Result<Client> {
-        let channel = tonic::transport::Endpoint::from_shared(target.endpoint.clone())?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .with_context(|| format!("no platform answers at {} (is `pos up` running?)", target.endpoint))?;
+    pub async fn connect(
+        target: Target,
+        authenticator: Authenticator,
+        tls: &pos_platform::tls::TlsConfig,
+    ) -> anyhow::Result<Client> {
+        let channel = target.connect(tls).await?;
         Ok(Client { channel, target, authenticator })
     }
 

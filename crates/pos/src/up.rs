@@ -12,8 +12,11 @@ use pos_platform::host::{Component, Infra, ServiceContext};
 /// so that a fresh machine needs nothing to start.
 pub fn load_config(file: Option<&Path>) -> anyhow::Result<PlatformConfig> {
     let mut config: PlatformConfig = pos_platform::config::figment(file).extract().map_err(Box::new)?;
-    if config.auth.hs256_secret.is_none() && config.auth.public_key_files.is_empty() {
+    if config.auth.hs256_secret.is_none() && config.auth.public_key_files.is_empty() && config.auth.jwks_url.is_none() {
         config.auth.hs256_secret = Some(development_secret(&config.data_dir)?);
+        // A random secret of this machine's data directory, not one shared in a file or a
+        // manifest: `pos up` against local servers is a development stack all the same.
+        config.auth.allow_development_secret = true;
     }
     config.validate()?;
     Ok(config)
@@ -120,7 +123,7 @@ pub async fn up(config: PlatformConfig, config_file: Option<PathBuf>, only: &[&s
     let listener = tokio::net::TcpListener::bind(infra.config.grpc_addr)
         .await
         .with_context(|| format!("failed to listen on {}", infra.config.grpc_addr))?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
+    let endpoint = pos_platform::grpc::own_endpoint(listener.local_addr()?, &infra.config.tls);
     let web = if only.is_empty() { web_cabinet(&infra, config_file.as_deref(), &endpoint).await? } else { None };
     let components = components(&infra, config_file, &endpoint, only).await?;
     print_banner(&infra, &endpoint, &components)?;
@@ -155,7 +158,7 @@ async fn web_cabinet(
             return Ok(None);
         }
     };
-    let channel = pos_platform::grpc::channel(endpoint)?;
+    let channel = pos_platform::grpc::own_channel(endpoint, &infra.config.tls)?;
     let addr = listener.local_addr()?;
     // A sign-in configuration that cannot work stops `pos up` here, as it stops `pos-web`.
     let app = pos_web::App::try_new(web, channel, infra.cache.clone(), Some(infra.authenticator.clone()), addr)?

@@ -690,6 +690,11 @@ pub async fn run_janitor(
             Ok(deleted) => tracing::info!(deleted, "orphan attachments deleted"),
             Err(error) => tracing::warn!(%error, "orphan attachment sweep failed"),
         }
+        // Only today's count decides; yesterday's stays for a look after midnight.
+        let before = crate::grpc::upload_day(chrono::Utc::now() - chrono::Days::new(1));
+        if let Err(error) = store.forget_upload_usage_before(&before).await {
+            tracing::warn!(%error, "old upload counts not deleted");
+        }
     }
 }
 

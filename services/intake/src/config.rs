@@ -18,6 +18,10 @@ pub struct IntakeConfig {
     pub s3: S3Config,
     /// The largest attachment accepted, in bytes.
     pub max_attachment_bytes: u64,
+    /// Attachment bytes one caller (one token subject) may upload per UTC day, counted in
+    /// intake's database; `0` for no cap. Callers with the role `system` are not capped: each
+    /// speaks for many people.
+    pub max_upload_bytes_per_day: u64,
     /// How many attachments one appeal may carry.
     pub max_attachments: usize,
     /// The longest appeal text accepted, in characters (not bytes).
@@ -61,6 +65,7 @@ impl Default for IntakeConfig {
             attachment_store_url: None,
             s3: S3Config::default(),
             max_attachment_bytes: 10 * 1024 * 1024,
+            max_upload_bytes_per_day: 200 * 1024 * 1024,
             max_attachments: 10,
             max_text_chars: 10_000,
             routing_url: None,

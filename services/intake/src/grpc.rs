@@ -238,6 +238,17 @@ impl IntakeApi {
         // Staff attach screenshots to incidents; citizens keep DOMAIN.md's list.
         let staff = caller.has_any(&Role::STAFF);
         let allowed = if staff { &self.config.staff_file_types } else { &self.config.applicant_file_types };
+        // The day the upload began counts it, however long it takes.
+        let started = Utc::now();
+        let day = upload_day(started);
+        let cap = self.upload_cap(caller);
+        // Refused before a byte is stored when the day is used up already; the last upload
+        // that would pass the cap is refused when it is counted, below.
+        if let Some(cap) = cap
+            && self.store.uploaded_bytes(&caller.subject, &day).await? >= cap
+        {
+            return Err(over_upload_quota(caller, started));
+        }
         let received = match attachments::receive(&self.storage, self.config.max_attachment_bytes, allowed, parts).await
         {
             Ok(received) => received,
@@ -262,12 +273,19 @@ impl IntakeApi {
             appeal_id: None,
             uploaded_for_organization: if staff { caller.organization_id.clone() } else { String::new() },
         };
-        if let Err(error) = self.store.insert_attachment(&record).await {
+        let inserted = match cap {
+            Some(cap) => self.store.insert_attachment_within(&record, &day, cap).await,
+            None => self.store.insert_attachment(&record).await.map(|()| true),
+        };
+        if !matches!(inserted, Ok(true)) {
             // Without its row no sweep would ever find the object.
             if let Err(delete_error) = self.storage.delete(&record.object_path).await {
                 tracing::warn!(error = %delete_error, "stored object of a failed upload not deleted");
             }
-            return Err(error.into());
+            return Err(match inserted {
+                Err(error) => error.into(),
+                Ok(_) => over_upload_quota(caller, started),
+            });
         }
         metrics::counter!("pos_intake_attachments_total", "outcome" => "stored").increment(1);
         // The file name is not logged: people name files after themselves.
@@ -283,6 +301,12 @@ impl IntakeApi {
             size: record.size,
             sha256: record.sha256,
         })
+    }
+
+    /// The caller's daily upload cap; `None` when uncapped.
+    fn upload_cap(&self, caller: &Caller) -> Option<u64> {
+        let cap = self.config.max_upload_bytes_per_day;
+        (cap > 0 && !caller.has(Role::System)).then_some(cap)
     }
 
     /// Records that an answer, an incident or the applicant's information refers to the
@@ -609,6 +633,24 @@ impl IntakeApi {
     }
 }
 
+/// The UTC day an upload counts toward, `YYYY-MM-DD`.
+pub fn upload_day(at: chrono::DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+/// `RESOURCE_EXHAUSTED` until the next UTC midnight, when the caller's count starts again.
+fn over_upload_quota(caller: &Caller, now: chrono::DateTime<Utc>) -> IntakeError {
+    metrics::counter!("pos_intake_attachments_total", "outcome" => "over_quota").increment(1);
+    tracing::warn!(target: "security", subject = %caller.subject, "daily upload quota used up");
+    let midnight = (now.date_naive() + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN).and_utc();
+    let retry_after = (midnight - now).to_std().unwrap_or_default();
+    IntakeError::Api(ApiError::Exhausted {
+        reason: "UPLOAD_QUOTA_EXCEEDED",
+        message: "the attachment bytes allowed for today are used up; uploads open again at 00:00 UTC".into(),
+        retry_after,
+    })
+}
+
 #[tonic::async_trait]
 impl IntakeService for IntakeApi {
     async fn submit_appeal(
@@ -632,6 +674,7 @@ impl IntakeService for IntakeApi {
                     | ApiError::AlreadyExists { .. }
                     | ApiError::FailedPrecondition { .. }
                     | ApiError::Unavailable { .. }
+                    | ApiError::Exhausted { .. }
                     | ApiError::Stream(_)
                     | ApiError::Db(_)
                     | ApiError::Internal { .. },

@@ -96,7 +96,7 @@ async fn build(
     let store = Store::new(ctx.db.clone());
     let config = Arc::new(config);
     let api = IntakeApi::new(store.clone(), catalog.clone(), storage.clone(), config.clone());
-    let routes = Routes::new(IntakeServiceServer::new(api));
+    let routes = Routes::new(pos_platform::message_limits!(IntakeServiceServer::new(api), &ctx.infra.config.limits));
     let mut component = Component::new("intake", ctx.db, routes, vec![HEALTH_NAME]);
     for consumer in consumer::consumers(&ctx.infra.config) {
         component = component.consumer(consumer);

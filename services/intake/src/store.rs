@@ -308,23 +308,66 @@ impl Store {
 
     #[tracing::instrument(skip_all, fields(attachment_id = %attachment.id))]
     pub async fn insert_attachment(&self, attachment: &AttachmentRecord) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO attachments (id, uploaded_by, file_name, content_type, size, sha256, object_path, \
-             uploaded_at, appeal_id, position, uploaded_for_organization) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9)",
+        let mut tx = self.db.begin().await?;
+        insert_attachment_row(&mut tx, attachment).await?;
+        tx.commit().await
+    }
+
+    /// Attachment bytes `subject` uploaded on `day` (UTC, `YYYY-MM-DD`).
+    pub async fn uploaded_bytes(&self, subject: &str, day: &str) -> Result<u64, sqlx::Error> {
+        let bytes: Option<i64> = sqlx::query_scalar("SELECT bytes FROM upload_usage WHERE subject = $1 AND day = $2")
+            .bind(subject)
+            .bind(day)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(bytes.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Inserts the attachment and adds its size to its uploader's bytes of `day`, in one
+    /// transaction, unless the day's total would pass `cap`: then nothing is written and the
+    /// answer is `false`. Concurrent uploads of one caller are counted one after the other (the
+    /// conflicting row is locked), so together they cannot pass the cap either.
+    #[tracing::instrument(skip_all, fields(attachment_id = %attachment.id))]
+    pub async fn insert_attachment_within(
+        &self,
+        attachment: &AttachmentRecord,
+        day: &str,
+        cap: u64,
+    ) -> Result<bool, sqlx::Error> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        // The first upload of a day inserts its row unconditionally: the condition is the update's.
+        if attachment.size > cap {
+            return Ok(false);
+        }
+        let mut tx = self.db.begin().await?;
+        let counted = sqlx::query(
+            "INSERT INTO upload_usage (subject, day, bytes) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject, day) DO UPDATE SET bytes = upload_usage.bytes + excluded.bytes \
+             WHERE upload_usage.bytes + excluded.bytes <= $4",
         )
-        .bind(&attachment.id)
         .bind(&attachment.uploaded_by)
-        .bind(&attachment.file_name)
-        .bind(&attachment.content_type)
+        .bind(day)
         .bind(attachment.size)
-        .bind(&attachment.sha256)
-        .bind(&attachment.object_path)
-        .bind(to_micros(attachment.uploaded_at))
-        .bind(&attachment.uploaded_for_organization)
-        .execute(self.db.pool())
-        .await?;
-        Ok(())
+        .bind(cap)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if counted == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_attachment_row(&mut tx, attachment).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Forgets the upload counts of days before `day` (`YYYY-MM-DD`); returns how many went.
+    pub async fn forget_upload_usage_before(&self, day: &str) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM upload_usage WHERE day < $1")
+            .bind(day)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected())
     }
 
     /// The attachments among `ids` that exist, in no particular order.
@@ -486,6 +529,26 @@ impl Store {
             .rows_affected();
         Ok(deleted > 0)
     }
+}
+
+async fn insert_attachment_row(tx: &mut Tx, attachment: &AttachmentRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO attachments (id, uploaded_by, file_name, content_type, size, sha256, object_path, \
+         uploaded_at, appeal_id, position, uploaded_for_organization) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9)",
+    )
+    .bind(&attachment.id)
+    .bind(&attachment.uploaded_by)
+    .bind(&attachment.file_name)
+    .bind(&attachment.content_type)
+    .bind(attachment.size)
+    .bind(&attachment.sha256)
+    .bind(&attachment.object_path)
+    .bind(to_micros(attachment.uploaded_at))
+    .bind(&attachment.uploaded_for_organization)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn insert_appeal(tx: &mut Tx, appeal: &NewAppeal) -> Result<i64, sqlx::Error> {

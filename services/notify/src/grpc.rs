@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use pos_platform::ApiResult;
+use pos_platform::audit;
 use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::{Db, now_micros};
 use pos_platform::error::{ApiError, FieldViolations};
@@ -169,7 +170,18 @@ impl Notify {
             digest_enabled: request.digest_enabled,
             digest_at: &request.digest_at,
         };
-        store::settings::save(self.db.pool(), &update, now_micros()).await?;
+        let mut tx = self.db.begin().await?;
+        store::settings::save(&mut *tx, &update, now_micros()).await?;
+        let details = serde_json::json!({
+            "time_zone": request.time_zone,
+            "quiet_from": request.quiet_from,
+            "quiet_until": request.quiet_until,
+            "digest_enabled": request.digest_enabled,
+            "digest_at": request.digest_at,
+        });
+        audit::record(&mut tx, &caller, audit::Kind::SettingsChanged, METHOD, &organization, &organization, details)
+            .await?;
+        tx.commit().await?;
         if !request.digest_enabled {
             // Nothing may stay held for a digest that will not come.
             store::deliveries::release_held(self.db.pool(), &organization).await?;

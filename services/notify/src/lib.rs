@@ -25,11 +25,12 @@ pub mod texts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pos_platform::config::Secret;
+use pos_platform::config::{PlatformConfig, Secret};
 use pos_platform::consumer::Consumer;
 use pos_platform::db::Migrations;
 use pos_platform::host::{Component, ServiceContext};
 use pos_platform::peers::Service;
+use pos_platform::servers_ca::ServersCa;
 use pos_proto::v1::notify_service_server::NotifyServiceServer;
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
@@ -48,6 +49,10 @@ pub struct NotifyConfig {
     /// The SMTP relay as lettre reads it (`smtp://127.0.0.1:2525`, `smtps://user:pass@host`);
     /// unset: e-mails become `.eml` files in `<data_dir>/mailbox/`.
     pub smtp_url: Option<Secret>,
+    /// A PEM bundle of the CAs that sign the relay's certificate (`POS_NOTIFY__SMTP_CA_FILE`),
+    /// for `smtp://…?tls=required` (STARTTLS) or `smtps://`; unset: the platform's
+    /// `servers_ca_file`, else the public web PKI roots only.
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     pub from: String,
     pub smtp_timeout_secs: u64,
     pub smtp_connections: u32,
@@ -89,6 +94,7 @@ impl Default for NotifyConfig {
     fn default() -> NotifyConfig {
         NotifyConfig {
             smtp_url: None,
+            smtp_ca_file: None,
             from: "Платформа обратной связи <noreply@pos.local>".into(),
             smtp_timeout_secs: 15,
             smtp_connections: 16,
@@ -151,18 +157,28 @@ impl NotifyConfig {
         }
     }
 
-    pub fn mailer(&self, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn mailer::Mailer>> {
+    /// The SMTP relay when `smtp_url` is set, else the mailbox folder in the platform's `data_dir`.
+    pub fn mailer(&self, platform: &PlatformConfig) -> anyhow::Result<Arc<dyn mailer::Mailer>> {
         match &self.smtp_url {
-            Some(url) => self.mailer_for(url.expose()),
-            None => Ok(Arc::new(mailer::MailboxMailer::new(data_dir.join("mailbox"))?)),
+            Some(url) => self.mailer_for(url.expose(), self.smtp_ca(platform)?.as_ref()),
+            None => Ok(Arc::new(mailer::MailboxMailer::new(platform.data_dir.join("mailbox"))?)),
         }
     }
 
-    /// The SMTP relay at `url` with this configuration's timeout and pool.
-    pub fn mailer_for(&self, url: &str) -> anyhow::Result<Arc<dyn mailer::Mailer>> {
+    /// The CAs that verify the relay: `smtp_ca_file`, else the platform's `servers_ca_file`.
+    pub fn smtp_ca(&self, platform: &PlatformConfig) -> Result<Option<ServersCa>, pos_platform::config::ConfigError> {
+        match &self.smtp_ca_file {
+            Some(path) => ServersCa::load("notify.smtp_ca_file", path).map(Some),
+            None => ServersCa::from_config(platform),
+        }
+    }
+
+    /// The SMTP relay at `url` with this configuration's timeout and pool, its certificate
+    /// verified against `ca` when the URL asks for TLS.
+    pub fn mailer_for(&self, url: &str, ca: Option<&ServersCa>) -> anyhow::Result<Arc<dyn mailer::Mailer>> {
         // One pooled connection per message in flight, so none waits for a connection.
         let connections = self.smtp_connections.max(u32::try_from(self.concurrency).unwrap_or(u32::MAX));
-        Ok(Arc::new(mailer::SmtpMailer::new(url, Duration::from_secs(self.smtp_timeout_secs), connections)?))
+        Ok(Arc::new(mailer::SmtpMailer::new(url, Duration::from_secs(self.smtp_timeout_secs), connections, ca)?))
     }
 }
 
@@ -196,7 +212,7 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let ticketing = peer(&ctx, Service::Ticketing, config.ticketing_endpoint.as_deref(), "notify.ticketing_endpoint")?;
     let routing = peer(&ctx, Service::Routing, config.routing_endpoint.as_deref(), "notify.routing_endpoint")?;
     let directory = Arc::new(directory::GrpcDirectory::new(ticketing, routing, token));
-    let mailer = config.mailer(&ctx.infra.config.data_dir)?;
+    let mailer = config.mailer(&ctx.infra.config)?;
     tracing::info!(mailer = mailer.kind(), "notify mail port chosen");
     Ok(build(ctx, Parts { config, directory, mailer }))
 }
@@ -223,7 +239,10 @@ pub fn build(ctx: ServiceContext, parts: Parts) -> Component {
     // Streams stay open until their subscriber leaves; shutting down must end them too.
     let streams = CancellationToken::new();
     let service = Notify { db: ctx.db.clone(), wake: wake.clone(), streams: streams.clone() };
-    let routes = tonic::service::Routes::new(NotifyServiceServer::new(service));
+    let routes = tonic::service::Routes::new(pos_platform::message_limits!(
+        NotifyServiceServer::new(service),
+        &ctx.infra.config.limits
+    ));
     let planner = plan::Planner {
         directory,
         wake: wake.clone(),

@@ -5,11 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use pos_platform::servers_ca::ServersCa;
 
 /// One e-mail, addressed to one recipient.
 #[derive(Clone, Debug)]
@@ -61,17 +64,75 @@ pub trait Mailer: Send + Sync + 'static {
 /// An SMTP relay, with pooled connections so a burst does not open one per message.
 pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// What verifies the relay's certificate (a CA bundle of ours), told with a failure to send.
+    verified_by: Option<String>,
 }
 
 impl SmtpMailer {
     /// `url` as lettre reads it: `smtp://host:port` (plain, for loopback relays),
-    /// `smtp://user:pass@host:587?tls=required`, or `smtps://host`.
-    pub fn new(url: &str, timeout: Duration, connections: u32) -> anyhow::Result<SmtpMailer> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(connections.max(1)))
-            .build();
-        Ok(SmtpMailer { transport })
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtp://…?tls=opportunistic`, or
+    /// `smtps://host` (TLS from the first byte). With TLS the relay's certificate is verified
+    /// against `ca` as well as the public web PKI roots, for the name in the URL.
+    pub fn new(url: &str, timeout: Duration, connections: u32, ca: Option<&ServersCa>) -> anyhow::Result<SmtpMailer> {
+        let redacted = || pos_platform::db::redact_url(url);
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .with_context(|| format!("invalid smtp_url {}", redacted()))?;
+        let mut verified_by = None;
+        if let Some(ca) = ca
+            && let Some(mode) = tls_mode(url).with_context(|| format!("invalid smtp_url {}", redacted()))?
+        {
+            builder = builder.tls(mode.with_ca(ca).with_context(|| {
+                format!("smtp_url {}: the CA bundle {} does not load", redacted(), ca.path().display())
+            })?);
+            verified_by = Some(ca.describe());
+        }
+        let transport =
+            builder.timeout(Some(timeout)).pool_config(PoolConfig::new().max_size(connections.max(1))).build();
+        Ok(SmtpMailer { transport, verified_by })
+    }
+}
+
+/// How a URL asks for TLS, as lettre's `from_url` reads it, and for which server name.
+struct TlsMode {
+    kind: TlsKind,
+    domain: String,
+}
+
+enum TlsKind {
+    /// STARTTLS, or fail (`?tls=required`).
+    Required,
+    /// STARTTLS when offered (`?tls=opportunistic`).
+    Opportunistic,
+    /// TLS from the first byte (`smtps://`).
+    Wrapper,
+}
+
+/// `None` for a plaintext URL (`smtp://` without `tls`).
+fn tls_mode(url: &str) -> anyhow::Result<Option<TlsMode>> {
+    let parsed = url::Url::parse(url)?;
+    let domain = parsed.host_str().context("no host")?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let tls = parsed.query_pairs().find(|(key, _)| key == "tls").map(|(_, value)| value.into_owned());
+    let kind = match (parsed.scheme(), tls.as_deref()) {
+        ("smtps", _) => TlsKind::Wrapper,
+        ("smtp", Some("required")) => TlsKind::Required,
+        ("smtp", Some("opportunistic")) => TlsKind::Opportunistic,
+        _ => return Ok(None),
+    };
+    Ok(Some(TlsMode { kind, domain }))
+}
+
+impl TlsMode {
+    fn with_ca(self, ca: &ServersCa) -> Result<Tls, lettre::transport::smtp::Error> {
+        let mut parameters = TlsParameters::builder(self.domain);
+        for certificate in ca.certificates() {
+            parameters = parameters.add_root_certificate(Certificate::from_der(certificate.to_vec())?);
+        }
+        let parameters = parameters.build_rustls()?;
+        Ok(match self.kind {
+            TlsKind::Required => Tls::Required(parameters),
+            TlsKind::Opportunistic => Tls::Opportunistic(parameters),
+            TlsKind::Wrapper => Tls::Wrapper(parameters),
+        })
     }
 }
 
@@ -84,7 +145,11 @@ impl Mailer for SmtpMailer {
             // A 5xx answer will not change by retrying; anything else (refused connection,
             // timeout, 4xx) may.
             Err(error) if error.is_permanent() => Err(MailError::Permanent(error.to_string())),
-            Err(error) => Err(MailError::Transient(error.to_string())),
+            // lettre reports a refused certificate as a connection error: say what verified it.
+            Err(error) => match &self.verified_by {
+                Some(ca) => Err(MailError::Transient(format!("{error} ({ca})"))),
+                None => Err(MailError::Transient(error.to_string())),
+            },
         }
     }
 

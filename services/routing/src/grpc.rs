@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use pos_platform::audit;
 use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::Db;
 use pos_platform::error::{ApiError, ApiResult, FieldViolations};
@@ -11,6 +12,7 @@ use pos_platform::host::Infra;
 use pos_proto::v1 as pb;
 use pos_proto::v1::routing_service_server::RoutingService;
 use pos_proto::v1::sla_service_client::SlaServiceClient;
+use serde_json::json;
 use sqlx::AnyConnection;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -164,6 +166,11 @@ fn creates_cycle(snapshot: &Snapshot, id: &str, parent_id: &str) -> bool {
     parent_id == id || snapshot.directory.is_within(parent_id, id)
 }
 
+/// A method's full name, as the audit trail keeps it.
+fn full(method: &str) -> String {
+    format!("pos.v1.RoutingService/{method}")
+}
+
 async fn commit_change(mut tx: pos_platform::Tx, scope: Scope) -> ApiResult<()> {
     store::bump(&mut tx, scope).await?;
     tx.commit().await?;
@@ -232,6 +239,17 @@ impl RoutingApi {
         let mut tx = self.db.begin().await?;
         let position = store::next_position(&mut tx, Ordered::Categories).await?;
         store::upsert_category(&mut tx, &category, position, OnConflict::Update).await?;
+        let details = json!({ "what": "category", "active": category.active });
+        audit::record(
+            &mut tx,
+            &caller,
+            audit::Kind::ClassifierChanged,
+            &full("UpsertCategory"),
+            "",
+            &category.id,
+            details,
+        )
+        .await?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, category_id = %category.id, "category saved");
         Ok(category.to_proto())
@@ -257,6 +275,10 @@ impl RoutingApi {
         violations.into_result()?;
         let position = store::next_position(&mut tx, Ordered::Subcategories).await?;
         store::upsert_subcategory(&mut tx, &subcategory, position, OnConflict::Update).await?;
+        let details =
+            json!({ "what": "subcategory", "category_id": subcategory.category_id, "active": subcategory.active });
+        let method = full("UpsertSubcategory");
+        audit::record(&mut tx, &caller, audit::Kind::ClassifierChanged, &method, "", &subcategory.id, details).await?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, subcategory_id = %subcategory.id, "subcategory saved");
         Ok(subcategory.to_proto())
@@ -309,6 +331,9 @@ impl RoutingApi {
         };
         let position = store::next_position(&mut tx, Ordered::Facts).await?;
         store::upsert_fact(&mut tx, &fact, position, OnConflict::Update).await?;
+        let details = json!({ "what": "fact", "subcategory_id": fact.subcategory_id, "active": fact.active });
+        audit::record(&mut tx, &caller, audit::Kind::ClassifierChanged, &full("UpsertFact"), "", &fact.id, details)
+            .await?;
         commit_change(tx, Scope::Classifier).await?;
         tracing::info!(subject = %caller.subject, fact_id = %fact.id, "fact saved");
         Ok(fact.to_proto())
@@ -404,6 +429,10 @@ impl RoutingApi {
         if connects {
             store::connect_organization(&mut tx, &organization_id).await?;
         }
+        let details =
+            json!({ "what": "onboarding", "step": step.as_str(), "recorded": recorded, "connected": connects });
+        let (method, id) = (full("ConfirmOnboarding"), organization_id.as_str());
+        audit::record(&mut tx, &caller, audit::Kind::DirectoryChanged, &method, id, id, details).await?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -490,6 +519,10 @@ impl RoutingApi {
         if disconnects {
             store::clear_onboarding(&mut tx, &organization.id).await?;
         }
+        let details =
+            json!({ "what": "organization", "connected": organization.connected, "disconnected": disconnects });
+        let (method, id) = (full("UpsertOrganization"), organization.id.as_str());
+        audit::record(&mut tx, &caller, audit::Kind::DirectoryChanged, &method, id, id, details).await?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -573,6 +606,22 @@ impl RoutingApi {
             active: input.active,
         };
         store::upsert_auto_rule(&mut tx, &rule).await?;
+        let details = json!({
+            "what": "auto_rule",
+            "target_organization_id": rule.target_organization_id,
+            "active": rule.active,
+        });
+        let method = full("UpsertAutoRule");
+        audit::record(
+            &mut tx,
+            &caller,
+            audit::Kind::DirectoryChanged,
+            &method,
+            &rule.organization_id,
+            &rule.id,
+            details,
+        )
+        .await?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(
             subject = %caller.subject,
@@ -599,9 +648,13 @@ impl RoutingApi {
             return Err(not_found("auto-rule", id));
         };
         caller.require_organization(&rule.organization_id, "DeleteAutoRule")?;
+        let organization_id = rule.organization_id.clone();
         if !store::delete_auto_rule(&mut tx, &id).await? {
             return Err(not_found("auto-rule", id));
         }
+        let details = json!({ "what": "auto_rule", "deleted": true });
+        let method = full("DeleteAutoRule");
+        audit::record(&mut tx, &caller, audit::Kind::DirectoryChanged, &method, &organization_id, &id, details).await?;
         commit_change(tx, Scope::Directory).await?;
         tracing::info!(subject = %caller.subject, auto_rule_id = %id, "auto-rule deleted");
         Ok(pb::DeleteAutoRuleResponse {})

@@ -55,7 +55,7 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     // when the SLA service runs here, as in `pos up`).
     let periods = grpc::SlaPeriods::new(ctx.peer(pos_platform::peers::Service::Sla)?, ctx.infra.clone());
     let api = grpc::RoutingApi::new(db.clone(), snapshots.clone(), config.clone()).with_periods(periods);
-    let routes = Routes::new(RoutingServiceServer::new(api));
+    let routes = Routes::new(pos_platform::message_limits!(RoutingServiceServer::new(api), &ctx.infra.config.limits));
     let regions = &ctx.infra.config.regions;
     let consumer = Consumer::new(
         consumer::QUEUE,

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use pos_platform::audit;
 use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::Db;
 use pos_platform::error::{ApiError, ApiResult, FieldViolations};
@@ -199,8 +200,13 @@ impl Sla {
             });
         }
         let policy = policy_from_proto(message)?;
-        let mut conn = self.conn().await?;
-        store::put_policy(&mut conn, &policy, &caller.subject).await?;
+        let mut tx = self.db.begin().await?;
+        store::put_policy(&mut tx, &policy, &caller.subject).await?;
+        let organization = caller.organization_id.as_str();
+        let details = serde_json::json!({ "region_code": policy.region });
+        audit::record(&mut tx, &caller, audit::Kind::PolicyChanged, METHOD, organization, &policy.region, details)
+            .await?;
+        tx.commit().await?;
         tracing::info!(region = %policy.region, actor = %caller.subject, "sla policy replaced");
         Ok(policy_to_proto(&policy))
     }
@@ -221,8 +227,12 @@ impl Sla {
         const METHOD: &str = "pos.v1.SlaService/PutCalendarYear";
         let caller = authorize(&request, METHOD, &[Role::System])?;
         let year = calendar_from_proto(request.into_inner())?;
-        let mut conn = self.conn().await?;
-        store::put_calendar_year(&mut conn, &year, &caller.subject, true).await?;
+        let mut tx = self.db.begin().await?;
+        store::put_calendar_year(&mut tx, &year, &caller.subject, true).await?;
+        let object = format!("{}/{}", year.region, year.year);
+        let details = serde_json::json!({ "region_code": year.region, "year": year.year });
+        audit::record(&mut tx, &caller, audit::Kind::CalendarChanged, METHOD, "", &object, details).await?;
+        tx.commit().await?;
         tracing::info!(region = %year.region, year = year.year, actor = %caller.subject, "calendar year loaded");
         Ok(calendar_to_proto(&year))
     }

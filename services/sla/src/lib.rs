@@ -42,7 +42,10 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     store::seed(&ctx.db).await?;
     let wake = Arc::new(Notify::new());
     let shared = consumer::Shared { dialect: ctx.db.dialect(), timers: wake.clone() };
-    let routes = tonic::service::Routes::new(SlaServiceServer::new(grpc::Sla::new(ctx.db.clone())));
+    let routes = tonic::service::Routes::new(pos_platform::message_limits!(
+        SlaServiceServer::new(grpc::Sla::new(ctx.db.clone())),
+        &ctx.infra.config.limits
+    ));
     let timer_loop = timers::TimerLoop::new(ctx.db.clone(), wake);
     Ok(Component::new("sla", ctx.db, routes, vec!["pos.v1.SlaService"])
         .consumer(Consumer::new(

@@ -37,7 +37,10 @@ pub async fn component(ctx: ServiceContext) -> anyhow::Result<Component> {
     let api = grpc::Ticketing::new(ctx.db.clone()).with_attachments(attachments).with_directory(directory);
     // A curator's reports cover the organizations under theirs: routing knows which.
     let api = api.with_supervision(grpc::Supervision::new(ctx.peer(pos_platform::peers::Service::Routing)?));
-    let routes = tonic::service::Routes::new(TicketingServiceServer::new(api));
+    let routes = tonic::service::Routes::new(pos_platform::message_limits!(
+        TicketingServiceServer::new(api),
+        &ctx.infra.config.limits
+    ));
     Ok(Component::new("ticketing", ctx.db, routes, vec!["pos.v1.TicketingService"])
         .consumer(Consumer::new(consumer::ROUTED_QUEUE, regions, consumer::AppealRoutedHandler))
         .consumer(Consumer::new(consumer::SLA_QUEUE, regions, consumer::SlaHandler))

@@ -12,7 +12,8 @@ pub struct WebConfig {
     /// Where the cabinet listens (`POS_WEB__ADDR`).
     pub addr: SocketAddr,
     /// The platform's gRPC endpoint: any process of it, or a load balancer (every process is a
-    /// front door).
+    /// front door). `https://…` is called over TLS, verified with `tls.ca_file`
+    /// (`POS_TLS__CA_FILE`), presenting `tls.client_cert_file` when the platform requires one.
     pub grpc_endpoint: String,
     /// The development sign-in: pick a development user, whose token is minted with
     /// `auth.hs256_secret`. Never on in production, where people sign in through the identity

@@ -25,15 +25,23 @@ async fn main() -> anyhow::Result<()> {
     })?;
     // Sessions live in Redis when there is one, so that every replica finds them.
     let cache: Arc<dyn Cache> = match &platform.redis_url {
-        Some(url) => Arc::new(
-            RedisCache::connect(url.expose(), &platform.cache_prefix).await.context("failed to connect to Redis")?,
-        ),
+        Some(url) => {
+            let ca = pos_platform::servers_ca::ServersCa::from_config(&platform)?;
+            Arc::new(
+                RedisCache::connect_with_ca(url.expose(), &platform.cache_prefix, ca.as_ref())
+                    .await
+                    .context("failed to connect to Redis")?,
+            )
+        }
         None => Arc::new(MemoryCache::new()),
     };
-    let minter = Some(Arc::new(Authenticator::from_config(&platform.auth)?));
+    let minter = Some(Arc::new(Authenticator::for_process(&platform.auth, platform.is_embedded())?));
     let listener =
         tokio::net::TcpListener::bind(web.addr).await.with_context(|| format!("failed to listen on {}", web.addr))?;
-    let channel = pos_platform::grpc::channel(&web.grpc_endpoint)?;
+    // `https://` with the `[tls]` client settings (`POS_TLS__CA_FILE`, and a client certificate
+    // when the platform requires one).
+    let client_tls = pos_platform::tls::ClientTls::from_config(&platform.tls)?;
+    let channel = pos_platform::grpc::channel_with(&web.grpc_endpoint, client_tls.as_ref())?;
     // A configuration that cannot work stops the process here rather than serving no sign-in.
     let app = App::try_new(web, channel, cache, minter, listener.local_addr()?)?.with_auth(&platform.auth);
     let shutdown = pos_platform::shutdown::on_signal();

@@ -547,6 +547,8 @@ fn the_chart_runs_every_service_with_settings_the_configuration_accepts() {
         ("POS_OTLP_ENDPOINT", "otlpEndpoint"),
         ("POS_AUTH__ISSUER", "auth.issuer"),
         ("POS_AUTH__AUDIENCE", "auth.audience"),
+        ("POS_AUTH__JWKS_URL", "auth.jwksUrl"),
+        ("POS_AUTH__ALLOW_DEVELOPMENT_SECRET", "auth.hs256Secret.allowDevelopmentSecret"),
         ("POS_PEERS__DNS_REFRESH_SECS", "peers.dnsRefreshSecs"),
     ];
     for (name, path) in plain {
@@ -560,6 +562,11 @@ fn the_chart_runs_every_service_with_settings_the_configuration_accepts() {
             .contains(r#"POS_PEERS__{{ upper $name }}: {{ printf "dns:///%s:%v" (include "pos.peerHost""#)
     );
     assert!(template("_helpers.tpl").contains(r#"(printf "/etc/pos/keys/%s" .)"#));
+    assert_reads(configmap, "POS_TLS__ALLOW_PLAINTEXT", "tls.allowPlaintext");
+    assert_reads(configmap, "POS_TLS__REQUIRE_CLIENT_CERT", "tls.requireClientCert");
+    assert!(template(configmap).contains("POS_TLS__CERT_FILE: /etc/pos/tls/tls.crt"));
+    assert!(template(configmap).contains("POS_TLS__CA_FILE: /etc/pos/tls/ca.crt"));
+    assert!(template("services.yaml").contains("secretName: {{ $.Values.tls.existingSecret }}"));
     // Secrets: read by reference, never rendered.
     let secrets: &[(&str, &str)] = &[
         ("POS_DATABASE_URL", "postgres://pos:secret@db.example:5432/pos"),
@@ -621,6 +628,21 @@ fn the_chart_runs_every_service_with_settings_the_configuration_accepts() {
                 "POS_DATA_DIR",
                 "POS_AUTH__PUBLIC_KEY_FILES",
                 "POS_PEERS__",
+                "POS_TLS__ALLOW_PLAINTEXT",
+            ]
+            .map(String::from),
+        )
+        // Files of tls.existingSecret: the pods mount them; the chart's values name none.
+        .chain(
+            [
+                "POS_TLS__CERT_FILE",
+                "POS_TLS__KEY_FILE",
+                "POS_TLS__CLIENT_CA_FILE",
+                "POS_TLS__REQUIRE_CLIENT_CERT",
+                "POS_TLS__CA_FILE",
+                "POS_TLS__CLIENT_CERT_FILE",
+                "POS_TLS__CLIENT_KEY_FILE",
+                "POS_TLS__SERVER_NAME",
             ]
             .map(String::from),
         )
@@ -648,6 +670,10 @@ fn the_chart_runs_every_service_with_settings_the_configuration_accepts() {
         env.insert("POS_GRPC_ADDR".into(), format!("0.0.0.0:{}", text(&values["ports"]["grpc"])));
         env.insert("POS_METRICS_ADDR".into(), format!("0.0.0.0:{}", text(&values["ports"]["metrics"])));
         env.insert("POS_DATA_DIR".into(), "/var/lib/pos".into());
+        // Without a TLS Secret the listener beyond loopback must be allowed plaintext.
+        if text(&values["tls"]["existingSecret"]).is_empty() {
+            env.insert("POS_TLS__ALLOW_PLAINTEXT".into(), text(&values["tls"]["allowPlaintext"]));
+        }
         let keys: Vec<String> = values["auth"]["publicKeys"]["files"]
             .as_sequence()
             .unwrap()
@@ -705,6 +731,10 @@ fn the_chart_probes_grpc_health_and_scales_and_protects_every_service() {
         assert_eq!(block, ["grpc:", "port: {{ $.Values.ports.grpc }}"], "{probe} asks gRPC health on the gRPC port");
     }
     assert!(services_template.contains(r#"service: {{ include "pos.healthName" $name }}"#));
+    // With TLS the binary's own check asks, over TLS (Kubernetes' gRPC probes speak none).
+    assert!(services_template.contains(
+        r#"command: ["pos-{{ $name }}", "healthcheck", "--endpoint", "https://127.0.0.1:{{ $.Values.ports.grpc }}", "--service", {{ include "pos.healthName" $name | quote }}]"#
+    ));
     assert!(template("_helpers.tpl").contains(r#"printf "pos.v1.%sService" (title .)"#));
     // What the readiness probe asks is the name each service reports healthy under.
     for service in pos_platform::peers::Service::ALL {

@@ -1,5 +1,6 @@
 //! End-to-end: the platform driven over gRPC like an external system.
 
+mod audit;
 mod dashboards;
 mod deploy;
 mod deployments;

@@ -686,6 +686,8 @@ async fn fault_two_replicas_of_each_service_killed_and_stopped_while_a_broker_no
         ("POS_NOTIFY__CONCURRENCY", NOTIFY_CONCURRENCY.to_string()),
         // Ten pools of the default ten would take every connection PostgreSQL allows (100).
         ("POS_DB_MAX_CONNECTIONS", DB_CONNECTIONS.to_string()),
+        // The replicas listen on the test's bridge, not loopback: plaintext, said explicitly.
+        ("POS_TLS__ALLOW_PLAINTEXT", "true".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))

@@ -45,12 +45,15 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::servers_ca::ServersCa;
 
 use super::{
     Bus, BusError, DeadLetter, DeadLetterAction, DeadLetterSelection, Delivery, Disposition, Envelope,
@@ -117,6 +120,10 @@ impl Names {
 struct Shared {
     /// The broker's nodes, in the order they are tried (see [`node_urls`]).
     nodes: Vec<String>,
+    /// The CAs that verify `amqps://` nodes besides the public roots (`servers_ca_file`).
+    tls: OwnedTLSConfig,
+    /// Where `tls` came from, for errors.
+    ca: Option<ServersCa>,
     names: Names,
     /// The live connection; `None` while reconnecting.
     link: watch::Sender<Option<Arc<Link>>>,
@@ -154,6 +161,12 @@ impl AmqpBus {
     /// cluster's nodes, and declares the exchange topology. Fails if no node can be reached now;
     /// once connected, the bus reconnects by itself, to whichever node answers.
     pub async fn connect(url: &str, exchange: &str) -> Result<AmqpBus, BusError> {
+        AmqpBus::connect_with_ca(url, exchange, None).await
+    }
+
+    /// [`AmqpBus::connect`]; each `amqps://` node's certificate is verified against `ca`
+    /// (`servers_ca_file`) as well as the public web PKI roots.
+    pub async fn connect_with_ca(url: &str, exchange: &str, ca: Option<&ServersCa>) -> Result<AmqpBus, BusError> {
         if exchange.is_empty() || exchange.len() > MAX_NAME {
             return Err(BusError::Other(format!("invalid exchange name {exchange:?}: 1 to {MAX_NAME} bytes")));
         }
@@ -161,8 +174,11 @@ impl AmqpBus {
         if nodes.is_empty() {
             return Err(BusError::Other("no broker URL given".to_owned()));
         }
+        let tls = OwnedTLSConfig { identity: None, cert_chain: ca.map(|ca| ca.pem().to_owned()) };
         let shared = Arc::new(Shared {
             nodes,
+            tls,
+            ca: ca.cloned(),
             names: Names::new(exchange),
             link: watch::Sender::new(None),
             specs: Mutex::new(BTreeMap::new()),
@@ -171,7 +187,12 @@ impl AmqpBus {
         });
         let (link, events) = open_any(&shared, 1, 0).await.map_err(|e| {
             let nodes: Vec<String> = shared.nodes.iter().map(|url| crate::db::redact_url(url)).collect();
-            BusError::Unavailable(format!("{}: {e}", nodes.join(",")))
+            match &shared.ca {
+                Some(ca) if shared.nodes.iter().any(|url| url.starts_with("amqps://")) => {
+                    BusError::Unavailable(format!("{}: {e} ({})", nodes.join(","), ca.describe()))
+                }
+                _ => BusError::Unavailable(format!("{}: {e}", nodes.join(","))),
+            }
         })?;
         shared.link.send_replace(Some(link.clone()));
         tracing::info!(exchange, node = %shared.node_name(link.node), "amqp bus connected");
@@ -274,7 +295,9 @@ async fn open_link(shared: &Shared, generation: u64, node: usize) -> Result<(Arc
     let open = async {
         let properties =
             ConnectionProperties::default().with_connection_name(format!("pos {}", shared.names.exchange).into());
-        let connection = Connection::connect(&shared.nodes[node], properties).await?;
+        let runtime = lapin::runtime::default_runtime()?;
+        let connection =
+            Connection::connect_with_config(&shared.nodes[node], properties, shared.tls.clone(), runtime).await?;
         // Subscribed before anything can fail, so no error event is missed.
         let events = connection.events_listener().boxed();
         let channel = connection.create_channel().await?;

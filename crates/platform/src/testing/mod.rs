@@ -4,13 +4,17 @@
 //! ([`RabbitNode`], [`RabbitCluster`]); the check that both migration trees of a service mean
 //! the same schema ([`assert_schema_parity`]); the checks that every method survives its database's outage
 //! ([`assert_unavailable_without_database`]) and keeps to the caller's scope
-//! ([`assert_every_method_scoped`]). Tests talk to real servers; these only find and isolate them.
+//! ([`assert_every_method_scoped`]); with the `test-tls` feature, a certificate authority of the
+//! test's own and PostgreSQL, Redis and RabbitMQ servers that speak TLS only ([`TestCa`]).
+//! Tests talk to real servers; these only find and isolate them.
 
 mod outage;
 mod rabbit;
 mod schema;
 mod scope;
 mod server;
+#[cfg(feature = "test-tls")]
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +25,8 @@ pub use rabbit::{ClusterQueue, RabbitCluster, RabbitNode};
 pub use schema::{SchemaDrift, assert_schema_parity, schema_drift};
 pub use scope::{DENIAL_REASONS, Scoped, assert_every_method_scoped, assert_scoped};
 pub use server::{TestDb, TestOptions, TestServer};
+#[cfg(feature = "test-tls")]
+pub use tls::{TestCa, TlsPostgres, TlsRabbit, TlsRedis};
 
 use crate::auth::{Authenticator, Role};
 use crate::config::{AuthConfig, PlatformConfig, Secret};
@@ -43,6 +49,11 @@ pub fn amqp_url() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("POS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// A name unique to this test run, e.g. `intake_t5f3a…`, fit for schemas, queues and prefixes.
@@ -96,7 +107,12 @@ pub fn platform_config(data_dir: &std::path::Path) -> PlatformConfig {
     let run = unique("t");
     PlatformConfig {
         data_dir: data_dir.to_path_buf(),
-        auth: AuthConfig { hs256_secret: Some(Secret::new(TEST_SECRET)), ..AuthConfig::default() },
+        // The test key is a development secret, also on the tests' stacks with servers.
+        auth: AuthConfig {
+            hs256_secret: Some(Secret::new(TEST_SECRET)),
+            allow_development_secret: true,
+            ..AuthConfig::default()
+        },
         shutdown_grace_secs: 5,
         exchange: format!("{run}.events"),
         cache_prefix: run,

@@ -2,10 +2,11 @@
 //! ([`RabbitNode`]) or a cluster of several ([`RabbitCluster`]).
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::unique;
+use super::{free_port, unique};
 
 /// How long a node gets to boot.
 const BOOT: Duration = Duration::from_secs(90);
@@ -20,22 +21,26 @@ pub struct RabbitNode {
     base: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
 impl RabbitNode {
     /// A node of its own, listening on loopback.
     pub fn start() -> RabbitNode {
-        let node = RabbitNode::launch(&[]);
+        RabbitNode::start_configured(|_| String::new())
+    }
+
+    /// A node of its own, listening on loopback, whose `rabbitmq.conf` also has the lines
+    /// `configure` returns (e.g. an SSL listener). `configure` gets the node's directory to put
+    /// files there first (certificates): the directory is then given to the broker's user.
+    pub fn start_configured(configure: impl FnOnce(&Path) -> String) -> RabbitNode {
+        let node = RabbitNode::launch(&[], configure);
         node.await_listener(BOOT);
         node
     }
 
     /// Starts a node without waiting for it to boot, listening on loopback and on `also` (e.g.
-    /// a bridge that other network namespaces reach), on the same port. Every node runs as the
-    /// same user, so all share that user's Erlang cookie and may form a cluster.
-    fn launch(also: &[IpAddr]) -> RabbitNode {
+    /// a bridge that other network namespaces reach), on the same port, configured further by
+    /// `configure` (see [`RabbitNode::start_configured`]). Every node runs as the same user, so
+    /// all share that user's Erlang cookie and may form a cluster.
+    fn launch(also: &[IpAddr], configure: impl FnOnce(&Path) -> String) -> RabbitNode {
         let id = unique("rmq");
         let name = format!("pos-test-{id}@localhost");
         let (port, dist_port) = (free_port(), free_port());
@@ -51,6 +56,7 @@ impl RabbitNode {
             // no other user.
             config.push_str("loopback_users.guest = false\n");
         }
+        config.push_str(&configure(&base));
         std::fs::write(base.join("rabbitmq.conf"), config).expect("node config");
         std::fs::write(base.join("enabled_plugins"), "[].\n").expect("node plugins");
         let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&base).status();
@@ -161,7 +167,7 @@ impl RabbitCluster {
     pub fn start_listening(size: usize, also: &[IpAddr]) -> RabbitCluster {
         assert!(size >= 1, "a cluster has a node");
         // Booted side by side: a node's boot is mostly waiting.
-        let nodes: Vec<RabbitNode> = (0..size).map(|_| RabbitNode::launch(also)).collect();
+        let nodes: Vec<RabbitNode> = (0..size).map(|_| RabbitNode::launch(also, |_| String::new())).collect();
         let cluster = RabbitCluster { nodes };
         for node in &cluster.nodes {
             node.await_listener(BOOT);

@@ -58,14 +58,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not .Values.amqp.existingSecret -}}
 {{- fail "amqp.existingSecret is required: a Secret holding the RabbitMQ URL" -}}
 {{- end -}}
-{{- if and (not .Values.auth.hs256Secret.existingSecret) (not .Values.auth.publicKeys.existingSecret) -}}
-{{- fail "set auth.publicKeys.existingSecret (production) or auth.hs256Secret.existingSecret (development)" -}}
+{{- if and (not .Values.auth.hs256Secret.existingSecret) (not .Values.auth.publicKeys.existingSecret) (not .Values.auth.jwksUrl) -}}
+{{- fail "set auth.jwksUrl or auth.publicKeys.existingSecret (production), or auth.hs256Secret.existingSecret (development)" -}}
 {{- end -}}
 {{- if and .Values.auth.publicKeys.existingSecret (not .Values.auth.publicKeys.files) -}}
 {{- fail "auth.publicKeys.files lists the key files of auth.publicKeys.existingSecret" -}}
 {{- end -}}
 {{- if not .Values.regions -}}
 {{- fail "regions: list [\"*\"] or at least one region code" -}}
+{{- end -}}
+{{- if and (not .Values.tls.existingSecret) (not .Values.tls.allowPlaintext) -}}
+{{- fail "set tls.existingSecret (a kubernetes.io/tls Secret with ca.crt) or tls.allowPlaintext=true: the services listen beyond loopback" -}}
 {{- end -}}
 {{- end -}}
 

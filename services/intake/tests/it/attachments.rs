@@ -189,3 +189,60 @@ async fn only_the_uploader_may_attach_a_file() {
     assert_eq!(violated_fields(&status), ["attachment_ids[0]"]);
     app.stop().await;
 }
+
+/// `intake.max_upload_bytes_per_day`: counted per caller and UTC day in intake's database.
+async fn the_daily_upload_cap_holds(db: pos_platform::testing::TestDb) {
+    use tonic_types::StatusExt;
+    let cap = 2 * PDF.len() + JPEG.len();
+    let config = IntakeConfig { max_upload_bytes_per_day: cap as u64, ..IntakeConfig::default() };
+    let options = pos_platform::testing::TestOptions { db, ..Default::default() };
+    let app = TestApp::spawn_options(options, std::sync::Arc::new(classifier()), config).await;
+    let token = applicant_token();
+    let pdf = || parts("scan.pdf", PDF.len() as i64, &[PDF]);
+    let jpeg = || parts("photo.jpg", JPEG.len() as i64, &[JPEG]);
+    upload(&app, &token, pdf()).await.unwrap();
+    upload(&app, &token, pdf()).await.unwrap();
+
+    // A third scan would pass the cap: refused until midnight UTC, and its bytes are not kept.
+    let status = upload(&app, &token, pdf()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(pos_platform::error::reason(&status), "UPLOAD_QUOTA_EXCEEDED");
+    let now = chrono::Utc::now();
+    let midnight = (now.date_naive() + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN).and_utc();
+    let delay = status.get_details_retry_info().and_then(|info| info.retry_delay).expect("retry info");
+    let until_midnight = (midnight - now).to_std().unwrap();
+    // The server looked at the clock a moment before the test did.
+    let moment = std::time::Duration::from_secs(30);
+    assert!(delay >= until_midnight && delay <= until_midnight + moment, "{delay:?} for {until_midnight:?}");
+    assert_eq!(app.count("attachments").await, 2);
+    assert_eq!(stored_files(&app.server.dir.0.join("attachments")).len(), 2, "the refused upload's object is gone");
+
+    // What still fits is taken; then the day is used up and refused before anything is read.
+    upload(&app, &token, jpeg()).await.unwrap();
+    let used: i64 = sqlx::query_scalar("SELECT bytes FROM upload_usage WHERE subject = $1")
+        .bind(APPLICANT)
+        .fetch_one(app.server.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(used, cap as i64);
+    let status = upload(&app, &token, jpeg()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(app.count("attachments").await, 3);
+
+    // Other callers have their own day; systems have none.
+    upload(&app, &other_applicant_token(), pdf()).await.unwrap();
+    for _ in 0..3 {
+        upload(&app, &system_token(), pdf()).await.unwrap();
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_daily_upload_cap_holds_on_postgres() {
+    the_daily_upload_cap_holds(pos_platform::testing::TestDb::Postgres).await;
+}
+
+#[tokio::test]
+async fn the_daily_upload_cap_holds_on_sqlite() {
+    the_daily_upload_cap_holds(pos_platform::testing::TestDb::Sqlite).await;
+}

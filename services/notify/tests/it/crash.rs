@@ -57,6 +57,7 @@ async fn notify_killed_mid_stream_loses_no_email() {
         ("POS_AMQP_URL", testing::amqp_url()),
         ("POS_EXCHANGE", exchange.clone()),
         ("POS_AUTH__HS256_SECRET", testing::TEST_SECRET.to_owned()),
+        ("POS_AUTH__ALLOW_DEVELOPMENT_SECRET", "true".to_owned()),
         ("POS_DATA_DIR", sink.dir.0.join("data").display().to_string()),
         ("POS_NOTIFY__SMTP_URL", sink.url()),
         // A short lease so that the restarted process takes the crashed rows back quickly.

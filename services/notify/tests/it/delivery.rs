@@ -236,7 +236,7 @@ async fn bench_emails_per_second_to_local_smtp() {
         let planned = started.elapsed();
         let defaults = pos_notify::NotifyConfig::default();
         let config = defaults.sender();
-        let mailer = defaults.mailer_for(&sink.url()).unwrap();
+        let mailer = defaults.mailer_for(&sink.url(), None).unwrap();
         let sending = Instant::now();
         let sender = RunningSender::start(&db, mailer, wake, config);
         // Polls the ledger, not the sink's folder: reading a thousand files every 50 ms would

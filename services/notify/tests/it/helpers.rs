@@ -24,6 +24,8 @@ pub struct SmtpSink {
     pub port: u16,
     pub dir: TempDir,
     child: Option<Child>,
+    /// The certificate and key it offers STARTTLS with, and then requires.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn script() -> PathBuf {
@@ -36,20 +38,32 @@ fn free_port() -> u16 {
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
-        let mut sink = SmtpSink { port: free_port(), dir: TempDir::new(), child: None };
+        let mut sink = SmtpSink::down();
+        sink.resume();
+        sink
+    }
+
+    /// A relay that offers STARTTLS with `cert` and `key` (PEM files) and takes no mail before
+    /// the client has started TLS.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> SmtpSink {
+        let mut sink = SmtpSink::down();
+        sink.tls = Some((cert.to_path_buf(), key.to_path_buf()));
         sink.resume();
         sink
     }
 
     /// A port nothing listens on yet, for a relay that is down from the start.
     pub fn down() -> SmtpSink {
-        SmtpSink { port: free_port(), dir: TempDir::new(), child: None }
+        SmtpSink { port: free_port(), dir: TempDir::new(), child: None, tls: None }
     }
 
     pub fn resume(&mut self) {
-        let child = Command::new("python3")
-            .arg(script())
-            .args(["--port", &self.port.to_string(), "--dir", &self.dir.0.display().to_string()])
+        let mut command = Command::new("python3");
+        command.arg(script()).args(["--port", &self.port.to_string(), "--dir", &self.dir.0.display().to_string()]);
+        if let Some((cert, key)) = &self.tls {
+            command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -72,12 +86,17 @@ impl SmtpSink {
         }
     }
 
+    /// The relay's address as `smtp_url`, asking for STARTTLS when it requires it.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        if self.tls.is_some() {
+            format!("smtp://127.0.0.1:{}?tls=required", self.port)
+        } else {
+            format!("smtp://127.0.0.1:{}", self.port)
+        }
     }
 
     pub fn mailer(&self) -> Arc<dyn Mailer> {
-        Arc::new(SmtpMailer::new(&self.url(), Duration::from_secs(5), 8).unwrap())
+        Arc::new(SmtpMailer::new(&self.url(), Duration::from_secs(5), 8, None).unwrap())
     }
 
     /// The raw messages that arrived for `recipient`.

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use pos_notify::mailer::{Mail, MailError, MailboxMailer, Mailer};
-use pos_platform::testing::{TempDir, eventually};
+use pos_notify::NotifyConfig;
+use pos_notify::mailer::{Mail, MailError, MailboxMailer, Mailer, SmtpMailer};
+use pos_platform::config::{PlatformConfig, Secret};
+use pos_platform::testing::{TempDir, TestCa, eventually};
 
 use crate::helpers::*;
 
@@ -78,4 +80,59 @@ async fn a_relay_that_is_down_is_a_transient_failure() {
         body: "b".into(),
     };
     assert!(matches!(sink.mailer().send(&mail).await, Err(MailError::Transient(_))));
+}
+
+fn letter(to: &str) -> Mail {
+    Mail {
+        id: uuid::Uuid::now_v7().to_string(),
+        from: "noreply@pos.test".into(),
+        to: to.to_owned(),
+        subject: "Проверка защищённого соединения".into(),
+        body: "Письмо ушло по TLS.".into(),
+    }
+}
+
+#[tokio::test]
+async fn mail_goes_over_starttls_to_a_relay_the_ca_vouches_for() {
+    let ca = TestCa::new();
+    let sink = SmtpSink::start_tls(&ca.cert_file(), &ca.key_file());
+    // As a deployment configures it: the platform's CA bundle, no relay-specific one.
+    let platform = PlatformConfig { servers_ca_file: Some(ca.ca_file()), ..PlatformConfig::default() };
+    let config = NotifyConfig { smtp_url: Some(Secret::new(sink.url())), ..NotifyConfig::default() };
+    let mailer = config.mailer(&platform).unwrap();
+    let to = format!("reader@{}", unique_domain());
+    mailer.send(&letter(&to)).await.expect("sent over STARTTLS");
+    assert_eq!(sink.messages(&to).len(), 1);
+}
+
+#[tokio::test]
+async fn a_relay_whose_certificate_another_ca_signed_is_refused() {
+    let (ca, stranger) = (TestCa::new(), TestCa::new());
+    let sink = SmtpSink::start_tls(&ca.cert_file(), &ca.key_file());
+    // notify's own bundle wins over the platform's.
+    let platform = PlatformConfig { servers_ca_file: Some(ca.ca_file()), ..PlatformConfig::default() };
+    let config = NotifyConfig {
+        smtp_url: Some(Secret::new(sink.url())),
+        smtp_ca_file: Some(stranger.ca_file()),
+        ..NotifyConfig::default()
+    };
+    let to = format!("reader@{}", unique_domain());
+    match config.mailer(&platform).unwrap().send(&letter(&to)).await {
+        Err(MailError::Transient(error)) => {
+            assert!(error.contains(&stranger.ca_file().display().to_string()), "names the CA bundle: {error}")
+        }
+        other => panic!("a relay with another CA's certificate took the mail: {other:?}"),
+    }
+    assert!(sink.messages(&to).is_empty());
+}
+
+#[tokio::test]
+async fn a_relay_that_requires_starttls_refuses_plaintext_mail() {
+    let ca = TestCa::new();
+    let sink = SmtpSink::start_tls(&ca.cert_file(), &ca.key_file());
+    let plaintext = sink.url().replace("?tls=required", "");
+    let mailer = SmtpMailer::new(&plaintext, std::time::Duration::from_secs(5), 1, None).unwrap();
+    let to = format!("reader@{}", unique_domain());
+    assert!(mailer.send(&letter(&to)).await.is_err(), "the relay took mail without TLS");
+    assert!(sink.messages(&to).is_empty());
 }

@@ -10,6 +10,7 @@ mod preview;
 mod reports;
 mod wire;
 
+use pos_platform::audit;
 use pos_platform::auth::{Caller, Role, authorize};
 use pos_platform::db::{Db, to_micros};
 use pos_platform::error::FieldViolations;
@@ -329,7 +330,22 @@ impl TicketingService for Ticketing {
             roles,
             active: request.active,
         };
-        staff::upsert(&self.db, &member).await.map_err(ApiError::Db)?;
+        let mut tx = self.db.begin().await.map_err(ApiError::Db)?;
+        let previous = staff::save(&mut tx, &member).await.map_err(ApiError::Db)?;
+        let names = |roles: &[Role]| roles.iter().map(|role| role.as_str()).collect::<Vec<_>>();
+        // Roles and the switch, not names or addresses: the trail keeps no personal data.
+        let details = audit::json!({
+            "created": previous.is_none(),
+            "roles_before": previous.as_ref().map(|p| names(&p.roles)).unwrap_or_default(),
+            "roles_after": names(&member.roles),
+            "active_before": previous.as_ref().map(|p| p.active),
+            "active_after": member.active,
+        });
+        let organization = member.organization_id.as_str();
+        audit::record(&mut tx, &caller, audit::Kind::StaffChanged, METHOD, organization, &member.subject, details)
+            .await
+            .map_err(ApiError::Db)?;
+        tx.commit().await.map_err(ApiError::Db)?;
         tracing::info!(organization_id = %member.organization_id, subject = %member.subject, "staff member saved");
         Ok(Response::new(wire::staff_member(member)))
     }

@@ -3,7 +3,8 @@
 
 use pos_platform::auth::Role;
 use pos_platform::db::{Db, RowExt, now_micros};
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 /// One member of an organization's staff.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,8 +18,25 @@ pub struct StaffMember {
 }
 
 pub async fn upsert(db: &Db, member: &StaffMember) -> Result<(), sqlx::Error> {
-    let roles: Vec<&str> = member.roles.iter().map(|r| r.as_str()).collect();
     let mut tx = db.begin().await?;
+    save(&mut tx, member).await?;
+    tx.commit().await
+}
+
+/// Saves `member` in the caller's transaction (which records the change beside it); returns the
+/// entry it replaced, if any.
+pub async fn save(conn: &mut AnyConnection, member: &StaffMember) -> Result<Option<StaffMember>, sqlx::Error> {
+    let previous = sqlx::query(
+        "SELECT organization_id, subject, full_name, email, roles, active FROM staff \
+         WHERE organization_id = $1 AND subject = $2",
+    )
+    .bind(&member.organization_id)
+    .bind(&member.subject)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| from_row(&row))
+    .transpose()?;
+    let roles: Vec<&str> = member.roles.iter().map(|r| r.as_str()).collect();
     sqlx::query(
         "INSERT INTO staff (organization_id, subject, full_name, email, roles, active, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (organization_id, subject) DO UPDATE SET \
@@ -32,9 +50,22 @@ pub async fn upsert(db: &Db, member: &StaffMember) -> Result<(), sqlx::Error> {
     .bind(roles.join(" "))
     .bind(member.active)
     .bind(now_micros())
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await
+    Ok(previous)
+}
+
+fn from_row(row: &AnyRow) -> Result<StaffMember, sqlx::Error> {
+    let roles: String = row.try_get("roles")?;
+    Ok(StaffMember {
+        organization_id: row.try_get("organization_id")?,
+        subject: row.try_get("subject")?,
+        full_name: row.try_get("full_name")?,
+        email: row.try_get("email")?,
+        // A role this build does not know is skipped, not fatal: directories outlive builds.
+        roles: roles.split_whitespace().filter_map(|r| r.parse().ok()).collect(),
+        active: row.flag("active")?,
+    })
 }
 
 /// An organization's staff, optionally only those holding `role`, ordered by name.
@@ -48,16 +79,7 @@ pub async fn list(db: &Db, organization_id: &str, role: Option<Role>) -> Result<
     .await?;
     let mut staff = Vec::with_capacity(rows.len());
     for row in &rows {
-        let roles: String = row.try_get("roles")?;
-        let member = StaffMember {
-            organization_id: row.try_get("organization_id")?,
-            subject: row.try_get("subject")?,
-            full_name: row.try_get("full_name")?,
-            email: row.try_get("email")?,
-            // A role this build does not know is skipped, not fatal: directories outlive builds.
-            roles: roles.split_whitespace().filter_map(|r| r.parse().ok()).collect(),
-            active: row.flag("active")?,
-        };
+        let member = from_row(row)?;
         if role.is_none_or(|r| member.roles.contains(&r)) {
             staff.push(member);
         }

@@ -220,6 +220,7 @@ async fn other_schools_other_applicants_and_bad_tokens_are_refused() {
         aud: "pos".into(),
         exp: now - 3600,
         iat: now - 7200,
+        nbf: None,
     };
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -13,6 +13,7 @@
 //! (target `security`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -154,8 +155,40 @@ impl Refusal {
         }
     }
 
-    fn respond(self, subject: Option<&str>) -> Response {
+    /// The reason as a code, for the audit trail.
+    fn code(&self) -> &'static str {
+        match self {
+            Refusal::Provider(SignInError::Unavailable(_)) => "PROVIDER_UNAVAILABLE",
+            Refusal::Provider(SignInError::StateMismatch) => "STATE_MISMATCH",
+            Refusal::Provider(SignInError::Refused { .. }) => "PROVIDER_REFUSED",
+            Refusal::Provider(SignInError::CodeRefused(_)) => "CODE_REFUSED",
+            Refusal::Provider(SignInError::NoIdToken) => "NO_ID_TOKEN",
+            Refusal::Provider(SignInError::IdToken(_)) => "ID_TOKEN_REJECTED",
+            Refusal::NoPendingSignIn => "NO_PENDING_SIGN_IN",
+            Refusal::UnknownOrganization(_) => "UNKNOWN_ORGANIZATION",
+            Refusal::NotStaff => "NOT_STAFF",
+            Refusal::SeveralOrganizations(_) => "SEVERAL_ORGANIZATIONS",
+            Refusal::Deactivated => "DEACTIVATED",
+            Refusal::NoCabinetRole => "NO_CABINET_ROLE",
+            Refusal::Directory(_) => "DIRECTORY_UNAVAILABLE",
+            Refusal::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn respond(self, app: &App, subject: Option<&str>, client: Option<IpAddr>) -> Response {
         let reason = self.reason();
+        record_sign_in(
+            app,
+            SignInRecord {
+                method: CALLBACK,
+                outcome: self.code(),
+                subject: subject.unwrap_or_default(),
+                organization_id: "",
+                roles: &[],
+                client,
+                reason: Some(&reason),
+            },
+        );
         match &self {
             Refusal::Provider(SignInError::Unavailable(_)) | Refusal::Directory(_) | Refusal::Internal(_) => {
                 tracing::error!(target: "security", subject, %reason, "sign-in through the identity provider failed");
@@ -194,18 +227,21 @@ pub fn page(signed_out: bool) -> Response {
 }
 
 /// Sends the person to the provider, keeping the sign-in's secrets here.
-pub async fn start(State(app): State<App>) -> Response {
+pub async fn start(State(app): State<App>, headers: HeaderMap, extensions: http::Extensions) -> Response {
     let Some(provider) = app.oidc.clone() else {
         return WebError::NotFound.into_response();
     };
+    let client = client_of(&app, &headers, &extensions);
     let (url, pending) = match provider.authorize().await {
         Ok(started) => started,
-        Err(error) => return Refusal::from(error).respond(None),
+        Err(error) => return Refusal::from(error).respond(&app, None, client),
     };
     let ttl = Duration::from_secs(provider.config().sign_in_minutes.max(1) * 60);
     let id = match app.sessions.put_pending(&pending, ttl).await {
         Ok(id) => id,
-        Err(error) => return Refusal::Internal(format!("pending sign-in not stored: {error}")).respond(None),
+        Err(error) => {
+            return Refusal::Internal(format!("pending sign-in not stored: {error}")).respond(&app, None, client);
+        }
     };
     let mut response = Redirect::to(url.as_str()).into_response();
     append_cookie(&mut response, &app.cookies.set(app.cookies.pending_name(), &id, ttl));
@@ -216,17 +252,19 @@ pub async fn start(State(app): State<App>) -> Response {
 pub async fn callback(
     State(app): State<App>,
     headers: HeaderMap,
+    extensions: http::Extensions,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(provider) = app.oidc.clone() else {
         return WebError::NotFound.into_response();
     };
+    let client = client_of(&app, &headers, &extensions);
     let pending = match session::cookie(&headers, app.cookies.pending_name()) {
         Some(id) => app.sessions.take_pending(id).await,
         None => None,
     };
     let mut response = match pending {
-        None => Refusal::NoPendingSignIn.respond(None),
+        None => Refusal::NoPendingSignIn.respond(&app, None, client),
         Some(pending) => {
             let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
             let outcome = if let Some(error) = params.get("error") {
@@ -242,10 +280,10 @@ pub async fn callback(
                 provider.finish(&pending, param("state"), param("code")).await
             };
             match outcome {
-                Err(error) => Refusal::from(error).respond(None),
-                Ok(identity) => match sign_in(&app, &identity).await {
+                Err(error) => Refusal::from(error).respond(&app, None, client),
+                Ok(identity) => match sign_in(&app, &identity, client).await {
                     Ok(response) => response,
-                    Err(refusal) => refusal.respond(Some(&identity.subject)),
+                    Err(refusal) => refusal.respond(&app, Some(&identity.subject), client),
                 },
             }
         }
@@ -262,7 +300,7 @@ struct Person {
     roles_from_directory: bool,
 }
 
-async fn sign_in(app: &App, identity: &Identity) -> Result<Response, Refusal> {
+async fn sign_in(app: &App, identity: &Identity, client: Option<IpAddr>) -> Result<Response, Refusal> {
     let person = resolve(app, identity).await?;
     let minter = app.minter.as_ref().ok_or_else(|| Refusal::Internal("no key to mint platform tokens".into()))?;
     let ttl = app.sessions.ttl();
@@ -297,6 +335,18 @@ async fn sign_in(app: &App, identity: &Identity) -> Result<Response, Refusal> {
         organization = %session.organization_id,
         roles = ?session.roles,
         "signed in through the identity provider"
+    );
+    record_sign_in(
+        app,
+        SignInRecord {
+            method: CALLBACK,
+            outcome: pos_platform::audit::OK,
+            subject: &session.subject,
+            organization_id: &session.organization_id,
+            roles: &session.roles,
+            client,
+            reason: None,
+        },
     );
     let mut response = Redirect::to("/cabinet").into_response();
     append_cookie(&mut response, &app.cookies.set(app.cookies.session_name(), &id, ttl));
@@ -477,6 +527,69 @@ pub async fn renewed(app: &App, id: &str, mut session: Session, htmx: bool) -> R
     app.sessions.update(id, &session).await.map_err(|e| WebError::Internal(format!("session not stored: {e}")))?;
     tracing::debug!(subject = %session.subject, "platform token minted again");
     Ok(session)
+}
+
+/// Where the provider's answer arrives, as the audit trail names it.
+const CALLBACK: &str = "web/sign-in/callback";
+
+/// A sign-in, or a refused one, for the audit trail. No names: the subject, the organization,
+/// the roles, the reason and the client's address.
+pub(crate) struct SignInRecord<'a> {
+    pub method: &'static str,
+    /// `ok`, or the refusal's code.
+    pub outcome: &'a str,
+    pub subject: &'a str,
+    pub organization_id: &'a str,
+    pub roles: &'a [Role],
+    pub client: Option<IpAddr>,
+    pub reason: Option<&'a str>,
+}
+
+/// The client's address: the peer, or what trusted proxies say it was.
+pub(crate) fn client_of(app: &App, headers: &HeaderMap, extensions: &http::Extensions) -> Option<IpAddr> {
+    crate::citizen::limits::client_ip(
+        crate::citizen::limits::peer(extensions),
+        headers,
+        &app.config.citizen.trusted_proxies,
+    )
+}
+
+/// Records a sign-in in the audit trail through `AuditService/RecordAuditEvent` (the cabinet
+/// keeps no store), in the background: the person's page does not wait for it, and a trail
+/// that cannot be reached is logged, not shown to them.
+pub(crate) fn record_sign_in(app: &App, record: SignInRecord<'_>) {
+    let Some(minter) = app.minter.clone() else { return };
+    let token = match minter.mint("pos-web", "", "", &[Role::System], Duration::from_secs(60)) {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::warn!(%error, "sign-in not recorded in the audit trail: no token");
+            return;
+        }
+    };
+    let mut details = serde_json::Map::new();
+    if let Some(client) = record.client {
+        details.insert("client".into(), client.to_string().into());
+    }
+    if let Some(reason) = record.reason {
+        details.insert("reason".into(), reason.into());
+    }
+    let succeeded = record.outcome == pos_platform::audit::OK;
+    let event = pb::operations::RecordAuditEventRequest {
+        kind: if succeeded { "sign_in" } else { "sign_in_failed" }.to_owned(),
+        actor_subject: record.subject.to_owned(),
+        actor_organization_id: record.organization_id.to_owned(),
+        actor_roles: record.roles.iter().map(|role| role.as_str().to_owned()).collect(),
+        method: record.method.to_owned(),
+        outcome: record.outcome.to_owned(),
+        details_json: serde_json::Value::Object(details).to_string(),
+    };
+    let channel = app.channel.clone();
+    tokio::spawn(async move {
+        let mut audit = pb::operations::audit_service_client::AuditServiceClient::new(channel);
+        if let Err(status) = audit.record_audit_event(pos_platform::grpc::outgoing(event, &token)).await {
+            tracing::warn!(code = ?status.code(), message = status.message(), "sign-in not recorded in the audit trail");
+        }
+    });
 }
 
 fn append_cookie(response: &mut Response, cookie: &str) {

@@ -18,6 +18,7 @@ use pos_platform::auth::Role;
 use pos_proto::v1 as pb;
 
 use super::pages;
+use super::provider::{self, SignInRecord};
 use super::{Api, WebError};
 use crate::App;
 use crate::session::{self, Session};
@@ -32,6 +33,9 @@ const DEV_USERS: [(Role, &str); 6] = [
     (Role::OrgAdmin, "Соколова Мария"),
     (Role::Approver, "Орлов Дмитрий"),
 ];
+
+/// The development sign-in, as the audit trail names it.
+const DEVELOPMENT: &str = "web/sign-in/development";
 
 /// How long the sign-in form's CSRF cookie lives.
 const SIGN_IN_FORM_TTL: Duration = Duration::from_secs(3600);
@@ -119,7 +123,12 @@ pub async fn page(
     response
 }
 
-pub async fn submit(State(app): State<App>, Form(form): Form<HashMap<String, String>>) -> Response {
+pub async fn submit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let (true, Some(minter)) = (app.config.dev_sign_in, app.minter.clone()) else {
         return WebError::Forbidden("Вход для разработки выключен.").into_response();
     };
@@ -137,6 +146,17 @@ pub async fn submit(State(app): State<App>, Form(form): Form<HashMap<String, Str
     let organization = match api.routing().get_organization(api.request(request)).await {
         Ok(organization) => organization.into_inner(),
         Err(status) if status.code() == tonic::Code::NotFound => {
+            let client = provider::client_of(&app, &headers, &extensions);
+            let record = SignInRecord {
+                method: DEVELOPMENT,
+                outcome: "UNKNOWN_ORGANIZATION",
+                subject: &format!("dev-{role}"),
+                organization_id: "",
+                roles: &[role],
+                client,
+                reason: Some("development sign-in to an organization not in the directory"),
+            };
+            provider::record_sign_in(&app, record);
             return pages::error(StatusCode::BAD_REQUEST, "Вход не выполнен", "Такой организации нет в справочнике.");
         }
         Err(status) => return WebError::from_status(&status, false).into_response(),
@@ -170,6 +190,16 @@ pub async fn submit(State(app): State<App>, Form(form): Form<HashMap<String, Str
         Err(error) => return WebError::Internal(error.to_string()).into_response(),
     };
     tracing::info!(subject = %session.subject, organization = %session.organization_id, "signed in (development)");
+    let record = SignInRecord {
+        method: DEVELOPMENT,
+        outcome: pos_platform::audit::OK,
+        subject: &session.subject,
+        organization_id: &session.organization_id,
+        roles: &session.roles,
+        client: provider::client_of(&app, &headers, &extensions),
+        reason: None,
+    };
+    provider::record_sign_in(&app, record);
     let mut response = Redirect::to("/cabinet").into_response();
     for cookie in [app.cookies.set(app.cookies.session_name(), &id, ttl), app.cookies.clear(app.cookies.sign_in_name())]
     {

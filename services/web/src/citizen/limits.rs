@@ -4,42 +4,18 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::CitizenState;
 
-/// How many checks pass between sweeps of keys that are full again (memory stays bounded by the
-/// keys of the last minutes).
-const SWEEP_EVERY: u64 = 4096;
-
-/// A keyed limiter that forgets idle keys now and then.
-pub struct Limiter<K: std::hash::Hash + Eq + Clone> {
-    limiter: DefaultKeyedRateLimiter<K>,
-    checks: AtomicU64,
-}
-
-impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
-    pub fn new(quota: Quota) -> Limiter<K> {
-        Limiter { limiter: RateLimiter::keyed(quota), checks: AtomicU64::new(0) }
-    }
-
-    /// `Err(wait)` when `key` is over its quota.
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-        }
-        self.limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
-}
+/// A keyed limiter that forgets idle keys now and then (the gRPC server's too).
+pub use pos_platform::limits::KeyedLimiter as Limiter;
 
 fn non_zero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("at least 1")
