@@ -6,6 +6,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use futures::executor::block_on;
 use libfuzzer_sys::fuzz_target;
 use pos_platform::auth::{Authenticator, Role};
 use pos_platform::config::{AuthConfig, Secret};
@@ -17,11 +18,11 @@ static AUTH: LazyLock<Authenticator> = LazyLock::new(|| {
 
 fuzz_target!(|input: (&str, String, String, Vec<u8>, u16)| {
     let (text, subject, organization, role_picks, flip) = input;
-    let _ = AUTH.verify(text);
+    let _ = block_on(AUTH.verify(text));
 
     let roles: Vec<Role> = role_picks.iter().take(4).map(|&pick| Role::ALL[pick as usize % Role::ALL.len()]).collect();
     let token = AUTH.mint(&subject, &organization, "41", &roles, Duration::from_secs(60)).expect("minted");
-    let caller = AUTH.verify(&token).expect("a minted token verifies");
+    let caller = block_on(AUTH.verify(&token)).expect("a minted token verifies");
     assert_eq!(caller.subject, subject);
     assert_eq!(caller.organization_id, organization);
     assert!(roles.iter().all(|role| caller.roles.contains(role)));
@@ -31,7 +32,7 @@ fuzz_target!(|input: (&str, String, String, Vec<u8>, u16)| {
     // Another base64url character, so the token still parses and only the signature can object.
     tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
     if let Ok(tampered) = String::from_utf8(tampered)
-        && let Ok(forged) = AUTH.verify(&tampered)
+        && let Ok(forged) = block_on(AUTH.verify(&tampered))
     {
         // Flipping a bit of base64 padding can leave the decoded bytes as they were.
         assert_eq!(forged.subject, caller.subject, "a changed token verified as someone else");

@@ -215,8 +215,32 @@ impl ServiceProcess {
         host: &Host,
         port: u16,
     ) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::launch(binary, services, config, env, host, port, None).await
+    }
+
+    /// [`ServiceProcess::start_with_env`] for a process serving TLS (its `POS_TLS__*` in `env`):
+    /// its endpoint is `https://`, and its health is asked with `client`'s settings.
+    pub async fn start_tls(
+        binary: &str,
+        services: &[&str],
+        config: &PlatformConfig,
+        env: &[(&str, &str)],
+        client: &pos_platform::tls::ClientTls,
+    ) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::launch(binary, services, config, env, &Host::loopback(), free_port()?, Some(client)).await
+    }
+
+    async fn launch(
+        binary: &str,
+        services: &[&str],
+        config: &PlatformConfig,
+        env: &[(&str, &str)],
+        host: &Host,
+        port: u16,
+        tls: Option<&pos_platform::tls::ClientTls>,
+    ) -> anyhow::Result<ServiceProcess> {
         let listen = std::net::SocketAddr::new(host.address, port);
-        let endpoint = format!("http://{listen}");
+        let endpoint = format!("{}://{listen}", if tls.is_some() { "https" } else { "http" });
         let mut command = match &host.netns {
             // `ip netns exec` execs the binary itself: the child is the service, so a SIGKILL
             // reaches it.
@@ -238,7 +262,7 @@ impl ServiceProcess {
             .spawn()?;
         let mut process = ServiceProcess { child, endpoint };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while pos_platform::host::healthcheck(&process.endpoint, "").await.is_err() {
+        while pos_platform::host::healthcheck_with(&process.endpoint, "", tls).await.is_err() {
             if let Some(status) = process.child.try_wait()? {
                 anyhow::bail!("{services:?} exited while starting: {status}");
             }

@@ -463,7 +463,16 @@ where
 
 /// Exits with an error unless `service` (empty: the whole server) reports SERVING.
 pub async fn healthcheck(endpoint: &str, service: &str) -> anyhow::Result<()> {
-    let channel = crate::grpc::endpoint(endpoint, crate::tls::process_client().as_deref(), None)?.connect().await?;
+    healthcheck_with(endpoint, service, crate::tls::process_client().as_deref()).await
+}
+
+/// [`healthcheck`] with client TLS settings of the caller's choosing (`https://` endpoints).
+pub async fn healthcheck_with(
+    endpoint: &str,
+    service: &str,
+    tls: Option<&crate::tls::ClientTls>,
+) -> anyhow::Result<()> {
+    let channel = crate::grpc::endpoint(endpoint, tls, None)?.connect().await?;
     check_health(channel, service).await
 }
 

@@ -16,5 +16,6 @@ mod redirect;
 mod replicas;
 mod schema_parity;
 mod submit_to_ticket;
+mod tls;
 mod tracing_export;
 mod walkthrough;

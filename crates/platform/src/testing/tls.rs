@@ -48,9 +48,10 @@ impl TestCa {
         authority
     }
 
-    /// A certificate for `name` (its DNS name and common name) good for servers and clients
-    /// alike, e.g. `routing.pos` for a service that serves and calls others: its PEM files
-    /// `<name>.pem` and `<name>.key` in the CA's directory.
+    /// A certificate for `name` (its first DNS name and common name, also valid for `localhost`
+    /// and `127.0.0.1`, where tests' servers listen) good for servers and clients alike, e.g.
+    /// `routing.pos` for a service that serves and calls others: its PEM files `<name>.pem` and
+    /// `<name>.key` in the CA's directory (a second issue for the same name replaces them).
     pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
         let (certificate, key) = self.issue_pem(name);
         let (cert_file, key_file) = (self.dir.0.join(format!("{name}.pem")), self.dir.0.join(format!("{name}.key")));
@@ -61,7 +62,10 @@ impl TestCa {
 
     /// What [`TestCa::issue`] writes, as PEM text: the certificate and its key.
     pub fn issue_pem(&self, name: &str) -> (String, String) {
-        self.sign(&[name], &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])
+        self.sign(
+            &[name, "localhost", "127.0.0.1"],
+            &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        )
     }
 
     fn sign(&self, names: &[&str], usages: &[ExtendedKeyUsagePurpose]) -> (String, String) {
