@@ -46,7 +46,8 @@ pub struct LimitsConfig {
     pub per_caller: Allowance,
     /// Callers with the role `system` (the services themselves, integrations, load tests): this
     /// allowance per caller and method instead of the two above and of `methods`' rates, since
-    /// one of them speaks for many people.
+    /// one of them speaks for many people. Sized above the platform's own peak: intake asks
+    /// routing once per appeal as one caller, at the 1,000 appeals/s a deployment is built for.
     pub system: Allowance,
     /// Per-method rates and deadlines, e.g. `[limits.methods."pos.v1.IntakeService/SubmitAppeal"]`.
     pub methods: BTreeMap<String, MethodLimits>,
@@ -93,7 +94,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             per_method: Allowance { rate: 50.0, burst: 100 },
             per_caller: Allowance { rate: 200.0, burst: 400 },
-            system: Allowance { rate: 1000.0, burst: 2000 },
+            system: Allowance { rate: 10_000.0, burst: 20_000 },
             methods: BTreeMap::from([(
                 UPLOAD_METHOD.to_owned(),
                 MethodLimits { timeout_secs: Some(UPLOAD_TIMEOUT_SECS), ..MethodLimits::default() },

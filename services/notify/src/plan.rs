@@ -499,6 +499,11 @@ impl Planner {
         store::appeals::update_status(&mut **tx, &event.appeal_id, &label, at, execution_due).await?;
         appeal.status = label;
         appeal.execution_due = execution_due.or(appeal.execution_due);
+        // Ticketing may have heard of the deadline before this consumer's own `sla.armed` came:
+        // the letter names it either way (sla.armed stores it when it comes).
+        if appeal.deadline.is_none() {
+            appeal.deadline = event.answer_due.as_ref().and_then(from_proto).map(to_micros);
+        }
         // An escalation's step: the applicant hears of it from `ticket.incident_changed`.
         let notice = if event.incident_id.is_empty() {
             notice_of(event.action(), event.from_folder(), event.to_folder(), &self.letters)

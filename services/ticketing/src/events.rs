@@ -43,6 +43,7 @@ pub fn status_changed(ticket: &Ticket, change: StatusChange<'_>) -> ev::TicketSt
         rating: 0,
         time_zone: ticket.time_zone.clone(),
         incident_id: String::new(),
+        answer_due: ticket.answer_due.map(pos_proto::time::to_proto),
     }
 }
 

@@ -49,7 +49,8 @@ async fn fault_pos_up_killed_with_sigkill_loses_nothing() {
     let config = config(Mode::Embedded, &data, "crash", None);
     let first = ServiceProcess::start(POS, &[], &config).await.expect("pos up starts");
     let endpoint = Arc::new(RwLock::new(first.endpoint.clone()));
-    let token = testing::token("operator-crash", "", "41", &[Role::Operator]);
+    // A channel integration submitting in bulk: a system caller, with its own rate allowance.
+    let token = testing::token("channel-crash", "", "41", &[Role::System]);
     let run = testing::unique("crash");
     let accepted = Arc::new(AtomicUsize::new(0));
 

@@ -357,7 +357,8 @@ async fn submit_all(
     accepted: &AtomicUsize,
     retries: &AtomicUsize,
 ) -> Vec<String> {
-    let token = testing::token("operator-replicas", "", "", &[Role::Operator]);
+    // A channel integration submitting in bulk: a system caller, with its own rate allowance.
+    let token = testing::token("channel-replicas", "", "", &[Role::System]);
     futures::stream::iter(0..count)
         .map(|i| {
             let (intakes, token) = (&intakes, &token);

@@ -52,6 +52,7 @@ pub fn status(
         rating: 0,
         time_zone: "Asia/Kamchatka".into(),
         incident_id: String::new(),
+        answer_due: None,
     }
 }
 
@@ -283,4 +284,66 @@ async fn appeals_life(db: &Db) {
 
 fn local(at: chrono::DateTime<Utc>, reader: Reader) -> String {
     pos_notify::plan::local_time(at, "Asia/Kamchatka", reader)
+}
+
+/// Each consumer runs at its own pace, so ticketing may know the answer deadline before this
+/// consumer's own `sla.armed` comes: the status letter names the deadline its event carries.
+#[tokio::test]
+async fn a_status_letter_names_the_deadline_the_ticket_knows_before_sla_armed_comes() {
+    let (db, _dir) = sqlite_db("notify", &pos_notify::MIGRATIONS).await;
+    let sink = SmtpSink::start();
+    let email = format!("applicant@{}", unique_domain());
+    let wake = Arc::new(Wake::default());
+    let planner = planner(&db, wake.clone(), StaticDirectory::default());
+    let sender = RunningSender::start(&db, sink.mailer(), wake, sender_config());
+    let appeal = uuid::Uuid::now_v7().to_string();
+    let id = appeal.as_str();
+    let (now, due) = (Utc::now(), Utc::now() + chrono::Duration::days(10));
+    let applicant =
+        pb::Applicant { full_name: "Иван Петров".into(), email: email.clone(), ..Default::default() };
+    let received = ev::AppealReceived {
+        appeal_id: id.into(),
+        number: 1001,
+        registered_at: ts(now),
+        applicant: Some(applicant),
+        region_code: "41".into(),
+        category_id: "food".into(),
+        category_name: "Питание в школе".into(),
+        applicant_time_zone: "Asia/Kamchatka".into(),
+        ..Default::default()
+    };
+    deliver(&db, &planner, &received, id).await;
+    let routed = ev::AppealRouted {
+        appeal_id: id.into(),
+        number: 1001,
+        registered_at: ts(now),
+        region_code: "41".into(),
+        category_id: "food".into(),
+        organization: Some(pb::OrganizationRef {
+            id: "school-1".into(),
+            short_name: "МБОУ СОШ №1".into(),
+            ..Default::default()
+        }),
+        time_zone: "Asia/Kamchatka".into(),
+        period_days: 10,
+        applicant: received.applicant.clone(),
+        ..Default::default()
+    };
+    deliver(&db, &planner, &routed, id).await;
+    let taken = ev::TicketStatusChanged {
+        at: ts(now + chrono::Duration::seconds(1)),
+        answer_due: ts(due),
+        ..status(id, ev::TicketAction::TakenInWork, pb::Folder::New, pb::Folder::InWork, "")
+    };
+    deliver(&db, &planner, &taken, id).await;
+
+    let subject = "Статус сообщения №1001: В работе";
+    eventually(Duration::from_secs(30), "the status letter arrived", || {
+        std::future::ready(sink.messages(&email).iter().any(|m| decoded(m).0 == subject))
+    })
+    .await;
+    let letter = sink.messages(&email).iter().map(|m| decoded(m)).find(|(s, _)| s == subject).unwrap();
+    let planned = format!("Плановый срок рассмотрения: {}.", local(due, Reader::Applicant));
+    assert!(letter.1.contains(&planned), "{planned:?} not in {}", letter.1);
+    sender.stop().await;
 }
