@@ -103,28 +103,7 @@ async fn appeals_life(db: &Db) {
         id,
     )
     .await;
-    deliver(
-        db,
-        &planner,
-        &ev::AppealRouted {
-            appeal_id: id.into(),
-            number: 1001,
-            registered_at: ts(now),
-            region_code: "41".into(),
-            category_id: "food".into(),
-            organization: Some(pb::OrganizationRef {
-                id: "school-1".into(),
-                short_name: "МБОУ СОШ №1".into(),
-                ..Default::default()
-            }),
-            time_zone: "Asia/Kamchatka".into(),
-            period_days: 30,
-            applicant: Some(applicant),
-            ..Default::default()
-        },
-        id,
-    )
-    .await;
+    deliver(db, &planner, &routed(id, now, 30, applicant), id).await;
     let deadline = |clock: ev::SlaClock| ev::SlaDeadline {
         appeal_id: id.into(),
         ticket_id: format!("t-{id}"),
@@ -282,6 +261,26 @@ async fn appeals_life(db: &Db) {
     sender.stop().await;
 }
 
+/// Appeal №1001 routed to school 1 in Kamchatka with `period_days` to answer.
+fn routed(id: &str, registered: chrono::DateTime<Utc>, period_days: i32, applicant: pb::Applicant) -> ev::AppealRouted {
+    ev::AppealRouted {
+        appeal_id: id.into(),
+        number: 1001,
+        registered_at: ts(registered),
+        region_code: "41".into(),
+        category_id: "food".into(),
+        organization: Some(pb::OrganizationRef {
+            id: "school-1".into(),
+            short_name: "МБОУ СОШ №1".into(),
+            ..Default::default()
+        }),
+        time_zone: "Asia/Kamchatka".into(),
+        period_days,
+        applicant: Some(applicant),
+        ..Default::default()
+    }
+}
+
 fn local(at: chrono::DateTime<Utc>, reader: Reader) -> String {
     pos_notify::plan::local_time(at, "Asia/Kamchatka", reader)
 }
@@ -313,23 +312,7 @@ async fn a_status_letter_names_the_deadline_the_ticket_knows_before_sla_armed_co
         ..Default::default()
     };
     deliver(&db, &planner, &received, id).await;
-    let routed = ev::AppealRouted {
-        appeal_id: id.into(),
-        number: 1001,
-        registered_at: ts(now),
-        region_code: "41".into(),
-        category_id: "food".into(),
-        organization: Some(pb::OrganizationRef {
-            id: "school-1".into(),
-            short_name: "МБОУ СОШ №1".into(),
-            ..Default::default()
-        }),
-        time_zone: "Asia/Kamchatka".into(),
-        period_days: 10,
-        applicant: received.applicant.clone(),
-        ..Default::default()
-    };
-    deliver(&db, &planner, &routed, id).await;
+    deliver(&db, &planner, &routed(id, now, 10, received.applicant.clone().unwrap()), id).await;
     let taken = ev::TicketStatusChanged {
         at: ts(now + chrono::Duration::seconds(1)),
         answer_due: ts(due),
