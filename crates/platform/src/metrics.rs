@@ -111,6 +111,12 @@ const CATALOGUE: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("pos_dead_letters", Kind::Gauge, None, "Messages in a consumer's dead-letter queue [queue]."),
     ("pos_outbox_backlog", Kind::Gauge, None, "Committed events not yet confirmed by the broker [schema]."),
     ("pos_outbox_published_total", Kind::Counter, None, "Events the outbox relay published [schema]."),
+    (
+        "pos_db_transactions_total",
+        Kind::Counter,
+        None,
+        "Write transactions begun on a service's database [schema]: the cost figure `pos bench` divides per appeal.",
+    ),
     ("pos_parked_events", Kind::Gauge, None, "Events kept until the object they are about exists [schema, consumer]."),
     (
         "pos_parked_oldest_seconds",
