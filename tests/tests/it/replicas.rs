@@ -397,6 +397,10 @@ fn went_away(status: &tonic::Status) -> bool {
         Code::Unavailable
         // A connection reset mid-call, and the client's own timeout.
         | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => true,
+        // A replica stopping sends GOAWAY; a request that crossed it on the wire fails in the
+        // client's transport, which tonic reports as INTERNAL "h2 protocol error": the server
+        // never saw it.
+        Code::Internal if status.message().starts_with("h2 protocol error") => true,
         Code::Ok
         | Code::InvalidArgument
         | Code::NotFound

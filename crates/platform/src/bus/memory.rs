@@ -9,13 +9,23 @@
 //! next start the rows are loaded and delivered again. One process per database: the rows are
 //! the truth, the in-memory queues are their index.
 //!
+//! One writer task writes the journal, in batches: each transaction holds whatever was queued
+//! while the previous one was being written. Publishers and deliveries wait for their batch
+//! (a publish is confirmed, and a delivery counted before its handler runs, only once written);
+//! acknowledgements do not wait. Acknowledgements are thus the one exception to "written before
+//! it takes effect": an acknowledged message leaves memory at once and its row is deleted by a
+//! later batch. A process killed in between gets those messages back on its next start, as
+//! redeliveries, which every consumer's inbox absorbs: at least once, and nothing lost.
+//! Retries and dead-lettering change where a message lives and are written before they take
+//! effect. [`MemoryBus::close`] writes what is still queued.
+//!
 //! Ordering: a queue hands out messages by (available-at, sequence), so new messages are FIFO,
 //! a message returned unsettled keeps its place, and a retried message joins the tail when its
 //! delay has passed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,9 +33,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::any::AnyRow;
-use tokio::sync::Notify;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Connection, Row};
+use tokio::sync::{Notify, oneshot};
 
 use super::{
     Bus, BusError, DeadLetter, DeadLetterAction, DeadLetterSelection, Delivery, Disposition, Envelope,
@@ -61,7 +72,7 @@ impl MemoryBus {
     /// pending when the previous process stopped; messages that were in flight are delivered
     /// again, counted as redeliveries.
     pub async fn durable(db: Db) -> Result<MemoryBus, BusError> {
-        let store = Store { db };
+        let store = Arc::new(Store::new(db));
         store.init().await.map_err(store_error)?;
         let specs = store.load_specs().await.map_err(store_error)?;
         let messages = store.load_messages().await.map_err(store_error)?;
@@ -75,9 +86,11 @@ impl MemoryBus {
             state.queue(&queue).push(message);
         }
         tracing::info!(queues = state.queues.len(), pending, "memory bus loaded from database");
-        Ok(MemoryBus {
-            inner: Arc::new(Inner { state: Mutex::new(state), store: Some(store), closed: AtomicBool::new(false) }),
-        })
+        let inner =
+            Arc::new(Inner { state: Mutex::new(state), store: Some(store.clone()), closed: AtomicBool::new(false) });
+        let _ = store.bus.set(Arc::downgrade(&inner));
+        tokio::spawn(store.write_behind());
+        Ok(MemoryBus { inner })
     }
 
     /// The queue receiving messages that no binding matched.
@@ -85,14 +98,29 @@ impl MemoryBus {
         UNROUTABLE_QUEUE
     }
 
+    /// Write transactions the durable bus has committed (publishes, batches of acknowledgements
+    /// and delivery counts, retries, dead-lettering); 0 for a volatile bus. For measurements.
+    pub fn journal_transactions(&self) -> u64 {
+        self.inner.store.as_ref().map_or(0, |store| store.transactions.load(Ordering::Relaxed))
+    }
+
     /// Ends every consume stream; later calls fail with [`BusError::Closed`]. Deliveries already
-    /// handed out can still be settled.
+    /// handed out can still be settled. Writes the acknowledgements not written yet, so that a
+    /// clean stop redelivers nothing on the next start.
     pub async fn close(&self) {
         self.inner.close();
+        if let Some(store) = &self.inner.store
+            && let Err(error) = store.flush().await
+        {
+            tracing::warn!(%error, "memory bus could not write the last acknowledgements; those messages come back on the next start");
+        }
     }
 }
 
 impl Drop for MemoryBus {
+    /// Dropping cannot wait for a write: the acknowledgements not written yet are left to the
+    /// background writer, which writes them once the last delivery is settled (see
+    /// `Drop for Inner`) unless the runtime stops first. [`MemoryBus::close`] waits for them.
     fn drop(&mut self) {
         self.inner.close();
     }
@@ -100,8 +128,18 @@ impl Drop for MemoryBus {
 
 struct Inner {
     state: Mutex<State>,
-    store: Option<Store>,
+    store: Option<Arc<Store>>,
     closed: AtomicBool,
+}
+
+impl Drop for Inner {
+    /// Nothing can queue a write any more (deliveries hold `Inner` too): the writer writes what
+    /// is left and stops.
+    fn drop(&mut self) {
+        if let Some(store) = &self.store {
+            store.stop();
+        }
+    }
 }
 
 impl Inner {
@@ -120,6 +158,17 @@ impl Inner {
 
     fn ensure_open(&self) -> Result<(), BusError> {
         if self.closed.load(Ordering::SeqCst) { Err(BusError::Closed) } else { Ok(()) }
+    }
+
+    /// Puts published messages on their queues (once stored, for the durable bus).
+    fn arrive(&self, rows: Vec<(Arc<str>, Message)>) {
+        let mut state = self.lock();
+        for (queue, message) in rows {
+            if &*queue == UNROUTABLE_QUEUE {
+                tracing::warn!(routing_key = %message.envelope.routing_key, message_id = %message.envelope.message_id, "no queue bound; message kept in the unroutable queue");
+            }
+            state.queue(&queue).push(message);
+        }
     }
 }
 
@@ -156,8 +205,19 @@ impl Queue {
     }
 }
 
+/// Routing keys remembered at most; routing keys are `<event>.<region>`, so far fewer in
+/// practice. Past this (a publisher inventing keys), the cache starts over rather than growing.
+const ROUTES_CACHED: usize = 4096;
+
+type Targets = Arc<[Arc<str>]>;
+
 struct State {
     queues: HashMap<String, Queue>,
+    /// The queues each routing key went to: matching every binding of every queue on every
+    /// publish would cost more than the rest of routing. Cleared whenever a binding changes.
+    routes: HashMap<String, Targets>,
+    /// Never reused within a process, not even after `delete_declared`: a deletion still waiting
+    /// for the writer must not hit a newer message.
     next_id: i64,
     /// The latest publish time handed out: publish times never go back, even if the clock does,
     /// so FIFO order holds.
@@ -166,7 +226,7 @@ struct State {
 
 impl State {
     fn new() -> State {
-        let mut state = State { queues: HashMap::new(), next_id: 1, last_publish: 0 };
+        let mut state = State { queues: HashMap::new(), routes: HashMap::new(), next_id: 1, last_publish: 0 };
         state.queue(UNROUTABLE_QUEUE);
         state
     }
@@ -177,13 +237,19 @@ impl State {
     }
 
     fn queue(&mut self, name: &str) -> &mut Queue {
-        self.queues.entry(name.to_owned()).or_default()
+        // Looked up before inserting: the name is allocated only for a new queue, not on every
+        // call (this runs for each message taken, settled and published).
+        if !self.queues.contains_key(name) {
+            self.queues.insert(name.to_owned(), Queue::default());
+        }
+        self.queues.get_mut(name).expect("the queue was just inserted")
     }
 
     fn declare(&mut self, spec: QueueSpec) {
         self.queue(&spec.dead_letter_queue());
         let name = spec.name.clone();
         self.queue(&name).spec = Some(spec);
+        self.routes.clear();
     }
 
     /// `spec` with the bindings the queue has already: declaring adds bindings, as on a broker;
@@ -201,8 +267,11 @@ impl State {
     }
 
     /// Every queue bound to `routing_key`, or the unroutable queue.
-    fn route(&self, routing_key: &str) -> Vec<String> {
-        let mut targets: Vec<String> = self
+    fn route(&mut self, routing_key: &str) -> Targets {
+        if let Some(targets) = self.routes.get(routing_key) {
+            return targets.clone();
+        }
+        let mut targets: Vec<Arc<str>> = self
             .queues
             .iter()
             .filter(|(_, queue)| {
@@ -211,11 +280,16 @@ impl State {
                     .as_ref()
                     .is_some_and(|spec| spec.bindings.iter().any(|b| super::topic_matches(b, routing_key)))
             })
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| Arc::from(name.as_str()))
             .collect();
         if targets.is_empty() {
-            targets.push(UNROUTABLE_QUEUE.to_owned());
+            targets.push(Arc::from(UNROUTABLE_QUEUE));
         }
+        if self.routes.len() >= ROUTES_CACHED {
+            self.routes.clear();
+        }
+        let targets: Targets = targets.into();
+        self.routes.insert(routing_key.to_owned(), targets.clone());
         targets
     }
 }
@@ -226,31 +300,29 @@ impl Bus for MemoryBus {
         if self.inner.ensure_open().is_err() {
             return envelopes.iter().map(|_| Err(BusError::Closed)).collect();
         }
-        let rows: Vec<(String, Message)> = {
+        let rows: Vec<(Arc<str>, Message)> = {
             let mut state = self.inner.lock();
             let now = state.publish_time();
-            let mut rows = Vec::new();
+            let mut rows = Vec::with_capacity(envelopes.len());
             for envelope in envelopes {
-                for queue in state.route(&envelope.routing_key) {
+                for queue in state.route(&envelope.routing_key).iter() {
                     let id = state.next_id;
                     state.next_id += 1;
-                    rows.push((queue, Message { id, envelope: envelope.clone(), redeliveries: 0, available_at: now }));
+                    let message = Message { id, envelope: envelope.clone(), redeliveries: 0, available_at: now };
+                    rows.push((queue.clone(), message));
                 }
             }
             rows
         };
-        if let Some(store) = &self.inner.store
-            && let Err(error) = store.insert(&rows).await
-        {
-            tracing::warn!(%error, count = envelopes.len(), "memory bus could not store published messages");
-            return envelopes.iter().map(|_| Err(store_error(&error))).collect();
-        }
-        let mut state = self.inner.lock();
-        for (queue, message) in rows {
-            if queue == UNROUTABLE_QUEUE {
-                tracing::warn!(routing_key = %message.envelope.routing_key, message_id = %message.envelope.message_id, "no queue bound; message kept in the unroutable queue");
+        match &self.inner.store {
+            // The writer puts them on their queues when it has stored them, before this returns.
+            Some(store) => {
+                if let Err(error) = store.insert(rows).await {
+                    tracing::warn!(%error, count = envelopes.len(), "memory bus could not store published messages");
+                    return envelopes.iter().map(|_| Err(store_error(&error))).collect();
+                }
             }
-            state.queue(&queue).push(message);
+            None => self.inner.arrive(rows),
         }
         envelopes.iter().map(|_| Ok(())).collect()
     }
@@ -289,8 +361,8 @@ impl Bus for MemoryBus {
         self.declare(spec).await?;
         let consumer = Consumer {
             inner: self.inner.clone(),
-            queue: spec.name.clone(),
-            dead_letter_queue: spec.dead_letter_queue(),
+            queue: spec.name.as_str().into(),
+            dead_letter_queue: spec.dead_letter_queue().into(),
             prefetch: usize::from(spec.prefetch),
             delivery_limit: spec.delivery_limit.max(1),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -307,7 +379,9 @@ impl Bus for MemoryBus {
         if let Some(store) = &self.inner.store {
             store.delete_all().await.map_err(store_error)?;
         }
-        *self.inner.lock() = State::new();
+        let mut state = self.inner.lock();
+        let fresh = State { next_id: state.next_id, last_publish: state.last_publish, ..State::new() };
+        *state = fresh;
         Ok(())
     }
 
@@ -429,8 +503,8 @@ impl Bus for MemoryBus {
 /// One consume stream: a competing consumer of its queue with its own prefetch.
 struct Consumer {
     inner: Arc<Inner>,
-    queue: String,
-    dead_letter_queue: String,
+    queue: Arc<str>,
+    dead_letter_queue: Arc<str>,
     /// 0 means unlimited, as in AMQP.
     prefetch: usize,
     delivery_limit: u32,
@@ -529,8 +603,8 @@ impl Consumer {
 
 struct MemorySettle {
     inner: Arc<Inner>,
-    queue: String,
-    dead_letter_queue: String,
+    queue: Arc<str>,
+    dead_letter_queue: Arc<str>,
     id: i64,
     redeliveries: u32,
     delivery_limit: u32,
@@ -561,12 +635,16 @@ impl MemorySettle {
         queue.unacked.remove(&self.id)
     }
 
+    /// Takes effect in memory at once: the message is never delivered again by this process,
+    /// nor counted as a redelivery. Its row is deleted by the writer's next batch; should the
+    /// process die first, the next start delivers it again as a redelivery, and the consumer's
+    /// inbox absorbs it: at least once, as always, and nothing lost.
     async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
-        if let Some(store) = &self.inner.store {
-            store.delete(&[self.id]).await.map_err(store_error)?;
-        }
         let inner = self.inner.clone();
         self.release(&mut inner.lock());
+        if let Some(store) = &inner.store {
+            store.defer_delete(self.id);
+        }
         Ok(())
     }
 
@@ -597,6 +675,8 @@ impl MemorySettle {
         message.envelope.headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
         message.redeliveries = attempts;
         message.available_at = now_micros();
+        // Written before it takes effect, unlike an acknowledgement: a crash must not undo a
+        // move to the dead-letter queue (nor a retry's delay and count, above).
         if let Some(store) = &self.inner.store {
             store.dead_letter(&message, &self.dead_letter_queue).await.map_err(store_error)?;
         }
@@ -646,8 +726,209 @@ fn store_error(error: impl std::fmt::Display) -> BusError {
 
 /// The durable bus's tables. Kept apart from the platform migrations because only the embedded
 /// mode uses them; `CREATE TABLE IF NOT EXISTS` is their whole schema history so far.
+///
+/// Also the journal's writer: published rows and delivery counts (which their publisher and
+/// delivery wait for) and acknowledgements (deletions nobody waits for), written together, one
+/// transaction per batch, by [`Store::write_behind`].
 struct Store {
     db: Db,
+    /// The bus whose messages these are: published messages go on its queues once written.
+    /// Weak, since the bus holds the store.
+    bus: OnceLock<Weak<Inner>>,
+    pending: Mutex<Pending>,
+    /// Wakes the writer: something was queued, or the bus is gone. One stored permit is enough,
+    /// since the writer takes everything queued when it wakes.
+    wake: Notify,
+    /// Held while a batch is written, so that a flush also waits for the batch in flight; holds
+    /// the connection the batches are written on, kept from one batch to the next (taking one
+    /// from the pool costs a round trip of its own, to check that it is alive) and given back
+    /// after [`CONNECTION_KEPT_IDLE`] without writes, so that a quiet bus does not keep a small
+    /// pool one short.
+    writing: tokio::sync::Mutex<Option<PoolConnection<Any>>>,
+    /// Set when the bus is gone: the writer writes what is left and stops.
+    stopped: AtomicBool,
+    transactions: AtomicU64,
+}
+
+/// Writes queued for the writer's next batch.
+#[derive(Default)]
+struct Pending {
+    /// Rows of published messages, and the messages, which go on their queues once the rows
+    /// are written. Put there by the writer rather than by the publisher, so that a publisher
+    /// that stops waiting cannot leave a message stored and never delivered.
+    published: Vec<NewRow>,
+    arrivals: Vec<(Arc<str>, Message)>,
+    /// Rows of acknowledged messages, already gone from memory.
+    acked: Vec<i64>,
+    /// Rows whose delivery is about to start.
+    counted: Vec<i64>,
+    /// Who waits for the publications and counts of this batch to be written.
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.published.is_empty()
+            && self.arrivals.is_empty()
+            && self.acked.is_empty()
+            && self.counted.is_empty()
+            && self.waiters.is_empty()
+    }
+}
+
+/// A published message's row, as bound to the INSERT.
+struct NewRow {
+    id: i64,
+    queue: String,
+    message_id: String,
+    routing_key: String,
+    type_name: String,
+    timestamp_nanos: i64,
+    headers: String,
+    payload: Vec<u8>,
+    redeliveries: i64,
+    available_at: i64,
+}
+
+/// Ids per `IN (…)` list. Inlined, not bound, so SQLite's limit on variables does not apply;
+/// chunks keep each statement a reasonable size.
+const IDS_PER_STATEMENT: usize = 500;
+
+/// Rows per multi-row INSERT: ten bound values each, under SQLite's historical limit of 999
+/// variables per statement.
+const ROWS_PER_INSERT: usize = 90;
+
+const INSERT_COLUMNS: &str = "INSERT INTO pos_bus_messages (id, queue, message_id, routing_key, type_name, \
+                              timestamp_nanos, headers, payload, redeliveries, available_at) VALUES ";
+
+/// How long the writer keeps its connection without writing anything.
+const CONNECTION_KEPT_IDLE: Duration = Duration::from_millis(100);
+
+/// How long the writer waits before trying a failed batch again.
+const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// `VALUES` tuples for `rows` rows, numbered from `$1` for PostgreSQL. SQLite gets plain `?`:
+/// it looks a numbered parameter up by a linear scan of the statement's names, which makes
+/// binding quadratic in the number of parameters.
+fn values_sql(sql: &mut String, rows: usize, dialect: Dialect) {
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 1..=10 {
+            if column > 1 {
+                sql.push_str(", ");
+            }
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * 10 + column).to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+}
+
+fn bind_row<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    row: NewRow,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    query
+        .bind(row.id)
+        .bind(row.queue)
+        .bind(row.message_id)
+        .bind(row.routing_key)
+        .bind(row.type_name)
+        .bind(row.timestamp_nanos)
+        .bind(row.headers)
+        .bind(row.payload)
+        .bind(row.redeliveries)
+        .bind(row.available_at)
+}
+
+/// The statements counting and deleting `counted` and `acked`, `;`-terminated.
+fn counts_and_deletes_sql(sql: &mut String, acked: &[i64], counted: &[i64]) {
+    // A row both counted and acknowledged in one batch is deleted anyway.
+    for ids in counted.chunks(IDS_PER_STATEMENT) {
+        sql.push_str("UPDATE pos_bus_messages SET redeliveries = redeliveries + 1 WHERE id IN (");
+        sql.push_str(&id_list(ids));
+        sql.push_str(");\n");
+    }
+    for ids in acked.chunks(IDS_PER_STATEMENT) {
+        sql.push_str("DELETE FROM pos_bus_messages WHERE id IN (");
+        sql.push_str(&id_list(ids));
+        sql.push_str(");\n");
+    }
+}
+
+/// The batch as one script, one round trip to SQLite's worker thread rather than one per
+/// statement: the write lock up front (as `Db::begin` takes it), the rows, the counts, the
+/// deletions, the commit. Not kept prepared: with its ids inlined, no two scripts are alike.
+/// On an error the transaction may be left open; the caller closes the connection.
+async fn write_sqlite(
+    connection: &mut PoolConnection<Any>,
+    published: Vec<NewRow>,
+    acked: &[i64],
+    counted: &[i64],
+) -> Result<(), sqlx::Error> {
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut rows = published.len();
+    while rows > 0 {
+        let chunk = rows.min(ROWS_PER_INSERT);
+        sql.push_str(INSERT_COLUMNS);
+        values_sql(&mut sql, chunk, Dialect::Sqlite);
+        sql.push_str(";\n");
+        rows -= chunk;
+    }
+    counts_and_deletes_sql(&mut sql, acked, counted);
+    sql.push_str("COMMIT;");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+    for row in published {
+        query = bind_row(query, row);
+    }
+    query.execute(&mut **connection).await?;
+    Ok(())
+}
+
+/// PostgreSQL takes one statement per round trip when it binds parameters.
+async fn write_postgres(
+    connection: &mut PoolConnection<Any>,
+    published: Vec<NewRow>,
+    acked: &[i64],
+    counted: &[i64],
+) -> Result<(), sqlx::Error> {
+    let mut tx = connection.begin().await?;
+    let mut published = published.into_iter().peekable();
+    while published.peek().is_some() {
+        let chunk: Vec<NewRow> = published.by_ref().take(ROWS_PER_INSERT).collect();
+        let mut sql = String::from(INSERT_COLUMNS);
+        values_sql(&mut sql, chunk.len(), Dialect::Postgres);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = bind_row(query, row);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    if !acked.is_empty() || !counted.is_empty() {
+        let mut sql = String::new();
+        counts_and_deletes_sql(&mut sql, acked, counted);
+        // No parameters: the simple protocol, which takes several statements at once.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// `ids` as an SQL list. They are the bus's own integers, so inlining them is safe (`Any` has no
+/// array binds).
+fn id_list(ids: &[i64]) -> String {
+    let mut list = String::with_capacity(ids.len() * 8);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&id.to_string());
+    }
+    list
 }
 
 /// A declared queue as stored: enough to route and limit deliveries after a restart, before its
@@ -701,8 +982,11 @@ const CREATE_MESSAGES_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS pos_bus_messa
     available_at    BIGINT NOT NULL
 )";
 
+// `INTEGER PRIMARY KEY` makes the id the row's own key in SQLite, where `BIGINT PRIMARY KEY`
+// would add an index beside the table: every insert and deletion would write both. Files created
+// with the index before still work alike, only with those extra writes.
 const CREATE_MESSAGES_SQLITE: &str = "CREATE TABLE IF NOT EXISTS pos_bus_messages (
-    id              BIGINT PRIMARY KEY,
+    id              INTEGER PRIMARY KEY,
     queue           TEXT   NOT NULL,
     message_id      TEXT   NOT NULL,
     routing_key     TEXT   NOT NULL,
@@ -715,6 +999,185 @@ const CREATE_MESSAGES_SQLITE: &str = "CREATE TABLE IF NOT EXISTS pos_bus_message
 )";
 
 impl Store {
+    fn new(db: Db) -> Store {
+        Store {
+            db,
+            bus: OnceLock::new(),
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            writing: tokio::sync::Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            transactions: AtomicU64::new(0),
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        // Every update is a push or a take, so a poisoned lock is still consistent.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer: one batch as soon as it is woken, holding everything queued meanwhile. No
+    /// fixed delay: under load a batch is what accumulated while the previous one was written;
+    /// when idle, a lone acknowledgement is written at once.
+    async fn write_behind(self: Arc<Store>) {
+        loop {
+            // Read before the flush: whatever was queued before the bus went away is in it.
+            let stopping = self.stopped.load(Ordering::SeqCst);
+            if let Err(error) = self.flush().await {
+                if stopping {
+                    tracing::warn!(%error, "memory bus could not write the last acknowledgements; those messages come back on the next start");
+                    return;
+                }
+                tracing::warn!(%error, "memory bus could not write its journal; trying again");
+                tokio::time::sleep(WRITE_RETRY_PAUSE).await;
+                continue;
+            }
+            if stopping {
+                return;
+            }
+            if tokio::time::timeout(CONNECTION_KEPT_IDLE, self.wake.notified()).await.is_err() {
+                *self.writing.lock().await = None;
+                self.wake.notified().await;
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Queues the deletion of an acknowledged message's row.
+    fn defer_delete(&self, id: i64) {
+        self.pending().acked.push(id);
+        self.wake.notify_one();
+    }
+
+    /// Counts a delivery about to start, in the writer's next batch, and waits until it is
+    /// written: counted before the handler runs, so a message that kills the process every time
+    /// it is handled still reaches its delivery limit. Deliveries starting at the same time,
+    /// on any queue, share one transaction.
+    async fn count_delivery(&self, id: i64) -> Result<(), String> {
+        self.written(|pending| pending.counted.push(id)).await
+    }
+
+    /// Publishes `rows` in the writer's next batch and waits until they are written: the
+    /// publisher's confirm. Publishers calling at the same time share one transaction, with the
+    /// counts and acknowledgements queued meanwhile; each call's rows are written all or none.
+    async fn insert(&self, rows: Vec<(Arc<str>, Message)>) -> Result<(), String> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut new_rows: Vec<NewRow> = Vec::with_capacity(rows.len());
+        let mut previous: Option<&Envelope> = None;
+        for (queue, message) in &rows {
+            let envelope = &message.envelope;
+            // The copies of one message for several queues come one after the other: their
+            // headers are serialized once (equal headers serialize alike).
+            let headers = match (previous, new_rows.last()) {
+                (Some(previous), Some(last)) if previous.headers == envelope.headers => last.headers.clone(),
+                _ => headers_json(envelope),
+            };
+            previous = Some(envelope);
+            new_rows.push(NewRow {
+                id: message.id,
+                queue: queue.to_string(),
+                message_id: envelope.message_id.to_string(),
+                routing_key: envelope.routing_key.clone(),
+                type_name: envelope.type_name.clone(),
+                timestamp_nanos: timestamp_nanos(envelope),
+                headers,
+                payload: envelope.payload.to_vec(),
+                redeliveries: i64::from(message.redeliveries),
+                available_at: message.available_at,
+            });
+        }
+        self.written(move |pending| {
+            pending.published.append(&mut new_rows);
+            pending.arrivals.extend(rows);
+        })
+        .await
+    }
+
+    /// Queues what `queue` adds to the next batch and waits until that batch is written.
+    async fn written(&self, queue: impl FnOnce(&mut Pending)) -> Result<(), String> {
+        let (written, heard) = oneshot::channel();
+        {
+            let mut pending = self.pending();
+            queue(&mut pending);
+            pending.waiters.push(written);
+        }
+        self.wake.notify_one();
+        heard.await.unwrap_or_else(|_| Err("the journal writer stopped".to_owned()))
+    }
+
+    /// Writes everything queued, after the batch in flight if there is one. On failure the
+    /// deletions stay queued for the next batch; publishers hear that their messages were not
+    /// stored, and deliveries that their counts were not (they go ahead regardless, with a
+    /// warning).
+    async fn flush(&self) -> Result<(), sqlx::Error> {
+        let mut connection = self.writing.lock().await;
+        let mut batch = std::mem::take(&mut *self.pending());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let published = std::mem::take(&mut batch.published);
+        let result = self.write_batch(&mut connection, published, &batch.acked, &batch.counted).await;
+        match &result {
+            Ok(()) => {
+                // Without the bus there is nobody to deliver to: the next start loads them.
+                if !batch.arrivals.is_empty()
+                    && let Some(bus) = self.bus.get().and_then(Weak::upgrade)
+                {
+                    bus.arrive(std::mem::take(&mut batch.arrivals));
+                }
+            }
+            Err(_) => {
+                // It may be the connection that failed: the next batch takes a fresh one.
+                *connection = None;
+                self.pending().acked.extend_from_slice(&batch.acked);
+            }
+        }
+        let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+        for waiter in batch.waiters {
+            let _ = waiter.send(outcome.clone());
+        }
+        result
+    }
+
+    /// One transaction: rows published, then delivery counts, then deletions. In that order
+    /// because a message is counted or acknowledged only once its row was written.
+    async fn write_batch(
+        &self,
+        connection: &mut Option<PoolConnection<Any>>,
+        published: Vec<NewRow>,
+        acked: &[i64],
+        counted: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        let connection = match connection {
+            Some(connection) => connection,
+            None => connection.insert(self.db.pool().acquire().await?),
+        };
+        let written = match self.db.dialect() {
+            Dialect::Sqlite => write_sqlite(connection, published, acked, counted).await,
+            Dialect::Postgres => write_postgres(connection, published, acked, counted).await,
+        };
+        if written.is_err() {
+            // Possibly left inside the transaction: closed rather than handed to anyone else.
+            connection.close_on_drop();
+        }
+        written?;
+        self.count_transaction();
+        // Counted as `Db::begin` counts its transactions, which this one bypasses to keep its
+        // connection.
+        metrics::counter!("pos_db_transactions_total", "schema" => self.db.schema().to_owned()).increment(1);
+        Ok(())
+    }
+
+    fn count_transaction(&self) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+    }
+
     async fn init(&self) -> Result<(), sqlx::Error> {
         let create_messages = match self.db.dialect() {
             Dialect::Postgres => CREATE_MESSAGES_POSTGRES,
@@ -725,11 +1188,19 @@ impl Store {
         Ok(())
     }
 
+    /// Everything, queued deletions included: the batch in flight is waited for, so that no
+    /// deletion of an earlier message runs after this.
     async fn delete_all(&self) -> Result<(), sqlx::Error> {
+        let mut writing = self.writing.lock().await;
+        // Given back first: a pool of one connection would otherwise have none for this.
+        *writing = None;
+        self.pending().acked.clear();
         let mut tx = self.db.begin().await?;
         sqlx::query("DELETE FROM pos_bus_messages").execute(&mut *tx).await?;
         sqlx::query("DELETE FROM pos_bus_queues").execute(&mut *tx).await?;
-        tx.commit().await
+        tx.commit().await?;
+        self.count_transaction();
+        Ok(())
     }
 
     async fn load_specs(&self) -> Result<Vec<QueueSpec>, sqlx::Error> {
@@ -763,47 +1234,24 @@ impl Store {
         .bind(text)
         .execute(self.db.pool())
         .await?;
+        self.count_transaction();
         Ok(())
     }
 
-    /// One transaction for the whole batch: every copy of every message, or none.
-    async fn insert(&self, rows: &[(String, Message)]) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        for (queue, message) in rows {
-            let envelope = &message.envelope;
-            sqlx::query(
-                "INSERT INTO pos_bus_messages (id, queue, message_id, routing_key, type_name, timestamp_nanos, \
-                 headers, payload, redeliveries, available_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(message.id)
-            .bind(queue.clone())
-            .bind(envelope.message_id.to_string())
-            .bind(envelope.routing_key.clone())
-            .bind(envelope.type_name.clone())
-            .bind(timestamp_nanos(envelope))
-            .bind(headers_json(envelope))
-            .bind(envelope.payload.to_vec())
-            .bind(i64::from(message.redeliveries))
-            .bind(message.available_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
-    }
-
+    /// Deletes at once (taken dead letters), not through the writer: the caller reports the
+    /// outcome.
     async fn delete(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        for id in ids {
-            sqlx::query("DELETE FROM pos_bus_messages WHERE id = $1").bind(*id).execute(&mut *tx).await?;
+        if ids.is_empty() {
+            return Ok(());
         }
-        tx.commit().await
-    }
-
-    async fn count_delivery(&self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE pos_bus_messages SET redeliveries = redeliveries + 1 WHERE id = $1")
-            .bind(id)
-            .execute(self.db.pool())
-            .await?;
+        let mut tx = self.db.begin().await?;
+        for ids in ids.chunks(IDS_PER_STATEMENT) {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM pos_bus_messages WHERE id IN ({})", id_list(ids))))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.count_transaction();
         Ok(())
     }
 
@@ -815,6 +1263,7 @@ impl Store {
             .bind(message.id)
             .execute(self.db.pool())
             .await?;
+        self.count_transaction();
         Ok(())
     }
 
@@ -829,11 +1278,10 @@ impl Store {
         .bind(message.id)
         .execute(self.db.pool())
         .await?;
+        self.count_transaction();
         Ok(())
     }
-}
 
-impl Store {
     /// Moves `revived` dead letters back to `queue` as they are now, and deletes the `gone`
     /// ones: one transaction, so a crash keeps either the dead letters or their outcome.
     async fn move_dead_letters(&self, queue: &str, revived: &[Message], gone: &[i64]) -> Result<(), sqlx::Error> {
@@ -851,10 +1299,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for id in gone {
-            sqlx::query("DELETE FROM pos_bus_messages WHERE id = $1").bind(*id).execute(&mut *tx).await?;
+        for ids in gone.chunks(IDS_PER_STATEMENT) {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM pos_bus_messages WHERE id IN ({})", id_list(ids))))
+                .execute(&mut *tx)
+                .await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.count_transaction();
+        Ok(())
     }
 }
 
