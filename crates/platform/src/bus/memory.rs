@@ -920,6 +920,16 @@ async fn write_postgres(
 
 /// `ids` as an SQL list. They are the bus's own integers, so inlining them is safe (`Any` has no
 /// array binds).
+/// Deletes the rows `ids` in the transaction, a statement per chunk of ids.
+async fn delete_rows(tx: &mut crate::db::Tx, ids: &[i64]) -> Result<(), sqlx::Error> {
+    for ids in ids.chunks(IDS_PER_STATEMENT) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM pos_bus_messages WHERE id IN ({})", id_list(ids))))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 fn id_list(ids: &[i64]) -> String {
     let mut list = String::with_capacity(ids.len() * 8);
     for (i, id) in ids.iter().enumerate() {
@@ -1245,11 +1255,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
-        for ids in ids.chunks(IDS_PER_STATEMENT) {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM pos_bus_messages WHERE id IN ({})", id_list(ids))))
-                .execute(&mut *tx)
-                .await?;
-        }
+        delete_rows(&mut tx, ids).await?;
         tx.commit().await?;
         self.count_transaction();
         Ok(())
@@ -1299,11 +1305,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for ids in gone.chunks(IDS_PER_STATEMENT) {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM pos_bus_messages WHERE id IN ({})", id_list(ids))))
-                .execute(&mut *tx)
-                .await?;
-        }
+        delete_rows(&mut tx, gone).await?;
         tx.commit().await?;
         self.count_transaction();
         Ok(())
