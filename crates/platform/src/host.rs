@@ -294,6 +294,9 @@ pub async fn run(
     }
     relay_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), async { while relays.join_next().await.is_some() {} }).await;
+    if let Err(error) = infra.bus.flush().await {
+        tracing::warn!(%error, "the bus could not store its last acknowledgements; those messages come back once");
+    }
     tracing::info!("stopped");
     match failure {
         Some(error) => Err(error),

@@ -374,6 +374,13 @@ impl Bus for MemoryBus {
         .boxed())
     }
 
+    async fn flush(&self) -> Result<(), BusError> {
+        match &self.inner.store {
+            Some(store) => store.flush().await.map_err(store_error),
+            None => Ok(()),
+        }
+    }
+
     async fn delete_declared(&self) -> Result<(), BusError> {
         self.inner.ensure_open()?;
         if let Some(store) = &self.inner.store {

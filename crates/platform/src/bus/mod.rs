@@ -360,6 +360,13 @@ pub trait Bus: Send + Sync + 'static {
     /// to them: for decommissioning a deployment or a test run.
     async fn delete_declared(&self) -> Result<(), BusError>;
 
+    /// Writes what the adapter holds and has not stored yet (the in-process bus's queued
+    /// acknowledgements), so that a clean stop redelivers nothing on the next start. Called once
+    /// a process has stopped consuming and publishing; the bus stays usable.
+    async fn flush(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
         self.publish_batch(std::slice::from_ref(envelope)).await.pop().unwrap_or(Err(BusError::Closed))
     }
