@@ -93,6 +93,16 @@ impl WriteLock {
     }
 }
 
+/// Takes the journal's write lock, then acknowledges every delivery: none of the
+/// acknowledgements can be written until the lock is released.
+async fn ack_behind_the_write_lock(db: &Db, taken: Vec<Delivery>) -> WriteLock {
+    let lock = WriteLock::take(db).await;
+    for delivery in taken {
+        ack(delivery).await;
+    }
+    lock
+}
+
 fn spec(name: &str) -> QueueSpec {
     // Unlimited prefetch: the tests hold every delivery before settling any.
     QueueSpec { prefetch: 0, ..QueueSpec::new(name, &["appeal.received.*"]) }
@@ -152,10 +162,7 @@ async fn close_writes_the_last_acknowledgements() {
     let spec = spec("journal.close");
     let mut deliveries = bus.consume(&spec).await.unwrap();
     let taken = publish_and_take(&bus, &mut deliveries, 20).await;
-    let lock = WriteLock::take(&db).await;
-    for delivery in taken {
-        ack(delivery).await;
-    }
+    let lock = ack_behind_the_write_lock(&db, taken).await;
     assert_eq!(rows(&db).await, 20);
     // Waits for the database, however long it takes.
     lock.release_after(Duration::from_millis(300));
@@ -183,10 +190,7 @@ async fn delete_declared_settles_with_the_writer_first() {
     let spec = spec("journal.decommissioned");
     let mut deliveries = bus.consume(&spec).await.unwrap();
     let taken = publish_and_take(&bus, &mut deliveries, 5).await;
-    let lock = WriteLock::take(&db).await;
-    for delivery in taken {
-        ack(delivery).await;
-    }
+    let lock = ack_behind_the_write_lock(&db, taken).await;
     lock.release_after(Duration::from_millis(300));
     bus.delete_declared().await.unwrap();
     assert_eq!(rows(&db).await, 0);
